@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config"
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // Crash tests spawn child processes; two cores do not gain from more parallel files.
+    maxWorkers: 2,
+    env: { EDDY_CHECKED: "1" },
+  },
+})
