@@ -1,0 +1,20 @@
+import type { PortalContext } from "./PortalContext.ts"
+
+/**
+ * What runs when a reply arrives. Registered by name (the pending ask stores the name and `data`, never a closure),
+ * so an ask survives a crash: after recovery the reply finds the same code by name.
+ */
+export interface Continuation<Rep, Data, O, S> {
+  readonly kind: "continuation"
+  readonly name: string
+  readonly run: (ctx: PortalContext<O, S>, reply: Rep, data: Data) => void
+}
+
+export const Continuation = {
+  define<Rep, Data = undefined, O = never, S = unknown>(
+    name: string,
+    run: (ctx: PortalContext<O, S>, reply: Rep, data: Data) => void,
+  ): Continuation<Rep, Data, O, S> {
+    return { kind: "continuation", name, run }
+  },
+}

@@ -1,0 +1,68 @@
+import type { Key } from "../workflows/Key.ts"
+import type { StreamExtension } from "../workflows/Workflow.ts"
+import type { PortalContext } from "./PortalContext.ts"
+import type { Continuation } from "./Continuation.ts"
+
+/** Extension names the runtime executes for the portal layer. */
+export const ASKER = "portal-asker"
+export const REPLIER = "portal-replier"
+
+/** A request/reply channel between workflows. Exactly one replier task serves it; any number of askers use it. */
+export interface Portal<Req, Rep> {
+  readonly kind: "portal"
+  readonly name: string
+  /** Requests are routed to the replier's key group of this key; the replier sees its state. */
+  readonly key: (request: Req) => Key
+  readonly __types?: (req: Req, rep: Rep) => void
+}
+
+export interface AskerConfig {
+  readonly onRecord: (ctx: PortalContext<unknown, unknown>, value: unknown) => void
+  readonly continuations: ReadonlyArray<Continuation<unknown, unknown, unknown, unknown>>
+}
+
+export interface ReplierConfig extends AskerConfig {
+  readonly portal: Portal<unknown, unknown>
+  readonly onRequest: (ctx: PortalContext<unknown, unknown>, request: unknown) => void
+}
+
+export interface AskerOptions {
+  readonly name?: string
+  /** Every continuation this task passes to `then`: they are looked up by name after a restart. */
+  readonly continuations?: ReadonlyArray<Continuation<never, never, never, never>>
+}
+
+export interface ReplierOptions<T, O, S> extends AskerOptions {
+  /** Records of the stream the replier task sits on (optional: a replier may only serve requests). */
+  readonly onRecord?: (ctx: PortalContext<O, S>, value: T) => void
+}
+
+export const Portal = {
+  define<Req, Rep>(name: string, options: { readonly key?: (request: Req) => Key } = {}): Portal<Req, Rep> {
+    return { kind: "portal", name, key: options.key ?? (() => name) }
+  },
+
+  /** A task that may ask portals for each record and continue, when the reply arrives, in a named continuation. */
+  asker<T, O, S = unknown>(handler: (ctx: PortalContext<O, S>, value: T) => void, options: AskerOptions = {}): StreamExtension<T, O> {
+    const config: AskerConfig = {
+      onRecord: handler as AskerConfig["onRecord"],
+      continuations: (options.continuations ?? []) as AskerConfig["continuations"],
+    }
+    return { extension: ASKER, config, ...(options.name === undefined ? {} : { name: options.name }) }
+  },
+
+  /** The one task serving `portal`: `onRequest` replies with `ctx.reply`, now or in a continuation. */
+  replier<Req, Rep, T, O, S = unknown>(
+    portal: Portal<Req, Rep>,
+    onRequest: (ctx: PortalContext<O, S, Rep>, request: Req) => void,
+    options: ReplierOptions<T, O, S> = {},
+  ): StreamExtension<T, O> {
+    const config: ReplierConfig = {
+      portal: portal as Portal<unknown, unknown>,
+      onRequest: onRequest as ReplierConfig["onRequest"],
+      onRecord: (options.onRecord ?? (() => undefined)) as ReplierConfig["onRecord"],
+      continuations: (options.continuations ?? []) as ReplierConfig["continuations"],
+    }
+    return { extension: REPLIER, config, name: options.name ?? `replier:${portal.name}` }
+  },
+}

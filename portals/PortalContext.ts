@@ -1,0 +1,16 @@
+import type { ProcessorContext } from "../workflows/TaskContext.ts"
+import type { Continuation } from "./Continuation.ts"
+import type { Portal } from "./Portal.ts"
+
+/** A pending reply: `then` names what runs when it arrives, with serializable data it needs. */
+export interface Future<Rep> {
+  readonly id: string
+  then<Data>(continuation: Continuation<Rep, Data, never, never>, data: Data): void
+}
+
+/** The context of askers and repliers: a processor context that can also ask, and (in a replier) reply. */
+export interface PortalContext<O, S, Rep = never> extends ProcessorContext<O, S> {
+  ask<Req, R>(portal: Portal<Req, R>, request: Req): Future<R>
+  /** Answers the request being served: the one passed to onRequest, or the one that led to this continuation. */
+  reply(value: Rep): void
+}

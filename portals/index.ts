@@ -1,0 +1,3 @@
+export { Continuation } from "./Continuation.ts"
+export { Portal, type AskerOptions, type ReplierOptions } from "./Portal.ts"
+export type { Future, PortalContext } from "./PortalContext.ts"

@@ -1,0 +1,161 @@
+import { mkdirSync } from "node:fs"
+import { join } from "node:path"
+import { Effect, Exit, Layer } from "effect"
+import type { App } from "../workflows/App.ts"
+import { decode } from "./engine/codec.ts"
+import { runEngine, type RunResult } from "./engine/Engine.ts"
+import type { TaskFailure } from "./engine/errors.ts"
+import type { Reporter } from "./engine/PartitionCore.ts"
+import { compile } from "./engine/Plan.ts"
+import type { Vote } from "./engine/protocol.ts"
+import { recover } from "./engine/recovery.ts"
+import { EmbeddedEgress } from "./embedded/EmbeddedEgress.ts"
+import { FileLog } from "./embedded/FileLog.ts"
+import { InProcessTransport } from "./embedded/InProcessTransport.ts"
+import { MemoryLog } from "./embedded/MemoryLog.ts"
+import { Log } from "./ports/Log.ts"
+
+export interface RunOptions {
+  /** Partitions (single-threaded workers) in this process. Default 1. */
+  readonly partitions?: number
+  /** Where the log, snapshots and file sinks live. Omitted: everything in memory, nothing survives the process. */
+  readonly dataDir?: string
+  /** How long an idle run waits before opening the next epoch, and how long an epoch waits for async sources. Default 10. */
+  readonly epochMs?: number
+  /** Atoms each source split admits per epoch: the count that cuts epochs (reproducible runs). Default 1000. */
+  readonly epochAtoms?: number
+  /** Rounds per epoch before the remaining messages are carried to the next epoch as in-transit. Default 64. */
+  readonly roundLimit?: number
+  /** Messages one key group processes per round. Default 10000. */
+  readonly keyGroupRoundLimit?: number
+  /** In-transit messages above which ingress pauses. Default 1,000,000. */
+  readonly inTransitLimit?: number
+  readonly clock?: "logical" | "wall"
+  /** Copy every message at send and freeze state (default true; turn off only for measured hot paths). */
+  readonly checked?: boolean
+  /** Stop when sources are exhausted and nothing is in flight (default true). */
+  readonly stopWhenIdle?: boolean
+  readonly onFailure?: (failure: TaskFailure) => void
+  readonly onLog?: (level: "info" | "warn" | "error", task: string, key: string | undefined, message: string) => void
+  readonly onCommit?: (epoch: number, votes: ReadonlyArray<Vote>) => void
+  /** Where console sinks print (default: standard output). */
+  readonly print?: (line: string) => void
+}
+
+export interface RunSummary extends RunResult {
+  readonly failureList: ReadonlyArray<TaskFailure>
+}
+
+export interface RunningApp {
+  /** Resolves when the run stops (sources exhausted and idle, or `stop()`); rejects if the engine fails. */
+  readonly done: Promise<RunSummary>
+  /** Committed records of a memory sink, in commit order. */
+  outputs<T = unknown>(sink: string): ReadonlyArray<T>
+  readonly failures: ReadonlyArray<TaskFailure>
+  /** Stops at the next epoch boundary, after its commit. */
+  stop(): Promise<RunSummary>
+}
+
+const defaultReporter = (options: RunOptions, failures: TaskFailure[]): Reporter => ({
+  failure: (f) => {
+    failures.push(f)
+    if (options.onFailure) options.onFailure(f)
+    else process.stderr.write(`eddy: task '${f.task}' failed on record ${f.record}${f.key === undefined ? "" : ` (key ${f.key})`} in epoch ${f.epoch}: ${f.error}\n`)
+  },
+  log: (level, task, key, message) => {
+    if (options.onLog) options.onLog(level, task, key, message)
+    else process.stderr.write(`[${level}] ${task}${key === undefined ? "" : ` ${key}`}: ${message}\n`)
+  },
+})
+
+const logLayer = (dataDir: string | undefined) => (dataDir === undefined ? MemoryLog.layer() : FileLog.layer(join(dataDir, "log")))
+
+/** Starts an app on the embedded default: in-process transport, file log (or memory), file and memory sinks. */
+export const start = (app: App, options: RunOptions = {}): RunningApp => {
+  const plan = compile(app)
+  const outputs = new Map<string, unknown[]>()
+  const failures: TaskFailure[] = []
+  let stopRequested = false
+  const partitions = options.partitions ?? 1
+  if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true })
+  const layers = Layer.mergeAll(
+    logLayer(options.dataDir),
+    InProcessTransport.layer,
+    EmbeddedEgress.layer({ sinks: plan.sinks, partitions, dataDir: options.dataDir, outputs, ...(options.print ? { print: options.print } : {}) }),
+  )
+  const program = runEngine(plan, {
+    partitions,
+    checked: options.checked ?? true,
+    keyGroupRoundLimit: options.keyGroupRoundLimit ?? 10_000,
+    epochAtoms: options.epochAtoms ?? 1000,
+    roundLimit: options.roundLimit ?? 64,
+    inTransitLimit: options.inTransitLimit ?? 1_000_000,
+    epochMs: options.epochMs ?? 10,
+    clock: options.clock ?? "wall",
+    stopWhenIdle: options.stopWhenIdle ?? true,
+    reporter: defaultReporter(options, failures),
+    ...(options.onCommit ? { onCommit: options.onCommit } : {}),
+    shouldStop: () => stopRequested,
+  }).pipe(Effect.provide(layers), Effect.scoped)
+  const done = Effect.runPromiseExit(program).then((exit): RunSummary => {
+    if (Exit.isSuccess(exit)) return { ...exit.value, failureList: failures }
+    const err = Exit.isFailure(exit) ? exit.cause : undefined
+    throw toError(err)
+  })
+  return {
+    done,
+    outputs: <T>(sink: string) => (outputs.get(sink) ?? []) as ReadonlyArray<T>,
+    failures,
+    stop: () => {
+      stopRequested = true
+      return done
+    },
+  }
+}
+
+const toError = (cause: unknown): Error => {
+  const squashed = cause === undefined ? new Error("engine failed") : (Effect.runSync(Effect.sync(() => causeToError(cause))) as Error)
+  return squashed
+}
+
+const causeToError = (cause: unknown): unknown => {
+  // Typed failures (ConfigError, LogCorruptedError, ...) keep their tag and message for the caller.
+  const c = cause as { _tag?: string; error?: unknown; defect?: unknown; left?: unknown; right?: unknown }
+  if (c._tag === "Fail") return c.error
+  if (c._tag === "Die") return c.defect
+  if (c._tag === "Sequential" || c._tag === "Parallel") return causeToError(c.left) ?? causeToError(c.right)
+  return new Error(String(cause))
+}
+
+/** Runs an app to completion on the embedded default. */
+export const run = async (app: App, options: RunOptions = {}): Promise<RunSummary & { outputs: <T = unknown>(sink: string) => ReadonlyArray<T> }> => {
+  const running = start(app, options)
+  const summary = await running.done
+  return { ...summary, outputs: running.outputs }
+}
+
+export interface StateEntryView {
+  readonly task: string
+  readonly key: string
+  readonly value: unknown
+}
+
+/** The committed state of a stopped app's data directory: every task's entries, sorted by task and key. */
+export const committedState = async (dataDir: string): Promise<{ readonly epoch: number; readonly entries: ReadonlyArray<StateEntryView> }> => {
+  const program = Effect.gen(function* () {
+    const log = yield* Log
+    return recover(yield* log.readAll, undefined)
+  }).pipe(Effect.provide(FileLog.layer(join(dataDir, "log"))), Effect.scoped)
+  const rec = await Effect.runPromise(program)
+  const entries: StateEntryView[] = []
+  for (const grp of rec.groups.values()) {
+    for (const [task, t] of grp.tables) {
+      if (task.startsWith("$")) continue
+      for (const [key, bytes] of t) entries.push({ task, key, value: decode(bytes) })
+    }
+  }
+  entries.sort((a, b) => (a.task < b.task ? -1 : a.task > b.task ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+  return { epoch: rec.lastEpoch, entries }
+}
+
+export const Eddy = { start, run, committedState }

@@ -1,0 +1,165 @@
+import { Effect } from "effect"
+import { Egress } from "../ports/Egress.ts"
+import { Log } from "../ports/Log.ts"
+import { COORDINATOR, Transport } from "../ports/Transport.ts"
+import { encode } from "./codec.ts"
+import { CoordinatorCore, type CoordinatorOptions } from "./CoordinatorCore.ts"
+import { encodeRecord } from "./EpochRecord.ts"
+import { ConfigError } from "./errors.ts"
+import { SplitReader } from "./ingress.ts"
+import { PartitionCore, type IngressBatch, type Reporter } from "./PartitionCore.ts"
+import type { Plan } from "./Plan.ts"
+import type { FenceRecord, Vote } from "./protocol.ts"
+import { recover } from "./recovery.ts"
+
+export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
+  readonly partitions: number
+  readonly checked: boolean
+  readonly keyGroupRoundLimit: number
+  readonly reporter: Reporter
+  /** Called after each COMMIT is durable. */
+  readonly onCommit?: (e: number, votes: ReadonlyArray<Vote>) => void
+  /** Polled after each commit: true stops the run cleanly at that epoch boundary. */
+  readonly shouldStop?: () => boolean
+}
+
+export interface RunResult {
+  readonly generation: number
+  /** The epoch the run started after (last committed epoch found in the log). */
+  readonly recoveredEpoch: number
+  readonly lastEpoch: number
+  readonly epochs: number
+  readonly records: number
+  readonly failures: number
+}
+
+/**
+ * The one engine: recovers from the log, then drives partitions and the coordinator hosted by this process through
+ * the Transport, Log and Egress ports. Embedded and cluster differ only in the layers provided.
+ */
+export const runEngine = (plan: Plan, options: EngineOptions) =>
+  Effect.gen(function* () {
+    const log = yield* Log
+    const transport = yield* Transport
+    const egress = yield* Egress
+    const P = options.partitions
+    if (!Number.isInteger(P) || P < 1 || P > plan.keyGroups) {
+      return yield* Effect.fail(new ConfigError(`partitions must be an integer in 1..${plan.keyGroups} (the app's key groups), got ${P}`))
+    }
+
+    const rec = recover(yield* log.readAll, undefined)
+    if (rec.app !== undefined && rec.app !== plan.app.name) {
+      return yield* Effect.fail(new ConfigError(`the data directory belongs to app '${rec.app}', not '${plan.app.name}'`))
+    }
+    if (rec.keyGroups !== undefined && rec.keyGroups !== plan.keyGroups) {
+      return yield* Effect.fail(new ConfigError(`the data was written with ${rec.keyGroups} key groups; app '${plan.app.name}' now has ${plan.keyGroups}; key groups are fixed for the life of the data`))
+    }
+    const g = rec.g + 1
+    const fence: FenceRecord = { t: "fence", g, app: plan.app.name, keyGroups: plan.keyGroups }
+    yield* log.appendDurable("control", encode(fence))
+    yield* egress.recover(rec.committed)
+
+    const cores = Array.from({ length: P }, (_, p) => {
+      const core = new PartitionCore(plan, { partition: p, partitions: P, checked: options.checked, keyGroupRoundLimit: options.keyGroupRoundLimit, reporter: options.reporter })
+      core.restore(rec)
+      core.g = g
+      return core
+    })
+    const readers = cores.map((core) => [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos) })))
+    let inTransit = 0
+    for (const msgs of rec.inTransit.values()) inTransit += msgs.length
+    const coord = new CoordinatorCore(g, rec.lastEpoch, inTransit, { ...options, partitions: P })
+
+    let records = 0
+    let failures = 0
+    let epochs = 0
+    let finishedAt: number | undefined
+    const publishCounts = new Map<number, number>()
+    let fullyPublished = rec.lastEpoch
+
+    const drainPartition = (p: number) =>
+      Effect.gen(function* () {
+        const core = cores[p]!
+        while (core.out.length > 0) {
+          const o = core.out.shift()!
+          switch (o.o) {
+            case "send":
+              yield* transport.send(o.to, o.env)
+              break
+            case "record": {
+              const { payload, checksum } = encodeRecord(o.record)
+              const position = yield* log.append("wal", payload)
+              records += o.records
+              failures += o.failures
+              const vote: Vote = { t: "vote", g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted: o.exhausted, failures: o.failures, records: o.records }
+              yield* transport.send(COORDINATOR, vote)
+              break
+            }
+            case "publish":
+              yield* egress.publish(o.e, p, o.egress)
+              publishCounts.set(o.e, (publishCounts.get(o.e) ?? 0) + 1)
+              while (publishCounts.get(fullyPublished + 1) === P) publishCounts.delete(++fullyPublished)
+              break
+          }
+        }
+      })
+
+    const drainCoordinator: Effect.Effect<void, unknown> = Effect.gen(function* () {
+      while (coord.out.length > 0) {
+        const o = coord.out.shift()!
+        switch (o.o) {
+          case "open":
+            for (let p = 0; p < P; p++) yield* transport.send(p, o.env)
+            break
+          case "commit":
+            yield* log.appendDurable("control", encode(o.record))
+            coord.onCommitDurable(o.record.e)
+            break
+          case "committed":
+            epochs++
+            for (let p = 0; p < P; p++) yield* transport.send(p, { t: "committed", g, e: o.e })
+            options.onCommit?.(o.e, o.votes)
+            if (options.shouldStop?.() === true) {
+              finishedAt = o.e
+              coord.out.length = 0
+            }
+            break
+          case "finished":
+            finishedAt = o.e
+            break
+          case "idle":
+            yield* Effect.sleep(options.epochMs)
+            if (options.shouldStop?.() === true) finishedAt = o.e
+            else coord.open()
+            break
+        }
+      }
+    })
+
+    coord.open()
+    yield* drainCoordinator
+    while (finishedAt === undefined || fullyPublished < finishedAt) {
+      const { to, env } = yield* transport.receive
+      if (to === COORDINATOR) {
+        if (env.t !== "vote") throw new Error(`assertion: coordinator got '${env.t}'`)
+        coord.onVote(env)
+        yield* drainCoordinator
+        continue
+      }
+      const core = cores[to]!
+      if (env.t === "open") {
+        const batches: IngressBatch[] = []
+        for (const r of readers[to]!) {
+          const atoms = yield* Effect.promise(() => r.reader.read(env.budget, options.epochMs))
+          r.pos.position = r.reader.position
+          r.pos.exhausted = r.reader.exhausted
+          if (atoms.length > 0) batches.push({ split: r.i, atoms })
+        }
+        core.onOpen(env, batches)
+      } else if (env.t !== "vote") core.handle(env)
+      yield* drainPartition(to)
+    }
+    yield* egress.flush
+    const result: RunResult = { generation: g, recoveredEpoch: rec.lastEpoch, lastEpoch: finishedAt, epochs, records, failures }
+    return result
+  })

@@ -1,0 +1,672 @@
+import { inspect } from "node:util"
+import type { Key } from "../../workflows/Key.ts"
+import type { Portal } from "../../portals/Portal.ts"
+import type { Continuation } from "../../portals/Continuation.ts"
+import type { Future, PortalContext } from "../../portals/PortalContext.ts"
+import type { ValueState } from "../../workflows/TaskContext.ts"
+import { checkedCopy, decode, deepFreeze, encode, findUnserializable } from "./codec.ts"
+import type { EgressEntry, EpochRecord, StateEntry } from "./EpochRecord.ts"
+import { RecoveryError, type TaskFailure } from "./errors.ts"
+import type { Recovered } from "./recovery.ts"
+import { KeyGroup, PENDING_TABLE, type PendingAsk } from "./KeyGroup.ts"
+import { canonicalKey, keyGroupOf, murmur3, ownerOf } from "./keys.ts"
+import type { Plan, PlanNode } from "./Plan.ts"
+import { ASK, DATA, INGRESS, REPLY, type Committed, type Msg, type OpenEpoch, type ReplyAddress, type RoundData, type RoundDone, type ToPartition } from "./protocol.ts"
+
+export interface Reporter {
+  failure(failure: TaskFailure): void
+  log(level: "info" | "warn" | "error", task: string, key: string | undefined, message: string): void
+}
+
+export interface PartitionOptions {
+  readonly partition: number
+  readonly partitions: number
+  /** Encode/decode every message at send and deep-freeze state: aliasing and serialization bugs fail early. */
+  readonly checked: boolean
+  /** Messages a key group processes per round; the rest wait for the next round, in order. */
+  readonly keyGroupRoundLimit: number
+  readonly reporter: Reporter
+}
+
+/** What the partition asks its driver to do: the core itself does no I/O, so it can run under simulation. */
+export type PartitionOutput =
+  | { readonly o: "send"; readonly to: number; readonly env: RoundData | RoundDone }
+  | { readonly o: "record"; readonly e: number; readonly record: EpochRecord; readonly inTransit: number; readonly exhausted: boolean; readonly failures: number; readonly records: number }
+  | { readonly o: "publish"; readonly e: number; readonly egress: ReadonlyArray<EgressEntry> }
+
+/** Atoms read from each split for one epoch, and where each split now stands. */
+export interface IngressBatch {
+  readonly split: number
+  readonly atoms: ReadonlyArray<ReadonlyArray<unknown>>
+}
+
+const DELETED: unique symbol = Symbol("deleted")
+type Slot = unknown | typeof DELETED
+
+interface StateWrite {
+  readonly table: number
+  readonly ks: string
+  readonly v: Slot
+}
+
+const roundKey = (e: number, round: number): string => `${e}/${round}`
+
+const show = (v: unknown): string => {
+  const s = inspect(v, { depth: 4, breakLength: Infinity, maxArrayLength: 20, maxStringLength: 200 })
+  return s.length > 500 ? s.slice(0, 500) + "…" : s
+}
+
+/**
+ * One partition: the key groups it owns, their state, and the round protocol of an epoch. Synchronous and free
+ * of I/O: envelopes go in, outputs come out (see PartitionOutput); the driver does the sending and logging.
+ */
+export class PartitionCore {
+  readonly groups = new Map<number, KeyGroup>()
+  readonly owned: ReadonlyArray<number>
+  readonly out: PartitionOutput[] = []
+  private readonly me: number
+  private readonly P: number
+  private readonly ctxs: NodeContext[]
+
+  g = 0
+  e = 0
+  time = 0
+  private round = 0
+  private roundLimit = 1
+  private running = false
+  private readonly received = new Map<string, { msgs: Msg[][]; counts: number[] }>()
+  private readonly dones = new Map<string, Array<RoundDone | undefined>>()
+  private epochFailures = 0
+  private epochRecords = 0
+  /** Ingress positions of the owned splits (split index in plan.splits → atoms consumed). */
+  readonly positions = new Map<number, { position: number; exhausted: boolean }>()
+  private readonly uncommitted = new Map<number, ReadonlyArray<EgressEntry>>()
+
+  // The step being executed: its effects apply only if it completes.
+  private cur!: KeyGroup
+  private writes: StateWrite[] = []
+  private pendingWrites: Array<{ readonly id: string; readonly p: PendingAsk | undefined }> = []
+  private sent: Msg[] = []
+  private sunk: Array<readonly [string, unknown]> = []
+  private askSeq = 0
+
+  constructor(
+    readonly plan: Plan,
+    readonly options: PartitionOptions,
+  ) {
+    this.me = options.partition
+    this.P = options.partitions
+    const owned: number[] = []
+    for (let kg = 0; kg < plan.keyGroups; kg++) {
+      if (ownerOf(kg, plan.keyGroups, this.P) === this.me) {
+        owned.push(kg)
+        this.groups.set(kg, new KeyGroup(kg))
+      }
+    }
+    this.owned = owned
+    plan.splits.forEach((s, i) => {
+      if (this.groups.has(s.keyGroup)) this.positions.set(i, { position: 0, exhausted: false })
+    })
+    this.ctxs = plan.nodes.map((n) => new NodeContext(this, n))
+  }
+
+  /** Takes over the committed state of the owned key groups (everything else in `rec` belongs to others). */
+  restore(rec: Recovered): void {
+    const byName = this.plan.byName
+    const nodeId = (name: string, what: string): number => {
+      const id = byName.get(name)
+      if (id === undefined) throw new RecoveryError({ message: `the log holds ${what} of task '${name}', which app '${this.plan.app.name}' no longer has` })
+      return id
+    }
+    for (const [kgId, grp] of rec.groups) {
+      const kg = this.groups.get(kgId)
+      if (kg === undefined) continue
+      for (const [table, entries] of grp.tables) {
+        if (table === "$meta") {
+          const meta = decode(entries.get("")!) as { askSeq: number; outSeq: number }
+          kg.askSeq = meta.askSeq
+          kg.outSeq = meta.outSeq
+        } else if (table === "$pending") {
+          for (const [id, bytes] of entries) {
+            const p = decode(bytes) as Omit<PendingAsk, "node"> & { node: string }
+            const node = nodeId(p.node, "a pending ask")
+            if (!this.plan.nodes[node]!.continuations.has(p.continuation)) {
+              throw new RecoveryError({ message: `a pending ask of task '${p.node}' continues in '${p.continuation}', which the task no longer lists` })
+            }
+            kg.pending.set(id, { ...p, node })
+          }
+        } else {
+          const t = kg.table(nodeId(table, "state"))
+          for (const [ks, bytes] of entries) t.set(ks, this.options.checked ? deepFreeze(decode(bytes)) : decode(bytes))
+        }
+      }
+    }
+    for (const [kgId, msgs] of rec.inTransit) {
+      const kg = this.groups.get(kgId)
+      if (kg === undefined) continue
+      for (const m of msgs) {
+        const node = nodeId(m.node as unknown as string, "a message for")
+        const reply = m.reply === undefined ? undefined : { ...m.reply, node: nodeId(m.reply.node as unknown as string, "a reply for") }
+        kg.queue.push(reply === undefined ? { ...m, node } : { ...m, node, reply })
+      }
+    }
+    for (const [i, pos] of this.positions) {
+      const saved = rec.ingress.get(this.plan.splits[i]!.id)
+      if (saved !== undefined) {
+        pos.position = saved.position
+        pos.exhausted = saved.exhausted
+      }
+    }
+    this.e = rec.lastEpoch
+  }
+
+  // ---- the round protocol ------------------------------------------------------------------------------------
+
+  handle(env: ToPartition): void {
+    switch (env.t) {
+      case "data":
+        return this.onData(env)
+      case "done":
+        return this.onDone(env)
+      case "committed":
+        return this.onCommitted(env)
+      case "open":
+        throw new Error("open epochs with onOpen, which takes the ingress batch")
+    }
+  }
+
+  /** Starts an epoch: in-transit messages first, then this epoch's ingress, per key group. */
+  onOpen(open: OpenEpoch, ingress: ReadonlyArray<IngressBatch>): void {
+    if (this.running) throw new Error(`assertion: epoch ${open.e} opened while epoch ${this.e} runs`)
+    this.g = open.g
+    this.e = open.e
+    this.time = open.time
+    this.roundLimit = open.roundLimit
+    this.running = true
+    this.epochFailures = 0
+    this.epochRecords = 0
+    for (const batch of ingress) {
+      const split = this.plan.splits[batch.split]!
+      const kg = this.groups.get(split.keyGroup)
+      if (kg === undefined) throw new Error(`assertion: split ${split.id} is not owned by partition ${this.me}`)
+      for (const atom of batch.atoms) {
+        for (const v of atom) kg.queue.push({ k: INGRESS, node: split.node, kg: kg.kg, key: undefined, ks: undefined, v, skg: kg.kg, seq: 0 })
+        this.epochRecords += atom.length
+      }
+    }
+    this.processRound(0)
+  }
+
+  private processRound(round: number): void {
+    this.round = round
+    const byDest: Msg[][] = Array.from({ length: this.P }, () => [])
+    const limit = this.options.keyGroupRoundLimit
+    let pending = false
+    for (const kgId of this.owned) {
+      const kg = this.groups.get(kgId)!
+      if (kg.queued() === 0) continue
+      kg.seq = 0
+      const end = Math.min(kg.queue.length, kg.head + limit)
+      while (kg.head < end) {
+        const msg = kg.queue[kg.head]!
+        kg.queue[kg.head] = undefined as unknown as Msg // release for GC
+        kg.head++
+        this.step(kg, msg)
+        for (const m of this.sent) {
+          m.seq = kg.seq++
+          byDest[ownerOf(m.kg, this.plan.keyGroups, this.P)]!.push(m)
+        }
+      }
+      kg.compact()
+      if (kg.queued() > 0) pending = true
+    }
+    const counts = byDest.map((m) => m.length)
+    for (let p = 0; p < this.P; p++) {
+      if (p === this.me) this.receive(this.e, round, p, byDest[p]!)
+      else if (byDest[p]!.length > 0) this.out.push({ o: "send", to: p, env: { t: "data", g: this.g, e: this.e, round, from: this.me, msgs: byDest[p]! } })
+    }
+    const done: RoundDone = { t: "done", g: this.g, e: this.e, round, from: this.me, counts, pending }
+    for (let p = 0; p < this.P; p++) if (p !== this.me) this.out.push({ o: "send", to: p, env: done })
+    this.onDone(done)
+  }
+
+  private receive(e: number, round: number, from: number, msgs: ReadonlyArray<Msg>): void {
+    const key = roundKey(e, round)
+    let r = this.received.get(key)
+    if (r === undefined) {
+      r = { msgs: Array.from({ length: this.P }, () => []), counts: new Array<number>(this.P).fill(0) }
+      this.received.set(key, r)
+    }
+    for (const m of msgs) r.msgs[from]!.push(m)
+    r.counts[from]! += msgs.length
+  }
+
+  private onData(env: RoundData): void {
+    if (env.g !== this.g && this.running) return
+    this.receive(env.e, env.round, env.from, env.msgs)
+    this.checkBarrier()
+  }
+
+  private onDone(env: RoundDone): void {
+    if (env.g !== this.g && this.running) return
+    const key = roundKey(env.e, env.round)
+    let d = this.dones.get(key)
+    if (d === undefined) {
+      d = new Array<RoundDone | undefined>(this.P).fill(undefined)
+      this.dones.set(key, d)
+    }
+    d[env.from] = env
+    this.checkBarrier()
+  }
+
+  /** Round k ends here when every partition said "done k" and every message they counted for us has arrived. */
+  private checkBarrier(): void {
+    if (!this.running) return
+    const key = roundKey(this.e, this.round)
+    const d = this.dones.get(key)
+    if (d === undefined || d.some((x) => x === undefined)) return
+    const r = this.received.get(key)
+    let total = 0
+    let pending = false
+    for (let p = 0; p < this.P; p++) {
+      const done = d[p]!
+      const got = r?.counts[p] ?? 0
+      const expected = done.counts[this.me]!
+      if (got < expected) return
+      if (got > expected) throw new Error(`assertion: partition ${this.me} got ${got} messages from ${p} in round ${this.round}, expected ${expected}`)
+      for (const c of done.counts) total += c
+      pending ||= done.pending
+    }
+    this.dones.delete(key)
+    this.received.delete(key)
+    if (r !== undefined) {
+      const fresh = new Map<number, Msg[]>()
+      for (const fromP of r.msgs) {
+        for (const m of fromP) {
+          let l = fresh.get(m.kg)
+          if (l === undefined) fresh.set(m.kg, (l = []))
+          l.push(m)
+        }
+      }
+      for (const [kgId, msgs] of fresh) {
+        msgs.sort((a, b) => a.skg - b.skg || a.seq - b.seq)
+        const kg = this.groups.get(kgId)
+        if (kg === undefined) throw new Error(`assertion: message for key group ${kgId} reached partition ${this.me}`)
+        for (const m of msgs) kg.queue.push(m)
+      }
+    }
+    if ((total === 0 && !pending) || this.round + 1 >= this.roundLimit) this.finishEpoch()
+    else this.processRound(this.round + 1)
+  }
+
+  private finishEpoch(): void {
+    this.running = false
+    const names = this.plan.nodes
+    const state: Array<readonly [number, StateEntry[]]> = []
+    const inTransit: Array<readonly [number, Msg[]]> = []
+    const egress: EgressEntry[] = []
+    let inTransitCount = 0
+    for (const kgId of this.owned) {
+      const kg = this.groups.get(kgId)!
+      const entries: StateEntry[] = []
+      for (const [table, keys] of kg.dirty) {
+        if (table === PENDING_TABLE) {
+          for (const id of keys) {
+            const p = kg.pending.get(id)
+            entries.push(["$pending", id, p === undefined ? null : this.encodeState(kg, "$pending", id, { ...p, node: names[p.node]!.name })])
+          }
+        } else {
+          const t = kg.tables.get(table)!
+          const name = names[table]!.name
+          for (const ks of keys) {
+            const v = t.get(ks)
+            entries.push([name, ks, v === undefined ? null : this.encodeState(kg, name, ks, v)])
+          }
+        }
+      }
+      if (kg.metaDirty) {
+        entries.push(["$meta", "", encode({ askSeq: kg.askSeq, outSeq: kg.outSeq })])
+        kg.metaDirty = false
+      }
+      kg.dirty = new Map()
+      if (entries.length > 0) state.push([kgId, entries])
+      if (kg.queued() > 0) {
+        inTransit.push([kgId, kg.queue.slice(kg.head).map((m) => this.portableMsg(m))])
+        inTransitCount += kg.queued()
+      }
+      if (kg.egress.length > 0) {
+        for (const x of kg.egress) egress.push(x)
+        kg.egress = []
+      }
+    }
+    const ingress: Array<readonly [string, number, boolean]> = []
+    let exhausted = true
+    for (const [i, pos] of this.positions) {
+      ingress.push([this.plan.splits[i]!.id, pos.position, pos.exhausted])
+      exhausted &&= pos.exhausted
+    }
+    this.uncommitted.set(this.e, egress)
+    const record: EpochRecord = { t: "epoch", g: this.g, e: this.e, partition: this.me, state, inTransit, ingress, egress }
+    this.out.push({ o: "record", e: this.e, record, inTransit: inTransitCount, exhausted, failures: this.epochFailures, records: this.epochRecords })
+  }
+
+  private encodeState(kg: KeyGroup, table: string, ks: string, v: unknown): Uint8Array {
+    try {
+      return encode(v)
+    } catch (err) {
+      throw new Error(`state of task '${table}' key ${ks} in key group ${kg.kg} cannot be serialized: ${(err as Error).message}`)
+    }
+  }
+
+  /** In-transit messages name their tasks, so a log written by one build of the app reads in another. */
+  private portableMsg(m: Msg): Msg {
+    const node = this.plan.nodes[m.node]!.name as unknown as number
+    const reply = m.reply === undefined ? undefined : { ...m.reply, node: this.plan.nodes[m.reply.node]!.name as unknown as number }
+    return reply === undefined ? { ...m, node } : { ...m, node, reply }
+  }
+
+  private onCommitted(env: Committed): void {
+    const egress = this.uncommitted.get(env.e)
+    if (egress === undefined) return
+    this.uncommitted.delete(env.e)
+    this.out.push({ o: "publish", e: env.e, egress })
+  }
+
+  /** Messages waiting in queues: after an epoch, the in-transit messages. */
+  queuedMessages(): number {
+    let n = 0
+    for (const kg of this.groups.values()) n += kg.queued()
+    return n
+  }
+
+  // ---- steps ---------------------------------------------------------------------------------------------------
+
+  /** Runs one message through its task and every task chained after it, all or nothing. */
+  private step(kg: KeyGroup, msg: Msg): void {
+    this.cur = kg
+    this.writes = []
+    this.pendingWrites = []
+    this.sent = []
+    this.sunk = []
+    this.askSeq = kg.askSeq
+    const node = this.plan.nodes[msg.node]!
+    try {
+      switch (msg.k) {
+        case INGRESS:
+          this.forward(node, msg.v, undefined, undefined)
+          break
+        case DATA:
+          this.run(node, msg.v, msg.key, msg.ks, undefined)
+          break
+        case ASK:
+          this.serve(node, msg)
+          break
+        case REPLY:
+          this.resume(node, msg)
+          break
+      }
+    } catch (err) {
+      this.epochFailures++
+      this.sent = []
+      const failure: TaskFailure = {
+        task: this.failedTask ?? node.name,
+        epoch: this.e,
+        keyGroup: kg.kg,
+        key: msg.ks,
+        record: show(msg.v),
+        error: err instanceof Error ? err.message : String(err),
+      }
+      this.failedTask = undefined
+      this.options.reporter.failure(failure)
+      return
+    }
+    for (const w of this.writes) {
+      const t = kg.table(w.table)
+      if (w.v === DELETED) t.delete(w.ks)
+      else t.set(w.ks, w.v)
+      kg.markDirty(w.table, w.ks)
+    }
+    for (const w of this.pendingWrites) {
+      if (w.p === undefined) kg.pending.delete(w.id)
+      else kg.pending.set(w.id, w.p)
+      kg.markDirty(PENDING_TABLE, w.id)
+    }
+    if (this.askSeq !== kg.askSeq) {
+      kg.askSeq = this.askSeq
+      kg.metaDirty = true
+    }
+    for (const [sink, v] of this.sunk) {
+      kg.egress.push([sink, kg.kg, kg.outSeq++, v])
+      kg.metaDirty = true
+    }
+  }
+
+  private failedTask: string | undefined
+
+  private run(node: PlanNode, value: unknown, key: Key | undefined, ks: string | undefined, replyTo: ReplyAddress | undefined): void {
+    const n = node.node
+    const ctx = this.ctxs[node.id]!
+    try {
+      switch (n.kind) {
+        case "source":
+        case "merge":
+        case "cycle":
+        case "subscribe":
+          return this.forward(node, value, key, ks)
+        case "map":
+          ctx.enter(key, ks, undefined)
+          return this.forward(node, n.fn(value, ctx), key, ks)
+        case "flatMap":
+          ctx.enter(key, ks, undefined)
+          for (const v of n.fn(value, ctx)) this.forward(node, v, key, ks)
+          return
+        case "filter":
+          ctx.enter(key, ks, undefined)
+          if (n.fn(value, ctx)) this.forward(node, value, key, ks)
+          return
+        case "keyBy": {
+          const k = n.fn(value)
+          const kks = canonicalKey(k)
+          const kg = keyGroupOf(kks, this.plan.keyGroups)
+          for (const e of node.out) this.hop(e.to, value, kg, k, kks)
+          return
+        }
+        case "processor":
+          ctx.enter(key, ks, replyTo)
+          n.fn(ctx, value)
+          return
+        case "sink":
+          this.sunk.push([n.sink.name, this.options.checked ? checkedCopy(value) : value])
+          return
+        case "extension":
+          ctx.enter(key, ks, replyTo)
+          node.asker!.onRecord(ctx, value)
+          return
+      }
+    } catch (err) {
+      this.failedTask ??= node.name
+      throw err
+    }
+  }
+
+  /** Sends a value to every successor of `node`: chained successors run now, hops become messages. */
+  forward(node: PlanNode, value: unknown, key: Key | undefined, ks: string | undefined): void {
+    for (const e of node.out) {
+      if (e.hop) this.hop(e.to, value, this.cur.kg, key, ks)
+      else this.run(this.plan.nodes[e.to]!, value, key, ks, undefined)
+    }
+  }
+
+  private hop(to: number, value: unknown, kg: number, key: Key | undefined, ks: string | undefined): void {
+    const target = this.plan.nodes[to]!
+    const v = this.options.checked ? checkedCopy(value) : value
+    if (target.singleton) this.sent.push({ k: DATA, node: to, kg: target.taskKeyGroup, key: undefined, ks: undefined, v, skg: this.cur.kg, seq: 0 })
+    else this.sent.push({ k: DATA, node: to, kg, key, ks, v, skg: this.cur.kg, seq: 0 })
+  }
+
+  private serve(node: PlanNode, msg: Msg): void {
+    const replier = node.replier
+    if (replier === undefined) throw new Error(`assertion: request for task '${node.name}', which is not a replier`)
+    const ctx = this.ctxs[node.id]!
+    ctx.enter(msg.key, msg.ks, msg.reply)
+    try {
+      replier.onRequest(ctx, msg.v)
+    } catch (err) {
+      this.failedTask ??= node.name
+      throw err
+    }
+  }
+
+  private resume(node: PlanNode, msg: Msg): void {
+    const id = msg.reply!.id
+    const p = this.readPending(id)
+    if (p === undefined) return // a reply nobody waits for (fire-and-forget ask, or answered already)
+    const cont = node.continuations.get(p.continuation)
+    if (cont === undefined) throw new Error(`continuation '${p.continuation}' is not listed in the continuations of task '${node.name}'`)
+    this.pendingWrites.push({ id, p: undefined })
+    const ctx = this.ctxs[node.id]!
+    ctx.enter(p.key, p.ks, p.replyTo)
+    try {
+      cont.run(ctx, msg.v, p.data)
+    } catch (err) {
+      this.failedTask ??= node.name
+      throw err
+    }
+  }
+
+  private readPending(id: string): PendingAsk | undefined {
+    for (let i = this.pendingWrites.length - 1; i >= 0; i--) if (this.pendingWrites[i]!.id === id) return this.pendingWrites[i]!.p
+    return this.cur.pending.get(id)
+  }
+
+  // ---- what contexts call ---------------------------------------------------------------------------------------
+
+  readState(table: number, ks: string): unknown {
+    for (let i = this.writes.length - 1; i >= 0; i--) {
+      const w = this.writes[i]!
+      if (w.table === table && w.ks === ks) return w.v === DELETED ? undefined : w.v
+    }
+    return this.cur.tables.get(table)?.get(ks)
+  }
+
+  writeState(table: number, ks: string, v: unknown): void {
+    if (v === undefined) v = DELETED
+    else if (this.options.checked) {
+      const bad = findUnserializable(v)
+      if (bad) throw bad
+      deepFreeze(v)
+    }
+    this.writes.push({ table, ks, v })
+  }
+
+  ask(from: NodeContext, portal: Portal<unknown, unknown>, request: unknown): Future<unknown> {
+    const replierNode = this.plan.portals.get(portal.name)
+    if (replierNode === undefined) throw new Error(`portal '${portal.name}' has no replier in app '${this.plan.app.name}'`)
+    const key = portal.key(request)
+    const ks = canonicalKey(key)
+    const id = `${this.cur.kg}.${this.askSeq++}`
+    const reply: ReplyAddress = { node: from.node.id, kg: this.cur.kg, key: from.key, ks: from.ks, id }
+    const v = this.options.checked ? checkedCopy(request) : request
+    this.sent.push({ k: ASK, node: replierNode, kg: keyGroupOf(ks, this.plan.keyGroups), key, ks, v, skg: this.cur.kg, seq: 0, reply })
+    const replyTo = from.replyTo
+    return {
+      id,
+      then: (cont: Continuation<unknown, unknown, never, never>, data: unknown) => {
+        if (from.node.continuations.get(cont.name) !== (cont as unknown)) {
+          throw new Error(`continuation '${cont.name}' must be listed in the 'continuations' option of task '${from.node.name}'`)
+        }
+        const d = this.options.checked ? checkedCopy(data) : data
+        this.pendingWrites.push({ id, p: { node: from.node.id, continuation: cont.name, data: d, key: from.key, ks: from.ks, replyTo } })
+      },
+    }
+  }
+
+  reply(to: ReplyAddress, value: unknown): void {
+    const v = this.options.checked ? checkedCopy(value) : value
+    this.sent.push({ k: REPLY, node: to.node, kg: to.kg, key: to.key, ks: to.ks, v, skg: this.cur.kg, seq: 0, reply: to })
+  }
+
+  random(): number {
+    const kg = this.cur
+    if (kg.rngEpoch !== this.e) {
+      kg.rngEpoch = this.e
+      kg.rng = murmur3(`${this.e}:${kg.kg}`)
+    }
+    // mulberry32
+    kg.rng = (kg.rng + 0x6d2b79f5) | 0
+    let t = kg.rng
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** The context a task sees; one per task, re-entered for each record (tasks never run re-entrantly). */
+class NodeContext implements PortalContext<unknown, unknown, unknown>, ValueState<unknown> {
+  key: Key | undefined = undefined
+  ks: string | undefined = undefined
+  replyTo: ReplyAddress | undefined = undefined
+  private replied = false
+  readonly log: PortalContext<unknown, unknown>["log"]
+
+  constructor(
+    private readonly core: PartitionCore,
+    readonly node: PlanNode,
+  ) {
+    const say = (level: "info" | "warn" | "error") => (message: string) => core.options.reporter.log(level, node.name, this.ks, message)
+    this.log = { info: say("info"), warn: say("warn"), error: say("error") }
+  }
+
+  enter(key: Key | undefined, ks: string | undefined, replyTo: ReplyAddress | undefined): void {
+    this.key = key
+    this.ks = ks
+    this.replyTo = replyTo
+    this.replied = false
+  }
+
+  get state(): ValueState<unknown> {
+    return this
+  }
+
+  private stateKey(): string {
+    if (this.node.singleton) return ""
+    if (this.ks === undefined) throw new Error(`task '${this.node.name}' has no key: keyBy before using per-key state`)
+    return this.ks
+  }
+
+  get(orElse?: unknown): unknown {
+    const v = this.core.readState(this.node.id, this.stateKey())
+    return v === undefined ? orElse : v
+  }
+
+  set(value: unknown): void {
+    this.core.writeState(this.node.id, this.stateKey(), value)
+  }
+
+  clear(): void {
+    this.core.writeState(this.node.id, this.stateKey(), undefined)
+  }
+
+  emit(value: unknown): void {
+    this.core.forward(this.node, value, this.key, this.ks)
+  }
+
+  now(): number {
+    return this.core.time
+  }
+
+  random(): number {
+    return this.core.random()
+  }
+
+  ask<Req, R>(portal: Portal<Req, R>, request: Req): Future<R> {
+    return this.core.ask(this, portal as Portal<unknown, unknown>, request) as Future<R>
+  }
+
+  reply(value: unknown): void {
+    if (this.replyTo === undefined) throw new Error(`task '${this.node.name}' called reply() with no request being served`)
+    if (this.replied) throw new Error(`task '${this.node.name}' replied twice to request ${this.replyTo.id}`)
+    this.replied = true
+    this.core.reply(this.replyTo, value)
+  }
+}

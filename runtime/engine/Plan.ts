@@ -1,0 +1,134 @@
+import type { App } from "../../workflows/App.ts"
+import type { GraphNode } from "../../workflows/Graph.ts"
+import type { SinkSpec } from "../../workflows/Sink.ts"
+import type { SourceSpec } from "../../workflows/Source.ts"
+import { ASKER, REPLIER, type AskerConfig, type ReplierConfig } from "../../portals/Portal.ts"
+import type { Continuation } from "../../portals/Continuation.ts"
+import { ConfigError } from "./errors.ts"
+import { canonicalKey, keyGroupOf } from "./keys.ts"
+
+/** An edge: `hop` edges cross a round boundary (a message routed to a key group), the others run in the same step. */
+export interface Edge {
+  readonly to: number
+  readonly hop: boolean
+}
+
+export interface PlanNode {
+  readonly node: GraphNode
+  readonly id: number
+  readonly name: string
+  readonly out: ReadonlyArray<Edge>
+  /** Key group of the task's own state (unkeyed stateful tasks run there). */
+  readonly taskKeyGroup: number
+  /** Unkeyed stateful task: records hop to taskKeyGroup. */
+  readonly singleton: boolean
+  readonly asker: AskerConfig | undefined
+  readonly replier: ReplierConfig | undefined
+  readonly continuations: ReadonlyMap<string, Continuation<unknown, unknown, unknown, unknown>>
+}
+
+export interface SourceSplit {
+  readonly node: number
+  readonly source: SourceSpec<unknown>
+  readonly split: number
+  readonly keyGroup: number
+  /** Stable id of the split in ingress positions. */
+  readonly id: string
+}
+
+/** A whole app compiled for execution: one node table for all its workflows, with streams and portals linked. */
+export interface Plan {
+  readonly app: App
+  readonly keyGroups: number
+  readonly nodes: ReadonlyArray<PlanNode>
+  readonly byName: ReadonlyMap<string, number>
+  readonly splits: ReadonlyArray<SourceSplit>
+  readonly sinks: ReadonlyMap<string, SinkSpec<unknown>>
+  /** Portal name → replier node. */
+  readonly portals: ReadonlyMap<string, number>
+}
+
+const statefulUnkeyed = (n: GraphNode): boolean => !n.keyed && (n.kind === "processor" || n.kind === "extension")
+
+export const compile = (app: App): Plan => {
+  const keyGroups = app.keyGroups ?? 128
+  if (!Number.isInteger(keyGroups) || keyGroups < 1 || keyGroups > 65536) throw new ConfigError(`keyGroups must be an integer in 1..65536, got ${keyGroups}`)
+  const graphs = app.workflows.map((w) => w.graph)
+  const all: GraphNode[] = []
+  const offsets: number[] = []
+  for (const g of graphs) {
+    offsets.push(all.length)
+    all.push(...g.nodes)
+  }
+  const gid = (w: number, local: number): number => offsets[w]! + local
+  const published = new Map<string, number>()
+  graphs.forEach((g, w) => {
+    for (const [name, local] of g.published) {
+      if (published.has(name)) throw new ConfigError(`stream '${name}' is published by two workflows`)
+      published.set(name, gid(w, local))
+    }
+  })
+  const outs: Edge[][] = all.map(() => [])
+  const byName = new Map<string, number>()
+  graphs.forEach((g, w) => {
+    for (const n of g.nodes) {
+      const id = gid(w, n.id)
+      if (byName.has(n.name)) throw new ConfigError(`two tasks are named '${n.name}'`)
+      byName.set(n.name, id)
+      for (const input of n.inputs) {
+        const from = gid(w, input)
+        const src = all[from]!
+        // After keyBy a record moves to its key's group; an unkeyed stateful task is a singleton elsewhere.
+        outs[from]!.push({ to: id, hop: src.kind === "keyBy" || statefulUnkeyed(n) })
+      }
+      if (n.kind === "subscribe") {
+        const from = published.get(n.stream)
+        if (from === undefined) throw new ConfigError(`workflow '${g.name}' subscribes to stream '${n.stream}', which no workflow of app '${app.name}' publishes`)
+        outs[from]!.push({ to: id, hop: statefulUnkeyed(n) })
+      }
+    }
+    for (const [cycle, feeds] of g.feeds) for (const f of feeds) outs[gid(w, f)]!.push({ to: gid(w, cycle), hop: true })
+  })
+  const portals = new Map<string, number>()
+  const nodes: PlanNode[] = all.map((node, id) => {
+    const asker = node.kind === "extension" && (node.extension === ASKER || node.extension === REPLIER) ? (node.config as AskerConfig) : undefined
+    const replier = node.kind === "extension" && node.extension === REPLIER ? (node.config as ReplierConfig) : undefined
+    if (node.kind === "extension" && asker === undefined) throw new ConfigError(`task '${node.name}' uses extension '${node.extension}', which this runtime does not know`)
+    if (replier) {
+      if (portals.has(replier.portal.name)) throw new ConfigError(`portal '${replier.portal.name}' has two repliers; it must have exactly one`)
+      portals.set(replier.portal.name, id)
+    }
+    const continuations = new Map<string, Continuation<unknown, unknown, unknown, unknown>>()
+    for (const c of asker?.continuations ?? []) {
+      if (continuations.has(c.name)) throw new ConfigError(`task '${node.name}' lists continuation '${c.name}' twice`)
+      continuations.set(c.name, c)
+    }
+    return {
+      node,
+      id,
+      name: node.name,
+      out: outs[id]!,
+      taskKeyGroup: keyGroupOf(canonicalKey(node.name), keyGroups),
+      singleton: statefulUnkeyed(node),
+      asker,
+      replier,
+      continuations,
+    }
+  })
+  const splits: SourceSplit[] = []
+  const sinks = new Map<string, SinkSpec<unknown>>()
+  for (const n of nodes) {
+    if (n.node.kind === "source") {
+      const source = n.node.source
+      for (let split = 0; split < source.splits; split++) {
+        const id = `${n.name}#${split}`
+        splits.push({ node: n.id, source, split, id, keyGroup: keyGroupOf(canonicalKey(id), keyGroups) })
+      }
+    }
+    if (n.node.kind === "sink") {
+      if (sinks.has(n.node.sink.name)) throw new ConfigError(`two sinks are named '${n.node.sink.name}'`)
+      sinks.set(n.node.sink.name, n.node.sink)
+    }
+  }
+  return { app, keyGroups, nodes, byName, splits, sinks, portals }
+}

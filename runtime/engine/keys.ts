@@ -1,0 +1,77 @@
+import type { Key } from "../../workflows/Key.ts"
+
+/**
+ * The canonical encoding of a key. Fixed forever: key groups, state and snapshots depend on it.
+ * Tags keep types apart (1 and "1" differ); -0 encodes as 0; tuples nest with length prefixes.
+ */
+export const canonicalKey = (key: Key): string => {
+  switch (typeof key) {
+    case "string":
+      return "s" + key
+    case "number":
+      return "n" + (key === 0 ? "0" : String(key))
+    case "bigint":
+      return "b" + key.toString()
+    case "boolean":
+      return key ? "t" : "f"
+    case "object":
+      if (Array.isArray(key)) {
+        let out = "["
+        for (const part of key as ReadonlyArray<Key>) {
+          const enc = canonicalKey(part)
+          out += enc.length + ":" + enc
+        }
+        return out + "]"
+      }
+  }
+  throw new TypeError(`a key must be a string, number, bigint, boolean or a tuple of those; got ${describe(key)}`)
+}
+
+const describe = (v: unknown): string =>
+  v === null ? "null" : typeof v === "object" ? `an object (${(v as object).constructor?.name ?? "no prototype"})` : typeof v
+
+const encoder = new TextEncoder()
+
+/** MurmurHash3 (x86, 32-bit) of the UTF-8 bytes: stable across platforms and versions. */
+export const murmur3 = (text: string, seed = 0x9747b28c): number => {
+  const data = encoder.encode(text)
+  const len = data.length
+  let h = seed >>> 0
+  const nblocks = len >>> 2
+  for (let i = 0; i < nblocks; i++) {
+    const o = i << 2
+    let k = (data[o]! | (data[o + 1]! << 8) | (data[o + 2]! << 16) | (data[o + 3]! << 24)) >>> 0
+    k = Math.imul(k, 0xcc9e2d51)
+    k = (k << 15) | (k >>> 17)
+    k = Math.imul(k, 0x1b873593)
+    h ^= k
+    h = (h << 13) | (h >>> 19)
+    h = (Math.imul(h, 5) + 0xe6546b64) >>> 0
+  }
+  const tail = nblocks << 2
+  const rest = len & 3
+  if (rest > 0) {
+    let k = 0
+    if (rest === 3) k ^= data[tail + 2]! << 16
+    if (rest >= 2) k ^= data[tail + 1]! << 8
+    k ^= data[tail]!
+    k = Math.imul(k, 0xcc9e2d51)
+    k = (k << 15) | (k >>> 17)
+    k = Math.imul(k, 0x1b873593)
+    h ^= k
+  }
+  h ^= len
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+/** Key group of a canonical key. */
+export const keyGroupOf = (canonical: string, keyGroups: number): number => murmur3(canonical) % keyGroups
+
+/** Key groups are assigned to partitions in contiguous ranges, so a rescale moves whole ranges. */
+export const ownerOf = (keyGroup: number, keyGroups: number, partitions: number): number =>
+  Math.floor((keyGroup * partitions) / keyGroups)

@@ -1,0 +1,107 @@
+import type { Key } from "../../workflows/Key.ts"
+import type { LogPosition } from "../ports/Log.ts"
+
+/** Message kinds: a record for a task, a portal request, a portal reply, a source record. */
+export const DATA = 0
+export const ASK = 1
+export const REPLY = 2
+export const INGRESS = 3
+export type MsgKind = typeof DATA | typeof ASK | typeof REPLY | typeof INGRESS
+
+/** Where a reply goes: the asker's task, key group and key, and the ask's id (unique per asker key group). */
+export interface ReplyAddress {
+  readonly node: number
+  readonly kg: number
+  readonly key: Key | undefined
+  readonly ks: string | undefined
+  readonly id: string
+}
+
+/** A message between steps. Ordered within a round by (skg, seq): never by arrival. */
+export interface Msg {
+  readonly k: MsgKind
+  readonly node: number
+  readonly kg: number
+  readonly key: Key | undefined
+  /** Canonical encoding of key. */
+  readonly ks: string | undefined
+  readonly v: unknown
+  /** Sender key group and its sequence number in the round. */
+  readonly skg: number
+  seq: number
+  readonly reply?: ReplyAddress
+}
+
+export interface OpenEpoch {
+  readonly t: "open"
+  readonly g: number
+  readonly e: number
+  /** Epoch time for ctx.now(). */
+  readonly time: number
+  /** Atoms each source split may admit in this epoch (0 while backpressure holds ingress). */
+  readonly budget: number
+  readonly roundLimit: number
+}
+
+export interface RoundData {
+  readonly t: "data"
+  readonly g: number
+  readonly e: number
+  readonly round: number
+  readonly from: number
+  readonly msgs: ReadonlyArray<Msg>
+}
+
+export interface RoundDone {
+  readonly t: "done"
+  readonly g: number
+  readonly e: number
+  readonly round: number
+  readonly from: number
+  /** Messages sent to each partition in this round: the receiver checks it got exactly these. */
+  readonly counts: ReadonlyArray<number>
+  /** The sender still has deferred messages (its per-round limit cut a queue). */
+  readonly pending: boolean
+}
+
+export interface Vote {
+  readonly t: "vote"
+  readonly g: number
+  readonly e: number
+  readonly from: number
+  readonly position: LogPosition
+  readonly checksum: number
+  readonly inTransit: number
+  /** Every source split this partition owns is exhausted. */
+  readonly exhausted: boolean
+  readonly failures: number
+  readonly records: number
+}
+
+export interface Committed {
+  readonly t: "committed"
+  readonly g: number
+  readonly e: number
+}
+
+export type ToPartition = OpenEpoch | RoundData | RoundDone | Committed
+export type ToCoordinator = Vote
+
+/** The COMMIT decision, as written to the control stream. */
+export interface CommitRecord {
+  readonly t: "commit"
+  readonly g: number
+  readonly e: number
+  readonly time: number
+  readonly partitions: number
+  readonly votes: ReadonlyArray<{ readonly from: number; readonly position: LogPosition; readonly checksum: number }>
+}
+
+export interface FenceRecord {
+  readonly t: "fence"
+  readonly g: number
+  readonly app: string
+  readonly keyGroups: number
+}
+
+export type ControlRecord = CommitRecord | FenceRecord

@@ -1,0 +1,121 @@
+import { LogCorruptedError, type LogEntry } from "../ports/Log.ts"
+import { decode } from "./codec.ts"
+import { checksumOf, decodeRecord, type EgressEntry, type EpochRecord } from "./EpochRecord.ts"
+import type { CommitRecord, ControlRecord, Msg } from "./protocol.ts"
+
+/** A key group's committed state, by table name, still encoded (decoded lazily by whoever owns the group). */
+export interface RecoveredGroup {
+  readonly tables: Map<string, Map<string, Uint8Array>>
+}
+
+/** What the log says: the state as of the last committed epoch, rolled forward from a snapshot. */
+export interface Recovered {
+  /** Highest generation that wrote to the log (0: fresh). */
+  readonly g: number
+  /** Last committed epoch E (0: none). */
+  readonly lastEpoch: number
+  readonly lastTime: number
+  readonly app: string | undefined
+  readonly keyGroups: number | undefined
+  readonly groups: Map<number, RecoveredGroup>
+  /** E's in-transit messages per destination key group (tasks named, not numbered). */
+  readonly inTransit: Map<number, ReadonlyArray<Msg>>
+  readonly ingress: Map<string, { readonly position: number; readonly exhausted: boolean }>
+  /** Committed epochs after the snapshot, with their egress in order, for republishing what sinks miss. */
+  readonly committed: ReadonlyArray<{ readonly e: number; readonly egress: ReadonlyArray<EgressEntry> }>
+  /** COMMIT(e) positions, for truncation. */
+  readonly commits: ReadonlyArray<{ readonly e: number; readonly position: LogEntry["position"] }>
+}
+
+export interface SnapshotState {
+  readonly epoch: number
+  readonly groups: Map<number, RecoveredGroup>
+  readonly ingress: Map<string, { readonly position: number; readonly exhausted: boolean }>
+  readonly inTransit: Map<number, ReadonlyArray<Msg>>
+}
+
+const posKey = (p: LogEntry["position"]): string => `${p.part}:${p.offset}`
+
+/**
+ * Rolls the log forward: COMMITs of the newest generation line decide which epoch records count (a zombie's
+ * commit after a newer FENCE is ignored); each counted record must match its vote's checksum, or start-up stops.
+ */
+export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotState | undefined): Recovered => {
+  const wal = new Map<string, LogEntry>()
+  let g = 0
+  let app: string | undefined
+  let keyGroups: number | undefined
+  const commits: Array<{ record: CommitRecord; position: LogEntry["position"] }> = []
+  for (const entry of entries) {
+    if (entry.stream === "wal") {
+      wal.set(posKey(entry.position), entry)
+      continue
+    }
+    const c = decode(entry.payload) as ControlRecord
+    if (c.t === "fence") {
+      g = Math.max(g, c.g)
+      app = c.app
+      keyGroups = c.keyGroups
+    } else if (c.t === "commit" && c.g >= g) {
+      const last = commits.at(-1)
+      if (last !== undefined && c.e <= last.record.e) {
+        // A newer generation re-committed an epoch number after rolling back: the later line wins.
+        while (commits.length > 0 && commits.at(-1)!.record.e >= c.e) commits.pop()
+      }
+      commits.push({ record: c, position: entry.position })
+    }
+  }
+  const groups = snapshot?.groups ?? new Map<number, RecoveredGroup>()
+  const ingress = new Map(snapshot?.ingress ?? [])
+  let inTransit = new Map<number, ReadonlyArray<Msg>>(snapshot?.inTransit ?? [])
+  const committed: Array<{ e: number; egress: EgressEntry[] }> = []
+  let lastEpoch = snapshot?.epoch ?? 0
+  let lastTime = 0
+  for (const { record: c } of commits) {
+    if (c.e <= (snapshot?.epoch ?? 0)) continue
+    const records: EpochRecord[] = []
+    for (const v of c.votes) {
+      const entry = wal.get(posKey(v.position))
+      if (entry === undefined) {
+        throw new LogCorruptedError({ message: `epoch ${c.e} is committed but partition ${v.from}'s record at ${posKey(v.position)} is missing from the log`, location: posKey(v.position) })
+      }
+      if (checksumOf(entry.payload) !== v.checksum) {
+        throw new LogCorruptedError({ message: `epoch ${c.e} is committed but partition ${v.from}'s record at ${posKey(v.position)} does not match its checksum`, location: posKey(v.position) })
+      }
+      records.push(decodeRecord(entry.payload))
+    }
+    inTransit = new Map()
+    const egress: EgressEntry[] = []
+    for (const r of records) {
+      for (const [kg, entries] of r.state) {
+        let grp = groups.get(kg)
+        if (grp === undefined) groups.set(kg, (grp = { tables: new Map() }))
+        for (const [table, ks, bytes] of entries) {
+          let t = grp.tables.get(table)
+          if (t === undefined) grp.tables.set(table, (t = new Map()))
+          if (bytes === null) t.delete(ks)
+          else t.set(ks, bytes)
+        }
+      }
+      for (const [kg, msgs] of r.inTransit) inTransit.set(kg, msgs)
+      for (const [split, position, exhausted] of r.ingress) ingress.set(split, { position, exhausted })
+      for (const x of r.egress) egress.push(x)
+    }
+    egress.sort((a, b) => a[1] - b[1] || a[2] - b[2])
+    committed.push({ e: c.e, egress })
+    lastEpoch = c.e
+    lastTime = c.time
+  }
+  return {
+    g,
+    lastEpoch,
+    lastTime,
+    app,
+    keyGroups,
+    groups,
+    inTransit,
+    ingress,
+    committed,
+    commits: commits.map((c) => ({ e: c.record.e, position: c.position })),
+  }
+}

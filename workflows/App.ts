@@ -1,0 +1,50 @@
+import type { Workflow } from "./Workflow.ts"
+
+/** Flags given to `eddy run` that the runtime does not use itself, e.g. `--n 25`. */
+export class AppArgs {
+  constructor(readonly raw: Readonly<Record<string, string | boolean>>) {}
+  string(name: string, orElse: string): string {
+    const v = this.raw[name]
+    return typeof v === "string" ? v : orElse
+  }
+  int(name: string, orElse: number): number {
+    const v = this.raw[name]
+    if (v === undefined) return orElse
+    const n = Number(v)
+    if (!Number.isInteger(n)) throw new TypeError(`--${name} expects an integer, got '${String(v)}'`)
+    return n
+  }
+  flag(name: string): boolean {
+    const v = this.raw[name]
+    return v === true || v === "true" || v === "1"
+  }
+}
+
+export interface AppDefinition {
+  readonly name: string
+  readonly workflows: ReadonlyArray<Workflow>
+  /** Key groups: fixed for the life of the app's data (default 128). Partitions own whole key groups. */
+  readonly keyGroups?: number
+}
+
+export interface App extends AppDefinition {
+  readonly kind: "eddy-app"
+}
+
+export const App = {
+  define(definition: AppDefinition): App {
+    if (!/^[A-Za-z0-9_.-]+$/.test(definition.name)) throw new Error(`app name '${definition.name}' must match [A-Za-z0-9_.-]+`)
+    const names = new Set<string>()
+    for (const wf of definition.workflows) {
+      if (names.has(wf.name)) throw new Error(`app '${definition.name}' has two workflows named '${wf.name}'`)
+      names.add(wf.name)
+    }
+    return { kind: "eddy-app", ...definition }
+  },
+  is(value: unknown): value is App {
+    return typeof value === "object" && value !== null && (value as { kind?: unknown }).kind === "eddy-app"
+  },
+}
+
+/** What an app module exports by default: an app, or a function of the command-line flags that builds one. */
+export type AppModule = App | ((args: AppArgs) => App)

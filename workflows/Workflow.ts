@@ -1,0 +1,174 @@
+import type { GraphNode, TaskNode, WorkflowGraph } from "./Graph.ts"
+import type { Key } from "./Key.ts"
+import type { SinkSpec } from "./Sink.ts"
+import type { SourceSpec } from "./Source.ts"
+import type { ProcessorContext, TaskContext } from "./TaskContext.ts"
+
+export interface TaskOptions {
+  /** A stable name for the task; state is stored under it, so renaming a stateful task loses its state. */
+  readonly name?: string
+}
+
+/** A task implemented by a higher layer (see portals/). */
+export interface StreamExtension<_I, _O> {
+  readonly extension: string
+  readonly config: unknown
+  readonly name?: string
+}
+
+/** The builder shared by every stream of one workflow. */
+class Builder {
+  readonly nodes: GraphNode[] = []
+  readonly published = new Map<string, number>()
+  readonly feeds = new Map<number, number[]>()
+  private readonly names = new Set<string>()
+  frozen: WorkflowGraph | undefined
+
+  constructor(readonly name: string) {}
+
+  add(task: TaskNode, inputs: ReadonlyArray<number>, keyed: boolean, name: string | undefined): number {
+    if (this.frozen !== undefined) throw new Error(`workflow '${this.name}' is already running; build it before running it`)
+    const id = this.nodes.length
+    const nodeName = `${this.name}/${name ?? `${id}:${task.kind === "extension" ? task.extension : task.kind}`}`
+    if (this.names.has(nodeName)) throw new Error(`workflow '${this.name}' has two tasks named '${name}'`)
+    this.names.add(nodeName)
+    this.nodes.push({ ...task, id, name: nodeName, inputs, keyed } as GraphNode)
+    return id
+  }
+
+  freeze(): WorkflowGraph {
+    if (this.frozen === undefined) {
+      for (const [cycle, feeds] of this.feeds) if (feeds.length === 0) throw new Error(`cycle ${this.nodes[cycle]?.name} is never fed`)
+      this.frozen = { name: this.name, nodes: [...this.nodes], published: new Map(this.published), feeds: new Map(this.feeds) }
+    }
+    return this.frozen
+  }
+}
+
+/** A typed stream of atoms inside a workflow. Each task returns a new stream; the element type flows through. */
+export class Stream<T> {
+  /** @internal */
+  constructor(
+    readonly workflow: Workflow,
+    /** @internal */ readonly node: number,
+    /** @internal */ readonly keyed: boolean,
+  ) {}
+
+  private next<O>(task: TaskNode, keyed: boolean, options?: TaskOptions): Stream<O> {
+    return new Stream<O>(this.workflow, this.workflow.builder.add(task, [this.node], keyed, options?.name), keyed)
+  }
+
+  map<O>(fn: (value: T, ctx: TaskContext<never>) => O, options?: TaskOptions): Stream<O> {
+    return this.next({ kind: "map", fn: fn as (v: unknown) => unknown }, this.keyed, options)
+  }
+
+  flatMap<O>(fn: (value: T, ctx: TaskContext<never>) => Iterable<O>, options?: TaskOptions): Stream<O> {
+    return this.next({ kind: "flatMap", fn: fn as (v: unknown) => Iterable<unknown> }, this.keyed, options)
+  }
+
+  filter<S extends T>(fn: (value: T) => value is S, options?: TaskOptions): Stream<S>
+  filter(fn: (value: T, ctx: TaskContext<never>) => boolean, options?: TaskOptions): Stream<T>
+  filter(fn: (value: T, ctx: TaskContext<never>) => boolean, options?: TaskOptions): Stream<T> {
+    return this.next({ kind: "filter", fn: fn as (v: unknown) => boolean }, this.keyed, options)
+  }
+
+  /** Routes each record to the key group of its key: downstream tasks see one key at a time, with per-key state. */
+  keyBy(fn: (value: T) => Key, options?: TaskOptions): Stream<T> {
+    return this.next({ kind: "keyBy", fn: fn as (v: unknown) => Key }, true, options)
+  }
+
+  /**
+   * A stateful task. On a keyed stream `ctx.state` is the state of the record's key; on an unkeyed stream it is
+   * the task's own state, and every record is routed to the task's single key group to read it.
+   * If `fn` throws, nothing it did (emits, state writes) takes effect; the error is reported with the record.
+   */
+  processor<O, S = unknown>(fn: (ctx: ProcessorContext<O, S>, value: T) => void, options?: TaskOptions): Stream<O> {
+    return this.next({ kind: "processor", fn: fn as (ctx: ProcessorContext<unknown, unknown>, v: unknown) => void }, this.keyed, options)
+  }
+
+  /** Interleaves this stream with others deterministically, atom by atom. */
+  merge(...others: ReadonlyArray<Stream<T>>): Stream<T> {
+    for (const o of others) if (o.workflow !== this.workflow) throw new Error("merge: streams belong to different workflows; publish one and subscribe to it")
+    const keyed = this.keyed && others.every((o) => o.keyed)
+    return new Stream<T>(this.workflow, this.workflow.builder.add({ kind: "merge" }, [this.node, ...others.map((o) => o.node)], keyed, undefined), keyed)
+  }
+
+  /** A task from a higher layer, such as a portal asker or replier. */
+  via<O>(extension: StreamExtension<T, O>): Stream<O> {
+    return this.next({ kind: "extension", extension: extension.extension, config: extension.config }, this.keyed, extension.name === undefined ? undefined : { name: extension.name })
+  }
+
+  /** Makes this stream available to other workflows of the app under `name`. */
+  publish(name: string): this {
+    const reg = this.workflow.builder.published
+    if (reg.has(name)) throw new Error(`stream '${name}' is published twice`)
+    reg.set(name, this.node)
+    return this
+  }
+
+  /** Ends the stream in a sink. Returns the workflow, so a one-chain workflow reads as one expression. */
+  sink(sink: SinkSpec<T>, options?: TaskOptions): Workflow {
+    this.next({ kind: "sink", sink: sink as SinkSpec<unknown> }, this.keyed, options)
+    return this.workflow
+  }
+}
+
+/** A loop: `stream` emits, one round later, whatever was fed into it (the cycle's back edge). */
+export class Cycle<T> {
+  constructor(readonly stream: Stream<T>) {}
+  /** Sends a stream around the loop. A cycle may have several feeds. */
+  feed(from: Stream<T>): void {
+    const b = this.stream.workflow.builder
+    b.feeds.get(this.stream.node)!.push(from.node)
+  }
+}
+
+export class Workflow {
+  /** @internal */ readonly builder: Builder
+
+  private constructor(name: string) {
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`workflow name '${name}' must match [A-Za-z0-9_.-]+`)
+    this.builder = new Builder(name)
+  }
+
+  get name(): string {
+    return this.builder.name
+  }
+
+  /** The frozen graph the runtime executes. */
+  get graph(): WorkflowGraph {
+    return this.builder.freeze()
+  }
+
+  source<T>(source: SourceSpec<T>, options?: TaskOptions): Stream<T> {
+    return new Stream<T>(this, this.builder.add({ kind: "source", source: source as SourceSpec<unknown> }, [], false, options?.name ?? source.name), false)
+  }
+
+  /** Another workflow's published stream. */
+  subscribe<T>(stream: string, options?: TaskOptions): Stream<T> {
+    return new Stream<T>(this, this.builder.add({ kind: "subscribe", stream }, [], false, options?.name), false)
+  }
+
+  cycle<T>(options?: TaskOptions): Cycle<T> {
+    const node = this.builder.add({ kind: "cycle" }, [], false, options?.name)
+    this.builder.feeds.set(node, [])
+    return new Cycle(new Stream<T>(this, node, false))
+  }
+
+  merge<T>(first: Stream<T>, ...rest: ReadonlyArray<Stream<T>>): Stream<T> {
+    return first.merge(...rest)
+  }
+
+  /** Builds a workflow with any shape: several sources, branches, cycles. */
+  static create(name: string, build: (wf: Workflow) => void): Workflow {
+    const wf = new Workflow(name)
+    build(wf)
+    wf.builder.freeze()
+    return wf
+  }
+
+  /** A workflow that starts from one source; chain tasks and end with `.sink(...)`. */
+  static from<T>(source: SourceSpec<T>, options: { readonly name?: string } = {}): Stream<T> {
+    return new Workflow(options.name ?? "main").source(source)
+  }
+}

@@ -1,0 +1,7 @@
+export { App, AppArgs, type AppDefinition, type AppModule } from "./App.ts"
+export type { GraphNode, TaskNode, WorkflowGraph } from "./Graph.ts"
+export type { Key } from "./Key.ts"
+export { Sink, type SinkSpec } from "./Sink.ts"
+export { Source, type SourceOptions, type SourceSpec } from "./Source.ts"
+export type { ProcessorContext, TaskContext, TaskLogger, ValueState } from "./TaskContext.ts"
+export { Cycle, Stream, Workflow, type StreamExtension, type TaskOptions } from "./Workflow.ts"
