@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { committedState, start } from "../Eddy.ts"
+import { loadApp } from "./loadApp.ts"
+
+const usage = `usage:
+  eddy run <app> [--partitions N] [--data-dir DIR] [--epoch-ms MS] [--epoch-atoms N] [--unchecked] [app flags...]
+      Runs an app on the embedded default. Without --data-dir the run uses a fresh temporary directory;
+      with it, a re-run resumes after the last committed epoch. Flags eddy does not know go to the app.
+  eddy state <app> --data-dir DIR [task]
+      Prints the committed state of a stopped app.`
+
+/** Splits argv into positionals and --flags; `--x v`, `--x=v` and bare `--x` (true) are understood. */
+export const parseFlags = (argv: ReadonlyArray<string>): { positional: string[]; flags: Record<string, string | boolean> } => {
+  const positional: string[] = []
+  const flags: Record<string, string | boolean> = {}
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (!a.startsWith("--")) {
+      positional.push(a)
+      continue
+    }
+    const eq = a.indexOf("=")
+    if (eq > 0) flags[a.slice(2, eq)] = a.slice(eq + 1)
+    else if (i + 1 < argv.length && !argv[i + 1]!.startsWith("--")) flags[a.slice(2)] = argv[++i]!
+    else flags[a.slice(2)] = true
+  }
+  return { positional, flags }
+}
+
+const take = (flags: Record<string, string | boolean>, name: string): string | undefined => {
+  const v = flags[name]
+  delete flags[name]
+  if (v === true) throw new Error(`--${name} needs a value`)
+  return v === false ? undefined : v
+}
+
+const int = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} expects a non-negative integer, got '${v}'`)
+  return n
+}
+
+const runCommand = async (appSpec: string, flags: Record<string, string | boolean>): Promise<number> => {
+  const partitions = int(take(flags, "partitions"), "partitions")
+  const dataDirFlag = take(flags, "data-dir")
+  const epochMs = int(take(flags, "epoch-ms"), "epoch-ms")
+  const epochAtoms = int(take(flags, "epoch-atoms"), "epoch-atoms")
+  const unchecked = flags["unchecked"] === true
+  delete flags["unchecked"]
+  const app = await loadApp(appSpec, flags)
+  const dataDir = dataDirFlag ?? mkdtempSync(join(tmpdir(), `eddy-${app.name}-`))
+  const started = Date.now()
+  const running = start(app, {
+    dataDir,
+    ...(partitions === undefined ? {} : { partitions }),
+    ...(epochMs === undefined ? {} : { epochMs }),
+    ...(epochAtoms === undefined ? {} : { epochAtoms }),
+    checked: !unchecked,
+    // EDDY_PROGRESS=1: one line per committed epoch on stderr (tests use it to kill at known points).
+    ...(process.env["EDDY_PROGRESS"] === "1" ? { onCommit: (e: number) => process.stderr.write(`eddy: committed epoch ${e}\n`) } : {}),
+  })
+  const onSignal = () => void running.stop()
+  process.once("SIGINT", onSignal)
+  process.once("SIGTERM", onSignal)
+  try {
+    const r = await running.done
+    const resumed = r.recoveredEpoch > 0 ? `, resumed after epoch ${r.recoveredEpoch}` : ""
+    process.stderr.write(
+      `eddy: app '${app.name}' committed ${r.epochs} epochs (${r.records} source records, ${r.failures} task failures) in ${Date.now() - started} ms on ${partitions ?? 1} partition(s)${resumed}\n`,
+    )
+    return r.failures > 0 ? 3 : 0
+  } finally {
+    process.off("SIGINT", onSignal)
+    process.off("SIGTERM", onSignal)
+    if (dataDirFlag === undefined) rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+const stateCommand = async (flags: Record<string, string | boolean>, task: string | undefined): Promise<number> => {
+  const dataDir = take(flags, "data-dir")
+  if (dataDir === undefined) throw new Error("eddy state needs --data-dir")
+  const s = await committedState(dataDir)
+  process.stdout.write(`# committed through epoch ${s.epoch}\n`)
+  for (const e of s.entries) if (task === undefined || e.task === task || e.task.endsWith(`/${task}`)) process.stdout.write(`${e.task}\t${e.key}\t${JSON.stringify(e.value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}\n`)
+  return 0
+}
+
+export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
+  const { positional, flags } = parseFlags(argv)
+  const [command, appSpec, ...rest] = positional
+  try {
+    if (command === "run" && appSpec !== undefined) return await runCommand(appSpec, flags)
+    if (command === "state" && appSpec !== undefined) return await stateCommand(flags, rest[0])
+    process.stderr.write(usage + "\n")
+    return command === undefined || command === "help" || flags["help"] === true ? 0 : 2
+  } catch (err) {
+    const e = err as { _tag?: string; message?: string }
+    process.stderr.write(`eddy: ${e._tag === undefined ? "" : `${e._tag}: `}${e.message ?? String(err)}\n`)
+    return 2
+  }
+}
