@@ -1,0 +1,269 @@
+/**
+ * The FileLog's single writer: frames are encoded in call order (their positions are already fixed) straight into
+ * shared staging chunks, and one loop writes everything staged with one positional writev per segment, then one
+ * fdatasync for all durable waiters that arrived meanwhile (group commit). Writes never overlap, and a failed write
+ * or sync poisons the writer: after a failed fsync the page cache cannot be trusted, so only a restart (recovery
+ * from disk) may continue. Progress is counted in bytes: a frame's "seq" is the byte count up to its end.
+ */
+import { open, type FileHandle } from "node:fs/promises"
+import { join } from "node:path"
+import type { LogStream } from "../ports/Log.ts"
+import { encodeFrameInto, HEADER_BYTES, segmentName } from "./fileLogFormat.ts"
+import { syncDir } from "./fileLogRecovery.ts"
+
+/** How far the writer got: everything before `end` in segment `part`, and all earlier segments, is written. */
+export interface WrittenMark {
+  readonly part: number
+  readonly end: number
+}
+
+type Done = (error: Error | undefined) => void
+
+/** A run of frames contiguous in one segment, ready to write. */
+interface Queued {
+  readonly part: number
+  readonly offset: number
+  readonly bytes: Buffer
+}
+
+const CHUNK_BYTES = 1024 * 1024
+
+const writeFully = async (fh: FileHandle, bufs: Array<Buffer>, position: number): Promise<void> => {
+  const total = bufs.reduce((n, b) => n + b.length, 0)
+  const { bytesWritten } = await fh.writev(bufs, position)
+  if (bytesWritten === total) return
+  // Short write (rare for files): finish the rest the plain way.
+  const rest = Buffer.concat(bufs).subarray(bytesWritten)
+  let done = 0
+  while (done < rest.length) {
+    const r = await fh.write(rest, done, rest.length - done, position + bytesWritten + done)
+    if (r.bytesWritten <= 0) throw new Error(`write returned ${r.bytesWritten}`)
+    done += r.bytesWritten
+  }
+}
+
+export class SegmentWriter {
+  private queue: Array<Queued> = []
+  /** The staging chunk, the start of its region not yet queued, and where that region goes in the file. */
+  private chunk = Buffer.allocUnsafe(CHUNK_BYTES)
+  private regionStart = 0
+  private used = 0
+  private regionPart = 0
+  private regionOffset = 0
+  private enqueued = 0
+  private written = 0
+  private mark: WrittenMark
+  /** The newest segment the writer has opened; it never writes to an older one again. */
+  private openPart: number
+  private readonly handles = new Map<number, FileHandle>()
+  /** Segments written since their last fdatasync, and whether a segment file was created since the last dir sync. */
+  private readonly dirty = new Set<number>()
+  private dirDirty = false
+  private durableWaiters: Array<{ seq: number; done: Done }> = []
+  private writtenWaiters: Array<{ seq: number; done: (error: Error | undefined, mark: WrittenMark) => void }> = []
+  private drainWaiters: Array<Done> = []
+  private idleWaiters: Array<() => void> = []
+  private running = false
+  private closing = false
+  private failure: Error | undefined
+
+  constructor(
+    private readonly dir: string,
+    start: WrittenMark,
+    private readonly startExists: boolean,
+    private readonly maxQueuedBytes: number,
+  ) {
+    this.mark = start
+    this.openPart = start.part
+  }
+
+  /** Why nothing more may be written, if so. */
+  unusable(): Error | undefined {
+    return this.failure ?? (this.closing ? new Error("log is closed") : undefined)
+  }
+
+  /** The oldest segment that may still receive writes. */
+  get activePart(): number {
+    return this.openPart
+  }
+
+  get overLimit(): boolean {
+    return this.enqueued - this.written > this.maxQueuedBytes
+  }
+
+  /** Encodes and queues a frame at (part, offset); returns its seq. Frames must come in position order. */
+  enqueue(part: number, offset: number, stream: LogStream, durable: boolean, payload: Uint8Array): number {
+    const length = HEADER_BYTES + payload.length
+    const contiguous = this.used > this.regionStart && part === this.regionPart && offset === this.regionOffset + this.used - this.regionStart
+    if (!contiguous || this.used + length > this.chunk.length) {
+      this.closeRegion()
+      if (this.used + length > this.chunk.length) {
+        this.chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, length))
+        this.used = 0
+        this.regionStart = 0
+      }
+      this.regionPart = part
+      this.regionOffset = offset
+    }
+    encodeFrameInto(this.chunk, this.used, stream, durable, payload)
+    this.used += length
+    this.enqueued += length
+    this.kick()
+    return this.enqueued
+  }
+
+  /** Queues the staged region; its bytes are never touched again (later frames go after it). */
+  private closeRegion(): void {
+    if (this.used === this.regionStart) return
+    this.queue.push({ part: this.regionPart, offset: this.regionOffset, bytes: this.chunk.subarray(this.regionStart, this.used) })
+    this.regionOffset += this.used - this.regionStart
+    this.regionStart = this.used
+  }
+
+  get lastSeq(): number {
+    return this.enqueued
+  }
+
+  /** Calls back once frame `seq` and everything before it is written and fdatasync'ed. */
+  whenDurable(seq: number, done: Done): void {
+    if (this.failure) return done(this.failure)
+    this.durableWaiters.push({ seq, done })
+    this.kick()
+  }
+
+  /** Calls back once frame `seq` and everything before it is written (not synced), with the mark at that point. */
+  whenWritten(seq: number, done: (error: Error | undefined, mark: WrittenMark) => void): void {
+    if (this.failure) return done(this.failure, this.mark)
+    if (seq <= this.written) return done(undefined, this.mark)
+    this.writtenWaiters.push({ seq, done })
+  }
+
+  /** Calls back once the queue is below its limit again (backpressure for `append`). */
+  whenDrained(done: Done): void {
+    if (this.failure) return done(this.failure)
+    if (!this.overLimit) return done(undefined)
+    this.drainWaiters.push(done)
+  }
+
+  /** Writes and syncs what is queued, then closes every file. Later calls fail. */
+  async close(): Promise<void> {
+    this.closing = true
+    if (this.running) await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
+    try {
+      if (!this.failure && (this.dirty.size > 0 || this.dirDirty)) await this.sync()
+    } finally {
+      const handles = [...this.handles.values()]
+      this.handles.clear()
+      await Promise.allSettled(handles.map((h) => h.close()))
+      this.fail(new Error("log is closed"))
+    }
+  }
+
+  private kick(): void {
+    if (this.running || this.failure) return
+    this.running = true
+    void this.run()
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (true) {
+        if (this.enqueued > this.written) await this.writeQueued()
+        const first = this.durableWaiters[0]
+        if (first !== undefined && first.seq <= this.written) await this.sync()
+        else if (this.enqueued === this.written) break
+      }
+    } catch (e) {
+      this.fail(e instanceof Error ? e : new Error(String(e)))
+    } finally {
+      this.running = false
+      const idle = this.idleWaiters
+      this.idleWaiters = []
+      for (const resolve of idle) resolve()
+    }
+  }
+
+  private async writeQueued(): Promise<void> {
+    this.closeRegion()
+    const batch = this.queue
+    this.queue = []
+    let i = 0
+    while (i < batch.length) {
+      const head = batch[i] as Queued
+      const run = [head.bytes]
+      let end = head.offset + head.bytes.length
+      for (let next = batch[i + 1]; next !== undefined && next.part === head.part && next.offset === end; next = batch[i + run.length]) {
+        run.push(next.bytes)
+        end += next.bytes.length
+      }
+      const fh = await this.handleFor(head.part)
+      await writeFully(fh, run, head.offset)
+      this.dirty.add(head.part)
+      this.written += end - head.offset
+      this.mark = { part: head.part, end }
+      i += run.length
+    }
+    const ready = this.writtenWaiters.filter((w) => w.seq <= this.written)
+    this.writtenWaiters = this.writtenWaiters.filter((w) => w.seq > this.written)
+    for (const w of ready) w.done(undefined, this.mark)
+    if (!this.overLimit) {
+      const drained = this.drainWaiters
+      this.drainWaiters = []
+      for (const done of drained) done(undefined)
+    }
+  }
+
+  private async handleFor(part: number): Promise<FileHandle> {
+    const existing = this.handles.get(part)
+    if (existing !== undefined) return existing
+    const reopen = part === this.openPart && this.startExists && this.handles.size === 0 && this.written === 0
+    // "wx": a new segment must not exist yet; "r+" (not "a"): positional writes are ignored in append mode.
+    const fh = await open(join(this.dir, segmentName(part)), reopen ? "r+" : "wx")
+    if (!reopen) this.dirDirty = true
+    this.handles.set(part, fh)
+    this.openPart = part
+    for (const [p, h] of this.handles) {
+      if (p < part && !this.dirty.has(p)) {
+        this.handles.delete(p)
+        await h.close()
+      }
+    }
+    return fh
+  }
+
+  private async sync(): Promise<void> {
+    const upTo = this.written
+    const parts = [...this.dirty]
+    this.dirty.clear()
+    const dirDirty = this.dirDirty
+    this.dirDirty = false
+    // Rolled segments and the directory entries of new ones must be durable too, not just the current file.
+    await Promise.all([
+      ...parts.map((p) => (this.handles.get(p) as FileHandle).datasync()),
+      ...(dirDirty ? [syncDir(this.dir)] : []),
+    ])
+    for (const [p, h] of this.handles) {
+      if (p < this.openPart) {
+        this.handles.delete(p)
+        await h.close()
+      }
+    }
+    const ready = this.durableWaiters.filter((w) => w.seq <= upTo)
+    this.durableWaiters = this.durableWaiters.filter((w) => w.seq > upTo)
+    for (const w of ready) w.done(undefined)
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error
+    this.queue = []
+    const durable = this.durableWaiters
+    const written = this.writtenWaiters
+    const drained = this.drainWaiters
+    this.durableWaiters = []
+    this.writtenWaiters = []
+    this.drainWaiters = []
+    for (const w of durable) w.done(this.failure)
+    for (const w of written) w.done(this.failure, this.mark)
+    for (const done of drained) done(this.failure)
+  }
+}
