@@ -13,7 +13,11 @@ import { EmbeddedEgress } from "./embedded/EmbeddedEgress.ts"
 import { FileLog } from "./embedded/FileLog.ts"
 import { InProcessTransport } from "./embedded/InProcessTransport.ts"
 import { MemoryLog } from "./embedded/MemoryLog.ts"
+import { DirectoryBlobStore } from "./embedded/DirectoryBlobStore.ts"
+import { MemoryBlobStore } from "./embedded/MemoryBlobStore.ts"
 import { Log } from "./ports/Log.ts"
+import { BlobStore } from "./ports/BlobStore.ts"
+import { SnapshotManager } from "./engine/snapshots.ts"
 
 export interface RunOptions {
   /** Partitions (single-threaded workers) in this process. Default 1. */
@@ -38,6 +42,11 @@ export interface RunOptions {
   readonly onFailure?: (failure: TaskFailure) => void
   readonly onLog?: (level: "info" | "warn" | "error", task: string, key: string | undefined, message: string) => void
   readonly onCommit?: (epoch: number, votes: ReadonlyArray<Vote>) => void
+  /** Log segment size in bytes (default 64 MiB); old segments are deleted once a snapshot covers them. */
+  readonly logSegmentBytes?: number
+  /** Snapshot every this many committed epochs (default 100; 0: never). */
+  readonly snapshotEvery?: number
+  readonly onSnapshot?: (epoch: number) => void
   /** Where console sinks print (default: standard output). */
   readonly print?: (line: string) => void
 }
@@ -68,7 +77,8 @@ const defaultReporter = (options: RunOptions, failures: TaskFailure[]): Reporter
   },
 })
 
-const logLayer = (dataDir: string | undefined) => (dataDir === undefined ? MemoryLog.layer() : FileLog.layer(join(dataDir, "log")))
+const logLayer = (dataDir: string | undefined, segmentBytes: number | undefined) =>
+  dataDir === undefined ? MemoryLog.layer() : FileLog.layer(join(dataDir, "log"), segmentBytes === undefined ? {} : { segmentBytes })
 
 /** Starts an app on the embedded default: in-process transport, file log (or memory), file and memory sinks. */
 export const start = (app: App, options: RunOptions = {}): RunningApp => {
@@ -79,7 +89,8 @@ export const start = (app: App, options: RunOptions = {}): RunningApp => {
   const partitions = options.partitions ?? 1
   if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true })
   const layers = Layer.mergeAll(
-    logLayer(options.dataDir),
+    logLayer(options.dataDir, options.logSegmentBytes),
+    options.dataDir === undefined ? MemoryBlobStore.layer() : DirectoryBlobStore.layer(join(options.dataDir, "snapshots")),
     InProcessTransport.layer,
     EmbeddedEgress.layer({ sinks: plan.sinks, partitions, dataDir: options.dataDir, outputs, ...(options.print ? { print: options.print } : {}) }),
   )
@@ -96,6 +107,8 @@ export const start = (app: App, options: RunOptions = {}): RunningApp => {
     reporter: defaultReporter(options, failures),
     ...(options.onCommit ? { onCommit: options.onCommit } : {}),
     shouldStop: () => stopRequested,
+    snapshotEvery: options.snapshotEvery ?? 100,
+    ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)
   const done = Effect.runPromiseExit(program).then((exit): RunSummary => {
     if (Exit.isSuccess(exit)) return { ...exit.value, failureList: failures }
@@ -144,8 +157,10 @@ export interface StateEntryView {
 export const committedState = async (dataDir: string): Promise<{ readonly epoch: number; readonly entries: ReadonlyArray<StateEntryView> }> => {
   const program = Effect.gen(function* () {
     const log = yield* Log
-    return recover(yield* log.readAll, undefined)
-  }).pipe(Effect.provide(FileLog.layer(join(dataDir, "log"))), Effect.scoped)
+    const blobs = yield* BlobStore
+    const snapshot = yield* new SnapshotManager(blobs, "", 0).load(undefined)
+    return recover(yield* log.readAll, snapshot)
+  }).pipe(Effect.provide(Layer.merge(FileLog.layer(join(dataDir, "log")), DirectoryBlobStore.layer(join(dataDir, "snapshots")))), Effect.scoped)
   const rec = await Effect.runPromise(program)
   const entries: StateEntryView[] = []
   for (const grp of rec.groups.values()) {

@@ -5,7 +5,8 @@ import { committedState, start } from "../Eddy.ts"
 import { loadApp } from "./loadApp.ts"
 
 const usage = `usage:
-  eddy run <app> [--partitions N] [--data-dir DIR] [--epoch-ms MS] [--epoch-atoms N] [--unchecked] [app flags...]
+  eddy run <app> [--partitions N] [--data-dir DIR] [--epoch-ms MS] [--epoch-atoms N] [--snapshot-every EPOCHS]
+           [--log-segment-bytes N] [--unchecked] [app flags...]
       Runs an app on the embedded default. Without --data-dir the run uses a fresh temporary directory;
       with it, a re-run resumes after the last committed epoch. Flags eddy does not know go to the app.
   eddy state <app> --data-dir DIR [task]
@@ -48,6 +49,8 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
   const dataDirFlag = take(flags, "data-dir")
   const epochMs = int(take(flags, "epoch-ms"), "epoch-ms")
   const epochAtoms = int(take(flags, "epoch-atoms"), "epoch-atoms")
+  const snapshotEvery = int(take(flags, "snapshot-every"), "snapshot-every")
+  const segmentBytes = int(take(flags, "log-segment-bytes"), "log-segment-bytes")
   const unchecked = flags["unchecked"] === true
   delete flags["unchecked"]
   const app = await loadApp(appSpec, flags)
@@ -58,6 +61,8 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
     ...(partitions === undefined ? {} : { partitions }),
     ...(epochMs === undefined ? {} : { epochMs }),
     ...(epochAtoms === undefined ? {} : { epochAtoms }),
+    ...(snapshotEvery === undefined ? {} : { snapshotEvery }),
+    ...(segmentBytes === undefined ? {} : { logSegmentBytes: segmentBytes }),
     checked: !unchecked,
     // EDDY_PROGRESS=1: one line per committed epoch on stderr (tests use it to kill at known points).
     ...(process.env["EDDY_PROGRESS"] === "1" ? { onCommit: (e: number) => process.stderr.write(`eddy: committed epoch ${e}\n`) } : {}),

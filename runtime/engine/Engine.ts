@@ -1,4 +1,6 @@
 import { Effect } from "effect"
+import { BlobStore } from "../ports/BlobStore.ts"
+import type { LogPosition } from "../ports/Log.ts"
 import { Egress } from "../ports/Egress.ts"
 import { Log } from "../ports/Log.ts"
 import { COORDINATOR, Transport } from "../ports/Transport.ts"
@@ -11,6 +13,7 @@ import { PartitionCore, type IngressBatch, type Reporter } from "./PartitionCore
 import type { Plan } from "./Plan.ts"
 import type { FenceRecord, Vote } from "./protocol.ts"
 import { recover } from "./recovery.ts"
+import { SnapshotManager } from "./snapshots.ts"
 
 export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly partitions: number
@@ -21,6 +24,9 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly onCommit?: (e: number, votes: ReadonlyArray<Vote>) => void
   /** Polled after each commit: true stops the run cleanly at that epoch boundary. */
   readonly shouldStop?: () => boolean
+  /** Snapshot every this many committed epochs (0: never). */
+  readonly snapshotEvery: number
+  readonly onSnapshot?: (epoch: number) => void
 }
 
 export interface RunResult {
@@ -42,12 +48,18 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const log = yield* Log
     const transport = yield* Transport
     const egress = yield* Egress
+    const blobs = yield* BlobStore
     const P = options.partitions
     if (!Number.isInteger(P) || P < 1 || P > plan.keyGroups) {
       return yield* Effect.fail(new ConfigError(`partitions must be an integer in 1..${plan.keyGroups} (the app's key groups), got ${P}`))
     }
 
-    const rec = recover(yield* log.readAll, undefined)
+    const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups)
+    const snapshot = yield* snapshots.load(undefined)
+    const rec = recover(yield* log.readAll, snapshot)
+    for (const c of rec.committed) if (c.e > (snapshot?.epoch ?? 0)) snapshots.committed(c.e, c.records)
+    const commitPositions = new Map<number, LogPosition>(rec.commits.map((c) => [c.e, c.position]))
+    let lastSnapshot = snapshot?.epoch ?? 0
     if (rec.app !== undefined && rec.app !== plan.app.name) {
       return yield* Effect.fail(new ConfigError(`the data directory belongs to app '${rec.app}', not '${plan.app.name}'`))
     }
@@ -89,6 +101,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             case "record": {
               const { payload, checksum } = encodeRecord(o.record)
               const position = yield* log.append("wal", payload)
+              snapshots.record(o.record)
               records += o.records
               failures += o.failures
               const vote: Vote = { t: "vote", g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted: o.exhausted, failures: o.failures, records: o.records }
@@ -112,11 +125,16 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             for (let p = 0; p < P; p++) yield* transport.send(p, o.env)
             break
           case "commit":
-            yield* log.appendDurable("control", encode(o.record))
+            commitPositions.set(o.record.e, yield* log.appendDurable("control", encode(o.record)))
             coord.onCommitDurable(o.record.e)
             break
           case "committed":
             epochs++
+            snapshots.committed(o.e)
+            if (options.snapshotEvery > 0 && o.e - lastSnapshot >= options.snapshotEvery && snapshots.inFlight === undefined) {
+              lastSnapshot = o.e
+              yield* takeSnapshot(o.e)
+            }
             for (let p = 0; p < P; p++) yield* transport.send(p, { t: "committed", g, e: o.e })
             options.onCommit?.(o.e, o.votes)
             if (options.shouldStop?.() === true) {
@@ -135,6 +153,29 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         }
       }
     })
+
+    /**
+     * Folds the deltas since the previous snapshot into new key-group blobs, then drops log segments nothing needs
+     * (below the previous snapshot and below unpublished egress). It runs between epochs: its cost is proportional
+     * to the keys written since the last snapshot, not to the whole state. (A forked fiber was starved by the epoch
+     * loop; a worker thread is the way to take it off the loop entirely.)
+     */
+    const takeSnapshot = (e: number) =>
+      Effect.gen(function* () {
+        const previous = snapshots.manifest?.epoch ?? 0
+        yield* snapshots.take(e, g)
+        options.onSnapshot?.(e)
+        const keep = Math.min(previous, yield* egress.publishedThrough)
+        const position = commitPositions.get(keep)
+        if (keep > 0 && position !== undefined) {
+          yield* log.truncateBefore("wal", position)
+          yield* log.truncateBefore("control", position)
+          for (const k of [...commitPositions.keys()]) if (k < keep) commitPositions.delete(k)
+        }
+      }).pipe(
+        // A snapshot that fails is retried at the next interval; the log still holds everything.
+        Effect.catchAll((err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot of epoch ${e} failed: ${String(err)}`))),
+      )
 
     coord.open()
     yield* drainCoordinator

@@ -22,13 +22,16 @@ export interface Recovered {
   readonly inTransit: Map<number, ReadonlyArray<Msg>>
   readonly ingress: Map<string, { readonly position: number; readonly exhausted: boolean }>
   /** Committed epochs after the snapshot, with their egress in order, for republishing what sinks miss. */
-  readonly committed: ReadonlyArray<{ readonly e: number; readonly egress: ReadonlyArray<EgressEntry> }>
+  readonly committed: ReadonlyArray<{ readonly e: number; readonly egress: ReadonlyArray<EgressEntry>; readonly records: ReadonlyArray<EpochRecord> }>
   /** COMMIT(e) positions, for truncation. */
   readonly commits: ReadonlyArray<{ readonly e: number; readonly position: LogEntry["position"] }>
 }
 
 export interface SnapshotState {
   readonly epoch: number
+  readonly g: number
+  readonly app: string
+  readonly keyGroups: number
   readonly groups: Map<number, RecoveredGroup>
   readonly ingress: Map<string, { readonly position: number; readonly exhausted: boolean }>
   readonly inTransit: Map<number, ReadonlyArray<Msg>>
@@ -57,6 +60,7 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
       app = c.app
       keyGroups = c.keyGroups
     } else if (c.t === "commit" && c.g >= g) {
+      g = c.g
       const last = commits.at(-1)
       if (last !== undefined && c.e <= last.record.e) {
         // A newer generation re-committed an epoch number after rolling back: the later line wins.
@@ -68,15 +72,17 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
   const groups = snapshot?.groups ?? new Map<number, RecoveredGroup>()
   const ingress = new Map(snapshot?.ingress ?? [])
   let inTransit = new Map<number, ReadonlyArray<Msg>>(snapshot?.inTransit ?? [])
-  const committed: Array<{ e: number; egress: EgressEntry[] }> = []
+  const committed: Array<{ e: number; egress: EgressEntry[]; records: EpochRecord[] }> = []
   let lastEpoch = snapshot?.epoch ?? 0
   let lastTime = 0
+  const snapshotEpoch = snapshot?.epoch ?? 0
   for (const { record: c } of commits) {
-    if (c.e <= (snapshot?.epoch ?? 0)) continue
     const records: EpochRecord[] = []
     for (const v of c.votes) {
       const entry = wal.get(posKey(v.position))
       if (entry === undefined) {
+        // Below the snapshot, records go when their segment is truncated (only once their egress was published).
+        if (c.e <= snapshotEpoch) continue
         throw new LogCorruptedError({ message: `epoch ${c.e} is committed but partition ${v.from}'s record at ${posKey(v.position)} is missing from the log`, location: posKey(v.position) })
       }
       if (checksumOf(entry.payload) !== v.checksum) {
@@ -84,8 +90,15 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
       }
       records.push(decodeRecord(entry.payload))
     }
-    inTransit = new Map()
     const egress: EgressEntry[] = []
+    if (c.e <= snapshotEpoch) {
+      // Covered by the snapshot; kept in the log only because a sink may not have its egress yet.
+      for (const r of records) for (const x of r.egress) egress.push(x)
+      egress.sort((a, b) => a[1] - b[1] || a[2] - b[2])
+      committed.push({ e: c.e, egress, records: [] })
+      continue
+    }
+    inTransit = new Map()
     for (const r of records) {
       for (const [kg, entries] of r.state) {
         let grp = groups.get(kg)
@@ -102,16 +115,16 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
       for (const x of r.egress) egress.push(x)
     }
     egress.sort((a, b) => a[1] - b[1] || a[2] - b[2])
-    committed.push({ e: c.e, egress })
+    committed.push({ e: c.e, egress, records })
     lastEpoch = c.e
     lastTime = c.time
   }
   return {
-    g,
+    g: Math.max(g, snapshot?.g ?? 0),
     lastEpoch,
     lastTime,
-    app,
-    keyGroups,
+    app: app ?? snapshot?.app,
+    keyGroups: keyGroups ?? snapshot?.keyGroups,
     groups,
     inTransit,
     ingress,

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { committedState } from "../../runtime/index.ts"
@@ -6,7 +6,7 @@ import { removeDir, runEddy, seeded, tempDir } from "../helpers.ts"
 
 // A cyclic workflow with keyed state, SIGKILLed at random moments and restarted from its data directory, must end
 // with exactly the sink output and state of a run that never failed: nothing lost, duplicated or reordered.
-const args = (dir: string) => ["run", "test/apps/collatz.ts", "--data-dir", dir, "--epoch-atoms", "8", "--count", "1200", "--partitions", "2"]
+const args = (dir: string) => ["run", "test/apps/collatz.ts", "--data-dir", dir, "--epoch-atoms", "8", "--count", "1200", "--partitions", "2", "--snapshot-every", "4", "--log-segment-bytes", "65536"]
 
 describe("crash recovery of a cyclic workflow", () => {
   const dirs: string[] = []
@@ -49,6 +49,9 @@ describe("crash recovery of a cyclic workflow", () => {
     const actual = readFileSync(join(crashed, "out.jsonl"), "utf8")
     expect(expected.split("\n").length).toBe(1201)
     expect(actual).toBe(expected)
+    // Snapshots were taken and old log segments dropped, so recovery really started from snapshots.
+    expect(readdirSync(join(crashed, "snapshots", "manifests")).length).toBeGreaterThan(0)
+    expect(readdirSync(join(crashed, "log"))).not.toContain("00000001.log")
     const [refState, crashState] = await Promise.all([committedState(reference), committedState(crashed)])
     expect(refState.entries.length).toBeGreaterThan(0)
     expect(crashState.entries).toEqual(refState.entries)
