@@ -11,6 +11,8 @@ export default tseslint.config(
       "@typescript-eslint/no-explicit-any": "error",
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "no-constant-condition": ["error", { checkLoops: false }],
+      // Effect.gen generators take their receiver as a local.
+      "@typescript-eslint/no-this-alias": "off",
     },
   },
 )

@@ -2,7 +2,6 @@ import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Exit, Layer } from "effect"
 import type { App } from "../workflows/App.ts"
-import { decode } from "./engine/codec.ts"
 import { runEngine, type RunResult } from "./engine/Engine.ts"
 import type { TaskFailure } from "./engine/errors.ts"
 import type { Reporter } from "./engine/PartitionCore.ts"
@@ -166,7 +165,7 @@ export const committedState = async (dataDir: string): Promise<{ readonly epoch:
   for (const grp of rec.groups.values()) {
     for (const [task, t] of grp.tables) {
       if (task.startsWith("$")) continue
-      for (const [key, bytes] of t) entries.push({ task, key, value: decode(bytes) })
+      for (const [key, value] of t) entries.push({ task, key, value })
     }
   }
   entries.sort((a, b) => (a.task < b.task ? -1 : a.task > b.task ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0))

@@ -101,7 +101,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             case "record": {
               const { payload, checksum } = encodeRecord(o.record)
               const position = yield* log.append("wal", payload)
-              snapshots.record(o.record)
+              if (options.snapshotEvery > 0) snapshots.record(o.record)
               records += o.records
               failures += o.failures
               const vote: Vote = { t: "vote", g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted: o.exhausted, failures: o.failures, records: o.records }
@@ -130,7 +130,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             break
           case "committed":
             epochs++
-            snapshots.committed(o.e)
+            if (options.snapshotEvery > 0) snapshots.committed(o.e)
             if (options.snapshotEvery > 0 && o.e - lastSnapshot >= options.snapshotEvery && snapshots.inFlight === undefined) {
               lastSnapshot = o.e
               yield* takeSnapshot(o.e)

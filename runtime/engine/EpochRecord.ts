@@ -2,8 +2,8 @@ import { crc32 } from "node:zlib"
 import { decode, encode } from "./codec.ts"
 import type { Msg } from "./protocol.ts"
 
-/** One state entry: table (task name, or $pending / $meta), canonical key, encoded value or null for deleted. */
-export type StateEntry = readonly [table: string, ks: string, bytes: Uint8Array | null]
+/** One state entry: table (task name, or $pending / $meta), canonical key, value (undefined: deleted). */
+export type StateEntry = readonly [table: string, ks: string, value: unknown]
 
 /** One egress record: sink name, key group, that key group's output sequence, value. */
 export type EgressEntry = readonly [sink: string, kg: number, seq: number, value: unknown]
@@ -23,7 +23,13 @@ export interface EpochRecord {
 }
 
 export const encodeRecord = (r: EpochRecord): { payload: Uint8Array; checksum: number } => {
-  const payload = encode(r)
+  let payload: Uint8Array
+  try {
+    payload = encode(r)
+  } catch (err) {
+    // Unchecked mode lets unserializable state through to here; name where it sits.
+    throw new Error(`epoch ${r.e}, partition ${r.partition}: the epoch record cannot be serialized (state, in-transit messages and egress are in it): ${(err as Error).message}`)
+  }
   return { payload, checksum: crc32(payload) }
 }
 

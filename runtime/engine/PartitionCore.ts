@@ -4,7 +4,7 @@ import type { Portal } from "../../portals/Portal.ts"
 import type { Continuation } from "../../portals/Continuation.ts"
 import type { Future, PortalContext } from "../../portals/PortalContext.ts"
 import type { ValueState } from "../../workflows/TaskContext.ts"
-import { checkedCopy, decode, deepFreeze, encode, findUnserializable } from "./codec.ts"
+import { checkedCopy, deepFreeze, findUnserializable } from "./codec.ts"
 import type { EgressEntry, EpochRecord, StateEntry } from "./EpochRecord.ts"
 import { RecoveryError, type TaskFailure } from "./errors.ts"
 import type { Recovered } from "./recovery.ts"
@@ -123,12 +123,12 @@ export class PartitionCore {
       if (kg === undefined) continue
       for (const [table, entries] of grp.tables) {
         if (table === "$meta") {
-          const meta = decode(entries.get("")!) as { askSeq: number; outSeq: number }
+          const meta = entries.get("") as { askSeq: number; outSeq: number }
           kg.askSeq = meta.askSeq
           kg.outSeq = meta.outSeq
         } else if (table === "$pending") {
-          for (const [id, bytes] of entries) {
-            const p = decode(bytes) as Omit<PendingAsk, "node"> & { node: string }
+          for (const [id, value] of entries) {
+            const p = value as Omit<PendingAsk, "node"> & { node: string }
             const node = nodeId(p.node, "a pending ask")
             if (!this.plan.nodes[node]!.continuations.has(p.continuation)) {
               throw new RecoveryError({ message: `a pending ask of task '${p.node}' continues in '${p.continuation}', which the task no longer lists` })
@@ -137,7 +137,7 @@ export class PartitionCore {
           }
         } else {
           const t = kg.table(nodeId(table, "state"))
-          for (const [ks, bytes] of entries) t.set(ks, this.options.checked ? deepFreeze(decode(bytes)) : decode(bytes))
+          for (const [ks, value] of entries) t.set(ks, this.options.checked ? deepFreeze(value) : value)
         }
       }
     }
@@ -214,7 +214,7 @@ export class PartitionCore {
         this.step(kg, msg)
         for (const m of this.sent) {
           m.seq = kg.seq++
-          byDest[ownerOf(m.kg, this.plan.keyGroups, this.P)]!.push(m)
+          byDest[this.P === 1 ? 0 : ownerOf(m.kg, this.plan.keyGroups, this.P)]!.push(m)
         }
       }
       kg.compact()
@@ -313,19 +313,19 @@ export class PartitionCore {
         if (table === PENDING_TABLE) {
           for (const id of keys) {
             const p = kg.pending.get(id)
-            entries.push(["$pending", id, p === undefined ? null : this.encodeState(kg, "$pending", id, { ...p, node: names[p.node]!.name })])
+            entries.push(["$pending", id, p === undefined ? undefined : { ...p, node: names[p.node]!.name }])
           }
         } else {
           const t = kg.tables.get(table)!
           const name = names[table]!.name
           for (const ks of keys) {
             const v = t.get(ks)
-            entries.push([name, ks, v === undefined ? null : this.encodeState(kg, name, ks, v)])
+            entries.push([name, ks, v])
           }
         }
       }
       if (kg.metaDirty) {
-        entries.push(["$meta", "", encode({ askSeq: kg.askSeq, outSeq: kg.outSeq })])
+        entries.push(["$meta", "", { askSeq: kg.askSeq, outSeq: kg.outSeq }])
         kg.metaDirty = false
       }
       kg.dirty = new Map()
@@ -348,14 +348,6 @@ export class PartitionCore {
     this.uncommitted.set(this.e, egress)
     const record: EpochRecord = { t: "epoch", g: this.g, e: this.e, partition: this.me, state, inTransit, ingress, egress }
     this.out.push({ o: "record", e: this.e, record, inTransit: inTransitCount, exhausted, failures: this.epochFailures, records: this.epochRecords })
-  }
-
-  private encodeState(kg: KeyGroup, table: string, ks: string, v: unknown): Uint8Array {
-    try {
-      return encode(v)
-    } catch (err) {
-      throw new Error(`state of task '${table}' key ${ks} in key group ${kg.kg} cannot be serialized: ${(err as Error).message}`)
-    }
   }
 
   /** In-transit messages name their tasks, so a log written by one build of the app reads in another. */
@@ -383,11 +375,12 @@ export class PartitionCore {
 
   /** Runs one message through its task and every task chained after it, all or nothing. */
   private step(kg: KeyGroup, msg: Msg): void {
+    // The step buffers are reused (cleared, not reallocated): this runs once per message.
     this.cur = kg
-    this.writes = []
-    this.pendingWrites = []
-    this.sent = []
-    this.sunk = []
+    this.writes.length = 0
+    this.pendingWrites.length = 0
+    this.sent.length = 0
+    this.sunk.length = 0
     this.askSeq = kg.askSeq
     const node = this.plan.nodes[msg.node]!
     try {
@@ -407,7 +400,7 @@ export class PartitionCore {
       }
     } catch (err) {
       this.epochFailures++
-      this.sent = []
+      this.sent.length = 0
       const failure: TaskFailure = {
         task: this.failedTask ?? node.name,
         epoch: this.e,
@@ -562,12 +555,24 @@ export class PartitionCore {
   ask(from: NodeContext, portal: Portal<unknown, unknown>, request: unknown): Future<unknown> {
     const replierNode = this.plan.portals.get(portal.name)
     if (replierNode === undefined) throw new Error(`portal '${portal.name}' has no replier in app '${this.plan.app.name}'`)
-    const key = portal.key(request)
-    const ks = canonicalKey(key)
+    const target = this.plan.nodes[replierNode]!
+    // The replier's own definition of the portal decides the routing, whichever copy the asker holds.
+    const keyOf = target.replier!.portal.key
+    let key: Key | undefined
+    let ks: string | undefined
+    let kg: number
+    if (keyOf === undefined && target.singleton) {
+      // An unkeyed replier without a portal key: one instance, its per-task state, in the task's key group.
+      kg = target.taskKeyGroup
+    } else {
+      key = keyOf === undefined ? portal.name : keyOf(request)
+      ks = canonicalKey(key)
+      kg = keyGroupOf(ks, this.plan.keyGroups)
+    }
     const id = `${this.cur.kg}.${this.askSeq++}`
     const reply: ReplyAddress = { node: from.node.id, kg: this.cur.kg, key: from.key, ks: from.ks, id }
     const v = this.options.checked ? checkedCopy(request) : request
-    this.sent.push({ k: ASK, node: replierNode, kg: keyGroupOf(ks, this.plan.keyGroups), key, ks, v, skg: this.cur.kg, seq: 0, reply })
+    this.sent.push({ k: ASK, node: replierNode, kg, key, ks, v, skg: this.cur.kg, seq: 0, reply })
     const replyTo = from.replyTo
     return {
       id,
@@ -629,9 +634,10 @@ class NodeContext implements PortalContext<unknown, unknown, unknown>, ValueStat
   }
 
   private stateKey(): string {
+    // A request to an unkeyed replier carries the portal key: the replier sees that key's state, not its own.
+    if (this.ks !== undefined) return this.ks
     if (this.node.singleton) return ""
-    if (this.ks === undefined) throw new Error(`task '${this.node.name}' has no key: keyBy before using per-key state`)
-    return this.ks
+    throw new Error(`task '${this.node.name}' has no key: keyBy before using per-key state`)
   }
 
   get(orElse?: unknown): unknown {

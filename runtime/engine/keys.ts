@@ -31,10 +31,23 @@ const describe = (v: unknown): string =>
   v === null ? "null" : typeof v === "object" ? `an object (${(v as object).constructor?.name ?? "no prototype"})` : typeof v
 
 const encoder = new TextEncoder()
+let scratch = new Uint8Array(64)
+
+/** ASCII text is its own UTF-8: copy char codes into a reused buffer instead of allocating through TextEncoder. */
+const asciiBytes = (text: string): Uint8Array | undefined => {
+  const n = text.length
+  if (n > scratch.length) scratch = new Uint8Array(Math.max(n, scratch.length * 2))
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i)
+    if (c > 0x7f) return undefined
+    scratch[i] = c
+  }
+  return scratch.subarray(0, n)
+}
 
 /** MurmurHash3 (x86, 32-bit) of the UTF-8 bytes: stable across platforms and versions. */
 export const murmur3 = (text: string, seed = 0x9747b28c): number => {
-  const data = encoder.encode(text)
+  const data = asciiBytes(text) ?? encoder.encode(text)
   const len = data.length
   let h = seed >>> 0
   const nblocks = len >>> 2

@@ -3,9 +3,9 @@ import { decode } from "./codec.ts"
 import { checksumOf, decodeRecord, type EgressEntry, type EpochRecord } from "./EpochRecord.ts"
 import type { CommitRecord, ControlRecord, Msg } from "./protocol.ts"
 
-/** A key group's committed state, by table name, still encoded (decoded lazily by whoever owns the group). */
+/** A key group's committed state, by table name (task name, $pending, $meta) and canonical key. */
 export interface RecoveredGroup {
-  readonly tables: Map<string, Map<string, Uint8Array>>
+  readonly tables: Map<string, Map<string, unknown>>
 }
 
 /** What the log says: the state as of the last committed epoch, rolled forward from a snapshot. */
@@ -103,11 +103,11 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
       for (const [kg, entries] of r.state) {
         let grp = groups.get(kg)
         if (grp === undefined) groups.set(kg, (grp = { tables: new Map() }))
-        for (const [table, ks, bytes] of entries) {
+        for (const [table, ks, value] of entries) {
           let t = grp.tables.get(table)
           if (t === undefined) grp.tables.set(table, (t = new Map()))
-          if (bytes === null) t.delete(ks)
-          else t.set(ks, bytes)
+          if (value === undefined) t.delete(ks)
+          else t.set(ks, value)
         }
       }
       for (const [kg, msgs] of r.inTransit) inTransit.set(kg, msgs)

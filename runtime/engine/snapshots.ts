@@ -23,14 +23,14 @@ interface Meta {
   readonly inTransit: ReadonlyArray<readonly [number, ReadonlyArray<Msg>]>
 }
 
-type Tables = Map<string, Map<string, Uint8Array | null>>
+type Tables = Map<string, Map<string, unknown>>
 
 const pad = (e: number): string => String(e).padStart(12, "0")
 export const manifestKey = (e: number): string => `manifests/${pad(e)}`
 
 /**
- * Builds snapshots by folding the encoded deltas of committed epochs into the previous snapshot's blobs: no
- * copy of live state, no pause of the partitions; only key groups written since the last snapshot are rewritten.
+ * Builds snapshots by folding the deltas of committed epochs into the previous snapshot's blobs: only key groups
+ * written since the last snapshot are rewritten. Delta values are the (immutable) values of the epoch records.
  */
 export class SnapshotManager {
   private uncommitted = new Map<number, EpochRecord[]>()
@@ -61,7 +61,7 @@ export class SnapshotManager {
         for (const [kg, key] of Object.entries(m.groups)) {
           const blob = yield* self.blobs.get(key)
           if (blob === undefined) return yield* Effect.die(new Error(`snapshot ${m.epoch} names blob '${key}', which is missing`))
-          groups.set(Number(kg), { tables: decode(blob) as Map<string, Map<string, Uint8Array>> })
+          groups.set(Number(kg), { tables: decode(blob) as Map<string, Map<string, unknown>> })
         }
         const metaBytes = yield* self.blobs.get(m.meta)
         if (metaBytes === undefined) return yield* Effect.die(new Error(`snapshot ${m.epoch} names meta blob '${m.meta}', which is missing`))
@@ -99,10 +99,10 @@ export class SnapshotManager {
       for (const [kg, entries] of r.state) {
         let t = this.delta.get(kg)
         if (t === undefined) this.delta.set(kg, (t = new Map()))
-        for (const [table, ks, bytes] of entries) {
+        for (const [table, ks, value] of entries) {
           let m = t.get(table)
           if (m === undefined) t.set(table, (m = new Map()))
-          m.set(ks, bytes)
+          m.set(ks, value)
         }
       }
       for (const x of r.ingress) this.ingress.set(x[0], x)
@@ -124,13 +124,13 @@ export class SnapshotManager {
       for (const [kg, changes] of [...delta].sort((a, b) => a[0] - b[0])) {
         const baseKey = previous?.groups[String(kg)]
         const baseBytes = baseKey === undefined ? undefined : yield* self.blobs.get(baseKey)
-        const tables = (baseBytes === undefined ? new Map() : decode(baseBytes)) as Map<string, Map<string, Uint8Array>>
+        const tables = (baseBytes === undefined ? new Map() : decode(baseBytes)) as Map<string, Map<string, unknown>>
         for (const [table, entries] of changes) {
           let t = tables.get(table)
           if (t === undefined) tables.set(table, (t = new Map()))
-          for (const [ks, bytes] of entries) {
-            if (bytes === null) t.delete(ks)
-            else t.set(ks, bytes)
+          for (const [ks, value] of entries) {
+            if (value === undefined) t.delete(ks)
+            else t.set(ks, value)
           }
           if (t.size === 0) tables.delete(table)
         }
@@ -160,7 +160,7 @@ export class SnapshotManager {
             for (const [table, entries] of changes) {
               let m = t.get(table)
               if (m === undefined) t.set(table, (m = new Map()))
-              for (const [ks, bytes] of entries) if (!m.has(ks)) m.set(ks, bytes)
+              for (const [ks, value] of entries) if (!m.has(ks)) m.set(ks, value)
             }
           }
         }),
