@@ -11,8 +11,12 @@ export const REPLIER = "portal-replier"
 export interface Portal<Req, Rep> {
   readonly kind: "portal"
   readonly name: string
-  /** Requests are routed to the replier's key group of this key; the replier sees its state. */
-  readonly key: (request: Req) => Key
+  /**
+   * Requests are routed to the key group of this key, and the replier sees that key's state. Without it, a replier
+   * on an unkeyed stream serves every request with its per-task state (the state its `onRecord` sees); a replier on
+   * a keyed stream serves them under the portal's name as the key.
+   */
+  readonly key?: (request: Req) => Key
   readonly __types?: (req: Req, rep: Rep) => void
 }
 
@@ -39,7 +43,7 @@ export interface ReplierOptions<T, O, S> extends AskerOptions {
 
 export const Portal = {
   define<Req, Rep>(name: string, options: { readonly key?: (request: Req) => Key } = {}): Portal<Req, Rep> {
-    return { kind: "portal", name, key: options.key ?? (() => name) }
+    return options.key === undefined ? { kind: "portal", name } : { kind: "portal", name, key: options.key }
   },
 
   /** A task that may ask portals for each record and continue, when the reply arrives, in a named continuation. */

@@ -100,6 +100,7 @@ export const Source = {
 
   /** A source with no records: for workflows driven only by a cycle or a portal. */
   empty<T>(): SourceSpec<T> {
-    return { kind: "source", name: "empty", splits: 1, open: () => [] }
+    // No name: a workflow may hold several (one per replier), each named by its position like any unnamed source.
+    return { kind: "source", name: undefined, splits: 1, open: () => [] }
   },
 }
