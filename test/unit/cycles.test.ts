@@ -2,7 +2,7 @@
 // messages over epoch boundaries as in-transit messages, and ends with exactly the result of an unlimited run.
 import { afterAll, describe, expect, it } from "vitest"
 import { App, Sink, Source, Workflow } from "../../workflows/index.ts"
-import { committedState } from "../../runtime/index.ts"
+import { Eddy, committedState } from "../../runtime/index.ts"
 import type { Vote } from "../../runtime/engine/protocol.ts"
 import { removeDir, tempDir } from "../helpers.ts"
 import { range, runApp, type Summary } from "./util.ts"
@@ -83,6 +83,32 @@ describe("cycles", () => {
     for (const n of starts) for (let k = n; k >= 0; k--) visits.set(`n${k % 7}`, (visits.get(`n${k % 7}`) ?? 0) + 1)
     const expected = [...visits].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, value]) => ({ task: "countdown/step", key, value }))
     for (const s of states) expect(s).toEqual(expected)
+  })
+
+  it("stopped mid-loop and restarted from the data directory, the in-transit messages come back from the log", async () => {
+    const refDir = tempDir("cycle-stop-ref")
+    const dir = tempDir("cycle-stop")
+    dirs.push(refDir, dir)
+    const ref = await run(starts, 3, { dataDir: refDir })
+    let carried = 0
+    const first = Eddy.start(countdown(starts), {
+      roundLimit: 3,
+      epochAtoms: 3,
+      dataDir: dir,
+      onFailure: () => undefined,
+      onCommit: (e, votes) => {
+        if (e === 5) {
+          carried = votes.reduce((n, v) => n + v.inTransit, 0)
+          void first.stop()
+        }
+      },
+    })
+    expect((await first.done).lastEpoch).toBe(5)
+    expect(carried).toBeGreaterThan(0)
+    const second = await runApp(countdown(starts), { roundLimit: 3, epochAtoms: 3, dataDir: dir, partitions: 2 })
+    expect(second.recoveredEpoch).toBe(5)
+    expect([...first.outputs<Done>("done"), ...second.outputs<Done>("done")]).toEqual(ref.r.outputs("done"))
+    expect(await committedState(dir)).toEqual(await committedState(refDir))
   })
 
   it("a round limit of 1 still makes progress: one step per epoch", async () => {

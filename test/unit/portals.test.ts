@@ -3,7 +3,8 @@
 import { describe, expect, it } from "vitest"
 import { App, Sink, Source, Workflow } from "../../workflows/index.ts"
 import { Continuation, Portal } from "../../portals/index.ts"
-import { ConfigError } from "../../runtime/index.ts"
+import { ConfigError, Eddy, committedState } from "../../runtime/index.ts"
+import { removeDir, tempDir } from "../helpers.ts"
 import { failuresOf, range, runApp } from "./util.ts"
 
 type Ping = { readonly n: number }
@@ -142,6 +143,59 @@ describe("portals", () => {
     expect(sorted(cut.outputs<[number, number]>("out"))).toEqual(range(1, 12).map((n) => [n, n * 101]))
     expect(sorted(cut.outputs<[number, number]>("out"))).toEqual(sorted(free.outputs<[number, number]>("out")))
     expect(cut.epochs).toBeGreaterThan(free.epochs)
+  })
+
+  it("pending asks survive a stop and a restart from the data directory: continuations resume by name", async () => {
+    const dirs = [tempDir("asks-ref"), tempDir("asks")]
+    try {
+      const slow = Portal.define<number, number>("slow", { key: (n) => n % 4 })
+      const relay = Continuation.define<number, number, never, unknown, number>("relay", (ctx, v, n) => ctx.reply(v + n))
+      const inner = Portal.define<number, number>("inner", { key: (n) => n % 3 })
+      const done = Continuation.define<number, { n: number }, string, number>("done", (ctx, v, data) => {
+        const count = ctx.state.get(0) + 1
+        ctx.state.set(count)
+        ctx.emit(`${data.n}:${v}:${count}`)
+      })
+      const makeApp = () =>
+        App.define({
+          name: "resume-asks",
+          workflows: [
+            Workflow.create("w", (wf) => {
+              wf.source(Source.empty()).via(Portal.replier(inner, (ctx, n: number) => ctx.reply(n * 100)))
+              wf.source(Source.empty()).via(Portal.replier(slow, (ctx, n: number) => ctx.ask(inner, n).then(relay, n), { continuations: [relay] }))
+              wf.source(Source.array(range(1, 16), { name: "asks" }))
+                .keyBy((n) => n % 5)
+                .via(Portal.asker<number, string, number>((ctx, n) => ctx.ask(slow, n).then(done, { n }), { continuations: [done], name: "asker" }))
+                .sink(Sink.memory("out"))
+            }),
+          ],
+        })
+      // One round per epoch: every ask and reply crosses an epoch boundary, so a stop always leaves asks pending.
+      const opts = { epochAtoms: 2, roundLimit: 1, partitions: 2 }
+      const ref = await runApp(makeApp(), { ...opts, dataDir: dirs[0]! })
+      expect(ref.outputs("out")).toHaveLength(16)
+      let pendingAtStop = 0
+      const first = Eddy.start(makeApp(), {
+        ...opts,
+        dataDir: dirs[1]!,
+        onFailure: () => undefined,
+        onCommit: (e, votes) => {
+          if (e === 4) {
+            pendingAtStop = votes.reduce((n, v) => n + v.inTransit, 0)
+            void first.stop()
+          }
+        },
+      })
+      await first.done
+      expect(pendingAtStop).toBeGreaterThan(0)
+      const second = await runApp(makeApp(), { ...opts, dataDir: dirs[1]!, partitions: 3 })
+      expect(second.recoveredEpoch).toBe(4)
+      expect(failuresOf(second)).toEqual([])
+      expect([...first.outputs<string>("out"), ...second.outputs<string>("out")]).toEqual(ref.outputs("out"))
+      expect(await committedState(dirs[1]!)).toEqual(await committedState(dirs[0]!))
+    } finally {
+      dirs.forEach(removeDir)
+    }
   })
 
   it("two askers on one portal each get their own replies", async () => {
