@@ -1,4 +1,18 @@
+import type { Key } from "./Key.ts"
 import type { Workflow } from "./Workflow.ts"
+
+/**
+ * A way to name a task's per-key state from outside (CLI, client): e.g. the actor library maps `cart/42` to its
+ * actors task and the key ["cart", "42"], and shows the actor's own state rather than its bookkeeping.
+ */
+export interface StateView {
+  readonly task: string
+  /** The key named by `spec`, or undefined if `spec` is not for this view. */
+  readonly key: (spec: string) => Key | undefined
+  readonly show: (state: unknown) => unknown
+  /** The spec naming `key`, and the group it is listed under (e.g. the actor type). */
+  readonly describe: (key: Key) => { readonly spec: string; readonly group: string }
+}
 
 /** Flags given to `eddy run` that the runtime does not use itself, e.g. `--n 25`. */
 export class AppArgs {
@@ -25,6 +39,7 @@ export interface AppDefinition {
   readonly workflows: ReadonlyArray<Workflow>
   /** Key groups: fixed for the life of the app's data (default 128). Partitions own whole key groups. */
   readonly keyGroups?: number
+  readonly views?: ReadonlyArray<StateView>
 }
 
 export interface App extends AppDefinition {

@@ -31,6 +31,8 @@ export type GraphNode = TaskNode & {
   readonly inputs: ReadonlyArray<number>
   /** True when records reaching this node carry a key (a keyBy upstream, not reset by a merge with unkeyed input). */
   readonly keyed: boolean
+  /** Validates or migrates a key's state loaded after a restart (see StatefulTaskOptions.restore). */
+  readonly restore?: (state: unknown) => unknown
 }
 
 export interface WorkflowGraph {

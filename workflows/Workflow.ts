@@ -9,11 +9,20 @@ export interface TaskOptions {
   readonly name?: string
 }
 
+export interface StatefulTaskOptions<S> extends TaskOptions {
+  /**
+   * Called for every key's state when it is loaded after a restart: migrate it, or throw to stop start-up with a
+   * clear error (e.g. the state names code the app no longer has).
+   */
+  readonly restore?: (state: unknown) => S
+}
+
 /** A task implemented by a higher layer (see portals/). */
 export interface StreamExtension<_I, _O> {
   readonly extension: string
   readonly config: unknown
   readonly name?: string
+  readonly restore?: (state: unknown) => unknown
 }
 
 /** The builder shared by every stream of one workflow. */
@@ -26,13 +35,13 @@ class Builder {
 
   constructor(readonly name: string) {}
 
-  add(task: TaskNode, inputs: ReadonlyArray<number>, keyed: boolean, name: string | undefined): number {
+  add(task: TaskNode, inputs: ReadonlyArray<number>, keyed: boolean, name: string | undefined, restore?: (state: unknown) => unknown): number {
     if (this.frozen !== undefined) throw new Error(`workflow '${this.name}' is already running; build it before running it`)
     const id = this.nodes.length
     const nodeName = `${this.name}/${name ?? `${id}:${task.kind === "extension" ? task.extension : task.kind}`}`
     if (this.names.has(nodeName)) throw new Error(`workflow '${this.name}' has two tasks named '${name}'`)
     this.names.add(nodeName)
-    this.nodes.push({ ...task, id, name: nodeName, inputs, keyed } as GraphNode)
+    this.nodes.push({ ...task, id, name: nodeName, inputs, keyed, ...(restore === undefined ? {} : { restore }) } as GraphNode)
     return id
   }
 
@@ -54,8 +63,8 @@ export class Stream<T> {
     /** @internal */ readonly keyed: boolean,
   ) {}
 
-  private next<O>(task: TaskNode, keyed: boolean, options?: TaskOptions): Stream<O> {
-    return new Stream<O>(this.workflow, this.workflow.builder.add(task, [this.node], keyed, options?.name), keyed)
+  private next<O>(task: TaskNode, keyed: boolean, options?: StatefulTaskOptions<unknown>): Stream<O> {
+    return new Stream<O>(this.workflow, this.workflow.builder.add(task, [this.node], keyed, options?.name, options?.restore), keyed)
   }
 
   map<O>(fn: (value: T, ctx: TaskContext<never>) => O, options?: TaskOptions): Stream<O> {
@@ -82,7 +91,7 @@ export class Stream<T> {
    * the task's own state, and every record is routed to the task's single key group to read it.
    * If `fn` throws, nothing it did (emits, state writes) takes effect; the error is reported with the record.
    */
-  processor<O, S = unknown>(fn: (ctx: ProcessorContext<O, S>, value: T) => void, options?: TaskOptions): Stream<O> {
+  processor<O, S = unknown>(fn: (ctx: ProcessorContext<O, S>, value: T) => void, options?: StatefulTaskOptions<S>): Stream<O> {
     return this.next({ kind: "processor", fn: fn as (ctx: ProcessorContext<unknown, unknown>, v: unknown) => void }, this.keyed, options)
   }
 
@@ -95,7 +104,10 @@ export class Stream<T> {
 
   /** A task from a higher layer, such as a portal asker or replier. */
   via<O>(extension: StreamExtension<T, O>): Stream<O> {
-    return this.next({ kind: "extension", extension: extension.extension, config: extension.config }, this.keyed, extension.name === undefined ? undefined : { name: extension.name })
+    return this.next({ kind: "extension", extension: extension.extension, config: extension.config }, this.keyed, {
+      ...(extension.name === undefined ? {} : { name: extension.name }),
+      ...(extension.restore === undefined ? {} : { restore: extension.restore }),
+    })
   }
 
   /** Makes this stream available to other workflows of the app under `name`. */

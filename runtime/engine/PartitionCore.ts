@@ -136,8 +136,20 @@ export class PartitionCore {
             kg.pending.set(id, { ...p, node })
           }
         } else {
-          const t = kg.table(nodeId(table, "state"))
-          for (const [ks, value] of entries) t.set(ks, this.options.checked ? deepFreeze(value) : value)
+          const id = nodeId(table, "state")
+          const t = kg.table(id)
+          const restore = this.plan.nodes[id]!.node.restore
+          for (const [ks, value] of entries) {
+            let v = value
+            if (restore !== undefined) {
+              try {
+                v = restore(value)
+              } catch (err) {
+                throw new RecoveryError({ message: `task '${table}' rejected the restored state of key ${ks}: ${err instanceof Error ? err.message : String(err)}` })
+              }
+            }
+            t.set(ks, this.options.checked ? deepFreeze(v) : v)
+          }
         }
       }
     }

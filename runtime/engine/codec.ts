@@ -7,15 +7,8 @@ import { deserialize, serialize } from "node:v8"
  */
 export const CODEC_VERSION = 1
 
-export class UnserializableError extends Error {
-  override readonly name = "UnserializableError"
-  constructor(
-    readonly path: string,
-    readonly reason: string,
-  ) {
-    super(`cannot serialize ${path === "" ? "the value" : `field '${path}'`}: ${reason}`)
-  }
-}
+export { UnserializableError, findUnserializable } from "../../workflows/serializable.ts"
+import { UnserializableError, findUnserializable } from "../../workflows/serializable.ts"
 
 export const encode = (value: unknown): Uint8Array => {
   let body: Buffer
@@ -33,59 +26,6 @@ export const encode = (value: unknown): Uint8Array => {
 export const decode = (bytes: Uint8Array): unknown => {
   if (bytes[0] !== CODEC_VERSION) throw new Error(`unknown codec version ${bytes[0]}`)
   return deserialize(bytes.subarray(1))
-}
-
-const plainPrototypes = new Set<object | null>([Object.prototype, null])
-
-/**
- * The first field that does not survive a round trip: functions, symbols, promises, class instances (which would
- * come back as plain objects, silently breaking `instanceof` and methods after a restart).
- */
-export const findUnserializable = (value: unknown, path = "", seen = new Set<object>()): UnserializableError | undefined => {
-  switch (typeof value) {
-    case "function":
-      return new UnserializableError(path, "a function cannot be stored or sent; register code by name and send data")
-    case "symbol":
-      return new UnserializableError(path, "a symbol cannot be stored or sent")
-    case "object": {
-      if (value === null || seen.has(value)) return undefined
-      seen.add(value)
-      if (Array.isArray(value)) {
-        for (let i = 0; i < value.length; i++) {
-          const bad = findUnserializable(value[i], `${path}[${i}]`, seen)
-          if (bad) return bad
-        }
-        return undefined
-      }
-      if (value instanceof Map) {
-        for (const [k, v] of value) {
-          const bad = findUnserializable(k, `${path}<key>`, seen) ?? findUnserializable(v, `${path}.get(${String(k)})`, seen)
-          if (bad) return bad
-        }
-        return undefined
-      }
-      if (value instanceof Set) {
-        for (const v of value) {
-          const bad = findUnserializable(v, `${path}<element>`, seen)
-          if (bad) return bad
-        }
-        return undefined
-      }
-      if (value instanceof Date || value instanceof RegExp || ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return undefined
-      if (value instanceof Error) return undefined
-      if (!plainPrototypes.has(Object.getPrototypeOf(value))) {
-        const name = (value as { constructor?: { name?: string } }).constructor?.name ?? "unknown"
-        return new UnserializableError(path, `an instance of class ${name} would come back as a plain object; send plain data`)
-      }
-      for (const k of Object.keys(value)) {
-        const bad = findUnserializable((value as Record<string, unknown>)[k], path === "" ? k : `${path}.${k}`, seen)
-        if (bad) return bad
-      }
-      return undefined
-    }
-    default:
-      return undefined
-  }
 }
 
 /** Checked mode: a value crossing a boundary becomes an independent copy, and a bad one fails where it was sent. */

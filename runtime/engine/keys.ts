@@ -88,3 +88,40 @@ export const keyGroupOf = (canonical: string, keyGroups: number): number => murm
 /** Key groups are assigned to partitions in contiguous ranges, so a rescale moves whole ranges. */
 export const ownerOf = (keyGroup: number, keyGroups: number, partitions: number): number =>
   Math.floor((keyGroup * partitions) / keyGroups)
+
+/** The key a canonical encoding stands for (inverse of canonicalKey). */
+export const parseCanonicalKey = (ks: string): Key => {
+  const [key, end] = parseAt(ks, 0, ks.length)
+  if (end !== ks.length) throw new Error(`not a canonical key: ${ks}`)
+  return key
+}
+
+const parseAt = (ks: string, at: number, end: number): [Key, number] => {
+  const tag = ks[at]
+  const body = ks.slice(at + 1, end)
+  switch (tag) {
+    case "s":
+      return [body, end]
+    case "n":
+      return [Number(body), end]
+    case "b":
+      return [BigInt(body), end]
+    case "t":
+      return [true, at + 1]
+    case "f":
+      return [false, at + 1]
+    case "[": {
+      const parts: Key[] = []
+      let i = at + 1
+      while (ks[i] !== "]") {
+        const colon = ks.indexOf(":", i)
+        const len = Number(ks.slice(i, colon))
+        const [part] = parseAt(ks, colon + 1, colon + 1 + len)
+        parts.push(part)
+        i = colon + 1 + len
+      }
+      return [parts, i + 1]
+    }
+  }
+  throw new Error(`not a canonical key: ${ks}`)
+}

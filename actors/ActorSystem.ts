@@ -1,0 +1,320 @@
+import { Continuation } from "../portals/Continuation.ts"
+import { Portal } from "../portals/Portal.ts"
+import type { PortalContext } from "../portals/PortalContext.ts"
+import type { StateView } from "../workflows/App.ts"
+import type { Key } from "../workflows/Key.ts"
+import { findUnserializable } from "../workflows/serializable.ts"
+import { Sink, type SinkSpec } from "../workflows/Sink.ts"
+import { Workflow, type Stream } from "../workflows/Workflow.ts"
+import type { ActorContext, ActorFuture } from "./ActorContext.ts"
+import { checkUserId, isSpawnedId, refString, type ActorRef } from "./ActorRef.ts"
+import { same, stopped, type Become, type Behavior, type Next } from "./Behavior.ts"
+import type { ActorContinuation } from "./ActorContinuation.ts"
+
+/** What the actors task keeps per actor: the behavior's name (never a closure), its state, its spawn counter. */
+export interface ActorRecord {
+  readonly b: string
+  readonly s: unknown
+  readonly n: number
+}
+
+/** Messages travelling around the system's loop. Plain data: they are logged and may cross processes. */
+export type Envelope =
+  | { readonly t: "tell"; readonly to: ActorRef<never>; readonly m: unknown }
+  | { readonly t: "create"; readonly to: ActorRef<never>; readonly init: boolean; readonly s: unknown }
+
+/** A request through the system's portal: the reply is whatever the actor passes to `ctx.reply`. */
+export interface ActorAsk {
+  readonly to: ActorRef<never>
+  readonly m: unknown
+}
+
+export interface DeadLetter {
+  readonly to: string
+  readonly message: unknown
+  readonly reason: string
+}
+
+/** The reply an ask gets when its target cannot take it (stopped spawned actor, unknown type). */
+export interface DeadLetterReply {
+  readonly deadLetter: string
+}
+
+type Out = Envelope | { readonly t: "dead"; readonly d: DeadLetter } | { readonly t: "out"; readonly v: unknown }
+
+export interface ActorSystemOptions {
+  /** Name of the system's workflow (its state lives under `<name>/actors`). */
+  readonly name: string
+  readonly behaviors: ReadonlyArray<Behavior<never, never>>
+  /** Where `ctx.output` values go (default: memory sink `<name>.output`). */
+  readonly output?: SinkSpec<unknown>
+  /** Where dead letters go (default: memory sink `<name>.dead-letters`). */
+  readonly deadLetters?: SinkSpec<DeadLetter>
+}
+
+type AnyBehavior = Behavior<unknown, unknown>
+
+/**
+ * The actor model as a library on ONE cyclic workflow: envelopes are keyed by actor address and handled by a
+ * single stateful task (a portal replier, so workflows can also ask actors); whatever actors send goes around the
+ * loop to the next round. Nothing here is known to the runtime.
+ */
+export class ActorSystem {
+  readonly portal: Portal<ActorAsk, unknown>
+  private readonly behaviors = new Map<string, AnyBehavior>()
+  private readonly inputs: string[] = []
+  private readonly continuations = new Map<string, Continuation<unknown, unknown, unknown, unknown>>()
+  private built: Workflow | undefined
+
+  constructor(readonly options: ActorSystemOptions) {
+    for (const b of options.behaviors as unknown as ReadonlyArray<AnyBehavior>) {
+      if (this.behaviors.has(b.name)) throw new Error(`actor system '${options.name}' has two behaviors named '${b.name}'`)
+      this.behaviors.set(b.name, b)
+    }
+    this.portal = Portal.define<ActorAsk, unknown>(`${options.name}.ask`, { key: (a) => [a.to.type, a.to.id] })
+  }
+
+  get name(): string {
+    return this.options.name
+  }
+
+  /** The task holding every actor's state. */
+  get task(): string {
+    return `${this.options.name}/actors`
+  }
+
+  /** A ref to the actor of `behavior` with a user-chosen id (created on first message: a virtual actor). */
+  ref<M, S>(behavior: Behavior<M, S>, id: string): ActorRef<M> {
+    return { type: behavior.name, id: checkUserId(id) }
+  }
+
+  /** An envelope a workflow emits (into a stream given to `input`) to send `message` to `to`. */
+  tell<M>(to: ActorRef<M>, message: NoInfer<M>): Envelope {
+    return { t: "tell", to, m: message }
+  }
+
+  /** An envelope that creates `to` with an explicit initial state (spawning from a workflow). */
+  create<M, S>(to: ActorRef<M>, _behavior: Behavior<M, S>, initial: S): Envelope {
+    return { t: "create", to, init: true, s: initial }
+  }
+
+  /** A request for `ctx.ask(system.portal, ...)` from a workflow's asker task. */
+  askRequest<M>(to: ActorRef<M>, message: NoInfer<M>): ActorAsk {
+    return { to, m: message }
+  }
+
+  /** Connects a workflow's stream of envelopes to the system. Call before the system's workflow is built. */
+  input(stream: Stream<Envelope>): void {
+    if (this.built !== undefined) throw new Error(`actor system '${this.name}': connect inputs before using system.workflow`)
+    const name = `${this.options.name}.in.${stream.workflow.name}.${this.inputs.length}`
+    stream.publish(name)
+    this.inputs.push(name)
+  }
+
+  /** The system's cyclic workflow (built on first use). */
+  get workflow(): Workflow {
+    this.built ??= this.build()
+    return this.built
+  }
+
+  /** How `eddy state <app> <type>/<id>` and queries find an actor. */
+  get view(): StateView {
+    return {
+      task: this.task,
+      key: (spec) => {
+        const slash = spec.indexOf("/")
+        if (slash <= 0) return undefined
+        const type = spec.slice(0, slash)
+        return this.behaviors.has(type) ? [type, spec.slice(slash + 1)] : undefined
+      },
+      show: (state) => (state as ActorRecord).s,
+      describe: (key) => {
+        const [type, id] = key as readonly [string, string]
+        return { spec: `${type}/${id}`, group: type }
+      },
+    }
+  }
+
+  /** The committed state of `ref` from a running app (anything with `query(task, key)`), or undefined. */
+  async query<M>(app: { query(task: string, key: Key): Promise<unknown> }, ref: ActorRef<M>): Promise<unknown> {
+    const rec = (await app.query(this.task, [ref.type, ref.id])) as ActorRecord | undefined
+    return rec?.s
+  }
+
+  private behavior(type: string): AnyBehavior | undefined {
+    return this.behaviors.get(type)
+  }
+
+  private build(): Workflow {
+    for (const b of this.behaviors.values()) {
+      for (const k of b.continuations as unknown as ReadonlyArray<ActorContinuation<unknown, unknown>>) this.continuations.set(`${b.name}.${k.name}`, this.wrap(b, k))
+    }
+    const continuations = [...this.continuations.values()]
+    const onRecord = (ctx: PortalContext<Out, ActorRecord>, env: Envelope) => this.handle(ctx, env, false)
+    const onRequest = (ctx: PortalContext<Out, ActorRecord, unknown>, ask: ActorAsk) => this.handle(ctx as PortalContext<Out, ActorRecord>, { t: "tell", to: ask.to, m: ask.m }, true)
+    const restore = (state: unknown): ActorRecord => {
+      const rec = state as ActorRecord
+      if (!this.behaviors.has(rec.b)) {
+        throw new Error(`an actor has behavior '${rec.b}', which actor system '${this.name}' does not define (known: ${[...this.behaviors.keys()].join(", ")})`)
+      }
+      return rec
+    }
+    return Workflow.create(this.options.name, (wf) => {
+      const loop = wf.cycle<Envelope>({ name: "mailbox" })
+      const all = loop.stream.merge(...this.inputs.map((name) => wf.subscribe<Envelope>(name)))
+      const out = all
+        .keyBy((env) => [env.to.type, env.to.id], { name: "route" })
+        .via<Out>({ ...Portal.replier(this.portal, onRequest, { onRecord, continuations, name: "actors" }), restore })
+      loop.feed(out.filter((o): o is Envelope => o.t === "tell" || o.t === "create", { name: "sent" }))
+      out
+        .filter((o): o is { t: "dead"; d: DeadLetter } => o.t === "dead", { name: "dead" })
+        .map((o) => o.d)
+        .sink(this.options.deadLetters ?? Sink.memory(`${this.options.name}.dead-letters`), { name: "dead-letters" })
+      out
+        .filter((o): o is { t: "out"; v: unknown } => o.t === "out", { name: "outputs" })
+        .map((o) => o.v)
+        .sink(this.options.output ?? Sink.memory(`${this.options.name}.output`), { name: "output" })
+    })
+  }
+
+  private dead(ctx: PortalContext<Out, ActorRecord>, to: ActorRef<never>, message: unknown, reason: string, isAsk: boolean): void {
+    ctx.emit({ t: "dead", d: { to: refString(to), message, reason } })
+    if (isAsk) (ctx as PortalContext<Out, ActorRecord, unknown>).reply({ deadLetter: reason } satisfies DeadLetterReply)
+  }
+
+  /** One envelope for one actor: create it if needed, run its handler, store what it returns. */
+  private handle(ctx: PortalContext<Out, ActorRecord>, env: Envelope, isAsk: boolean): void {
+    const to = env.to
+    let rec = ctx.state.get()
+    if (env.t === "create") {
+      if (rec !== undefined) return this.dead(ctx, to, env.s, "create: the actor already exists", false)
+      const b = this.behavior(to.type)
+      if (b === undefined) return this.dead(ctx, to, env.s, `unknown actor type '${to.type}'`, false)
+      this.activate(ctx, b, to, env.init ? env.s : b.initial(to.id))
+      return
+    }
+    if (rec === undefined) {
+      if (isSpawnedId(to.id)) return this.dead(ctx, to, env.m, "no such actor (stopped, or never spawned)", isAsk)
+      const b = this.behavior(to.type)
+      if (b === undefined) return this.dead(ctx, to, env.m, `unknown actor type '${to.type}'`, isAsk)
+      rec = this.activate(ctx, b, to, b.initial(to.id))
+      if (rec === undefined) return this.dead(ctx, to, env.m, "the actor stopped in its setup", isAsk)
+    }
+    const b = this.behavior(rec.b)!
+    const actx = new Context(ctx, to as ActorRef<unknown>, rec, isAsk, this)
+    actx.apply(b.receive(actx, env.m, rec.s))
+  }
+
+  private activate(ctx: PortalContext<Out, ActorRecord>, b: AnyBehavior, to: ActorRef<never>, state: unknown): ActorRecord | undefined {
+    const rec: ActorRecord = { b: b.name, s: state, n: 0 }
+    const actx = new Context(ctx, to as ActorRef<unknown>, rec, false, this)
+    return actx.apply(b.setup === undefined ? same : b.setup(actx, state))
+  }
+
+  /** An actor continuation as a portal continuation: it reloads the actor's record and stores what it returns. */
+  private wrap(b: AnyBehavior, k: ActorContinuation<unknown, unknown>): Continuation<unknown, unknown, unknown, unknown> {
+    return Continuation.define<unknown, { to: ActorRef<never>; d: unknown }, Out, ActorRecord>(`${b.name}.${k.name}`, (ctx, reply, data) => {
+      const rec = ctx.state.get()
+      if (rec === undefined) return this.dead(ctx, data.to, reply, `reply for continuation '${k.name}' arrived after the actor stopped`, false)
+      const actx = new Context(ctx, data.to as ActorRef<unknown>, rec, false, this)
+      actx.apply(k.run(actx, reply, data.d, rec.s))
+    }) as Continuation<unknown, unknown, unknown, unknown>
+  }
+
+  /** @internal */
+  behaviorOf(name: string): AnyBehavior | undefined {
+    return this.behavior(name)
+  }
+
+  /** @internal The registered portal continuation standing for behavior `b`'s continuation `k`. */
+  continuationOf(b: AnyBehavior, k: { readonly name: string }): Continuation<unknown, unknown, unknown, unknown> | undefined {
+    return (b.continuations as ReadonlyArray<unknown>).includes(k) ? this.continuations.get(`${b.name}.${k.name}`) : undefined
+  }
+}
+
+/** The context of one handler invocation. */
+class Context implements ActorContext<unknown> {
+  private n: number
+  private stopRequested = false
+
+  constructor(
+    private readonly ctx: PortalContext<Out, ActorRecord>,
+    readonly self: ActorRef<unknown>,
+    private readonly rec: ActorRecord,
+    readonly isAsk: boolean,
+    private readonly system: ActorSystem,
+  ) {
+    this.n = rec.n
+  }
+
+  get log() {
+    return this.ctx.log
+  }
+
+  send<T>(to: ActorRef<T>, message: T): void {
+    const bad = findUnserializable(message)
+    if (bad) throw new TypeError(`send to ${refString(to)}: ${bad.message}`)
+    this.ctx.emit({ t: "tell", to, m: message })
+  }
+
+  spawn<T, S>(behavior: Behavior<T, S>, initial?: S): ActorRef<T> {
+    if (this.system.behaviorOf(behavior.name) !== (behavior as unknown)) {
+      throw new Error(`spawn: behavior '${behavior.name}' is not registered in actor system '${this.system.name}'`)
+    }
+    const ref: ActorRef<T> = { type: behavior.name, id: `${this.self.id}#${++this.n}` }
+    this.ctx.emit({ t: "create", to: ref, init: initial !== undefined, s: initial })
+    return ref
+  }
+
+  stop(): void {
+    this.stopRequested = true
+  }
+
+  reply(value: unknown): void {
+    ;(this.ctx as PortalContext<Out, ActorRecord, unknown>).reply(value)
+  }
+
+  ask<Req, Rep>(portal: Portal<Req, Rep>, request: Req): ActorFuture<Rep> {
+    const future = this.ctx.ask(portal, request)
+    const self = this.self
+    return {
+      id: future.id,
+      then: <Data>(k: ActorContinuation<Rep, Data, unknown>, data: Data) => {
+        const owner = this.system.behaviorOf(this.rec.b)!
+        const wrapped = this.system.continuationOf(owner, k)
+        if (wrapped === undefined) throw new Error(`continuation '${k.name}' is not listed in the continuations of behavior '${owner.name}'`)
+        future.then(wrapped as never, { to: self, d: data })
+      },
+    }
+  }
+
+  output(value: unknown): void {
+    this.ctx.emit({ t: "out", v: value })
+  }
+
+  now(): number {
+    return this.ctx.now()
+  }
+
+  random(): number {
+    return this.ctx.random()
+  }
+
+  /** Stores the handler's result; returns the record kept (undefined once stopped). */
+  apply(next: Next<unknown>): ActorRecord | undefined {
+    if (this.stopRequested || next === stopped) {
+      this.ctx.state.clear()
+      return undefined
+    }
+    let rec: ActorRecord
+    if (next === same) rec = this.n === this.rec.n ? this.rec : { ...this.rec, n: this.n }
+    else if (isBecome(next)) {
+      if (this.system.behaviorOf(next.behavior) === undefined) throw new Error(`become: behavior '${next.behavior}' is not registered in actor system '${this.system.name}'`)
+      rec = { b: next.behavior, s: next.state, n: this.n }
+    } else rec = { b: this.rec.b, s: next, n: this.n }
+    if (rec !== this.rec || this.ctx.state.get() === undefined) this.ctx.state.set(rec)
+    return rec
+  }
+}
+
+const isBecome = (x: unknown): x is Become => typeof x === "object" && x !== null && (x as { kind?: unknown }).kind === "become" && "behavior" in x
