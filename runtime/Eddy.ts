@@ -2,7 +2,8 @@ import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Exit, Layer } from "effect"
 import type { App } from "../workflows/App.ts"
-import { runEngine, type RunResult } from "./engine/Engine.ts"
+import type { Key } from "../workflows/Key.ts"
+import { runEngine, type RunResult, type StateReader } from "./engine/Engine.ts"
 import type { TaskFailure } from "./engine/errors.ts"
 import type { Reporter } from "./engine/PartitionCore.ts"
 import { compile } from "./engine/Plan.ts"
@@ -60,6 +61,13 @@ export interface RunningApp {
   /** Committed records of a memory sink, in commit order. */
   outputs<T = unknown>(sink: string): ReadonlyArray<T>
   readonly failures: ReadonlyArray<TaskFailure>
+  /**
+   * The committed state of `key` in task `task` (undefined if it has none), read at the next commit boundary (at
+   * once if the run is over).
+   */
+  query(task: string, key: Key): Promise<unknown>
+  /** Keys of `task` with state, as of the next commit boundary. */
+  keys(task: string): Promise<ReadonlyArray<Key>>
   /** Stops at the next epoch boundary, after its commit. */
   stop(): Promise<RunSummary>
 }
@@ -85,6 +93,25 @@ export const start = (app: App, options: RunOptions = {}): RunningApp => {
   const outputs = new Map<string, unknown[]>()
   const failures: TaskFailure[] = []
   let stopRequested = false
+  let reader: StateReader | undefined
+  let finished = false
+  const waiting: Array<(r: StateReader) => void> = []
+  const onCommitBoundary = (r: StateReader) => {
+    reader = r
+    for (const w of waiting.splice(0)) w(r)
+  }
+  const read = <A>(f: (r: StateReader) => A): Promise<A> =>
+    new Promise<A>((resolve, reject) => {
+      const answer = (r: StateReader) => {
+        try {
+          resolve(f(r))
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)))
+        }
+      }
+      if (finished && reader !== undefined) answer(reader)
+      else waiting.push(answer)
+    })
   const partitions = options.partitions ?? 1
   if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true })
   const layers = Layer.mergeAll(
@@ -106,10 +133,13 @@ export const start = (app: App, options: RunOptions = {}): RunningApp => {
     reporter: defaultReporter(options, failures),
     ...(options.onCommit ? { onCommit: options.onCommit } : {}),
     shouldStop: () => stopRequested,
+    onCommitBoundary,
     snapshotEvery: options.snapshotEvery ?? 100,
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)
   const done = Effect.runPromiseExit(program).then((exit): RunSummary => {
+    finished = true
+    if (reader !== undefined) for (const w of waiting.splice(0)) w(reader)
     if (Exit.isSuccess(exit)) return { ...exit.value, failureList: failures }
     const err = Exit.isFailure(exit) ? exit.cause : undefined
     throw toError(err)
@@ -118,6 +148,8 @@ export const start = (app: App, options: RunOptions = {}): RunningApp => {
     done,
     outputs: <T>(sink: string) => (outputs.get(sink) ?? []) as ReadonlyArray<T>,
     failures,
+    query: (task, key) => read((r) => r.get(task, key)),
+    keys: (task) => read((r) => r.keys(task)),
     stop: () => {
       stopRequested = true
       return done
@@ -140,10 +172,13 @@ const causeToError = (cause: unknown): unknown => {
 }
 
 /** Runs an app to completion on the embedded default. */
-export const run = async (app: App, options: RunOptions = {}): Promise<RunSummary & { outputs: <T = unknown>(sink: string) => ReadonlyArray<T> }> => {
+export const run = async (
+  app: App,
+  options: RunOptions = {},
+): Promise<RunSummary & Pick<RunningApp, "outputs" | "query" | "keys">> => {
   const running = start(app, options)
   const summary = await running.done
-  return { ...summary, outputs: running.outputs }
+  return { ...summary, outputs: running.outputs, query: running.query, keys: running.keys }
 }
 
 export interface StateEntryView {
@@ -152,14 +187,17 @@ export interface StateEntryView {
   readonly value: unknown
 }
 
-/** The committed state of a stopped app's data directory: every task's entries, sorted by task and key. */
+/**
+ * The committed state in a data directory, of a stopped or a running app (it only reads: a torn tail being
+ * written is skipped, not cut): every task's entries, sorted by task and key.
+ */
 export const committedState = async (dataDir: string): Promise<{ readonly epoch: number; readonly entries: ReadonlyArray<StateEntryView> }> => {
   const program = Effect.gen(function* () {
     const log = yield* Log
     const blobs = yield* BlobStore
     const snapshot = yield* new SnapshotManager(blobs, "", 0).load(undefined)
     return recover(yield* log.readAll, snapshot)
-  }).pipe(Effect.provide(Layer.merge(FileLog.layer(join(dataDir, "log")), DirectoryBlobStore.layer(join(dataDir, "snapshots")))), Effect.scoped)
+  }).pipe(Effect.provide(Layer.merge(FileLog.layer(join(dataDir, "log"), { readOnly: true }), DirectoryBlobStore.layer(join(dataDir, "snapshots"), { readOnly: true }))), Effect.scoped)
   const rec = await Effect.runPromise(program)
   const entries: StateEntryView[] = []
   for (const grp of rec.groups.values()) {

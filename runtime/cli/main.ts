@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { committedState, start } from "../Eddy.ts"
+import { canonicalKey, parseCanonicalKey } from "../engine/keys.ts"
 import { loadApp } from "./loadApp.ts"
 
 const usage = `usage:
@@ -9,8 +10,10 @@ const usage = `usage:
            [--log-segment-bytes N] [--unchecked] [app flags...]
       Runs an app on the embedded default. Without --data-dir the run uses a fresh temporary directory;
       with it, a re-run resumes after the last committed epoch. Flags eddy does not know go to the app.
-  eddy state <app> --data-dir DIR [task]
-      Prints the committed state of a stopped app.`
+  eddy state <app> <type>/<id> --data-dir DIR     (or a task name, or nothing: every entry)
+      Prints committed state from the data directory of a running or stopped app.
+  eddy actors <app> <type> --data-dir DIR
+      Lists the ids of the actors of <type> that have committed state.`
 
 /** Splits argv into positionals and --flags; `--x v`, `--x=v` and bare `--x` (true) are understood. */
 export const parseFlags = (argv: ReadonlyArray<string>): { positional: string[]; flags: Record<string, string | boolean> } => {
@@ -84,12 +87,48 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
   }
 }
 
-const stateCommand = async (flags: Record<string, string | boolean>, task: string | undefined): Promise<number> => {
+const json = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x instanceof Map ? Object.fromEntries(x) : x instanceof Set ? [...x] : x))
+
+/** `eddy state <app> <spec>`: a view of the app (e.g. actors: `cart/42`) names the task and key; else a task name. */
+const stateCommand = async (appSpec: string, flags: Record<string, string | boolean>, spec: string | undefined): Promise<number> => {
   const dataDir = take(flags, "data-dir")
-  if (dataDir === undefined) throw new Error("eddy state needs --data-dir")
+  if (dataDir === undefined) throw new Error("eddy state needs --data-dir (the data directory the app runs or ran with)")
+  const app = await loadApp(appSpec, flags)
   const s = await committedState(dataDir)
+  for (const view of app.views ?? []) {
+    const key = spec === undefined ? undefined : view.key(spec)
+    if (key === undefined) continue
+    const ks = canonicalKey(key)
+    const entry = s.entries.find((e) => e.task === view.task && e.key === ks)
+    if (entry === undefined) {
+      process.stderr.write(`eddy: ${spec} has no committed state (as of epoch ${s.epoch})\n`)
+      return 1
+    }
+    process.stdout.write(json(view.show(entry.value)) + "\n")
+    return 0
+  }
   process.stdout.write(`# committed through epoch ${s.epoch}\n`)
-  for (const e of s.entries) if (task === undefined || e.task === task || e.task.endsWith(`/${task}`)) process.stdout.write(`${e.task}\t${e.key}\t${JSON.stringify(e.value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}\n`)
+  for (const e of s.entries) if (spec === undefined || e.task === spec || e.task.endsWith(`/${spec}`)) process.stdout.write(`${e.task}\t${e.key}\t${json(e.value)}\n`)
+  return 0
+}
+
+/** `eddy actors <app> <type>`: ids of the actors of one type with committed state. */
+const actorsCommand = async (appSpec: string, flags: Record<string, string | boolean>, group: string | undefined): Promise<number> => {
+  const dataDir = take(flags, "data-dir")
+  if (dataDir === undefined || group === undefined) throw new Error("usage: eddy actors <app> <type> --data-dir DIR")
+  const app = await loadApp(appSpec, flags)
+  const s = await committedState(dataDir)
+  let n = 0
+  for (const view of app.views ?? []) {
+    for (const e of s.entries) {
+      if (e.task !== view.task) continue
+      const d = view.describe(parseCanonicalKey(e.key))
+      if (d.group !== group) continue
+      process.stdout.write(d.spec + "\n")
+      n++
+    }
+  }
+  process.stderr.write(`eddy: ${n} ${group} actor(s) as of epoch ${s.epoch}\n`)
   return 0
 }
 
@@ -98,7 +137,8 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const [command, appSpec, ...rest] = positional
   try {
     if (command === "run" && appSpec !== undefined) return await runCommand(appSpec, flags)
-    if (command === "state" && appSpec !== undefined) return await stateCommand(flags, rest[0])
+    if (command === "state" && appSpec !== undefined) return await stateCommand(appSpec, flags, rest[0])
+    if (command === "actors" && appSpec !== undefined) return await actorsCommand(appSpec, flags, rest[0])
     process.stderr.write(usage + "\n")
     return command === undefined || command === "help" || flags["help"] === true ? 0 : 2
   } catch (err) {

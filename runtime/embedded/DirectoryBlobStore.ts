@@ -77,12 +77,13 @@ const removeTempFiles = async (root: string): Promise<void> => {
   await Promise.all(files.filter((k) => k.includes("~")).map((k) => unlink(join(root, k)).catch(() => undefined)))
 }
 
-export const makeDirectoryBlobStore = (dir: string): Effect.Effect<BlobStoreService, BlobStoreError> =>
+/** `readOnly`: a reader beside a running writer; it must not remove the writer's temp files. */
+export const makeDirectoryBlobStore = (dir: string, options: { readonly readOnly?: boolean } = {}): Effect.Effect<BlobStoreService, BlobStoreError> =>
   Effect.gen(function* () {
     yield* Effect.tryPromise({
       try: async () => {
         await mkdir(dir, { recursive: true })
-        await removeTempFiles(dir)
+        if (!options.readOnly) await removeTempFiles(dir)
       },
       catch: (cause) => new BlobStoreError({ message: `cannot open blob directory ${dir}: ${String(cause)}`, cause }),
     })
@@ -156,6 +157,6 @@ export const makeDirectoryBlobStore = (dir: string): Effect.Effect<BlobStoreServ
 
 export const DirectoryBlobStore = {
   /** The BlobStore port backed by files under `dir` (created if missing). */
-  layer: (dir: string): Layer.Layer<BlobStore, BlobStoreError> => Layer.effect(BlobStore, makeDirectoryBlobStore(dir)),
+  layer: (dir: string, options: { readonly readOnly?: boolean } = {}): Layer.Layer<BlobStore, BlobStoreError> => Layer.effect(BlobStore, makeDirectoryBlobStore(dir, options)),
   make: makeDirectoryBlobStore,
 } as const

@@ -25,6 +25,8 @@ export interface FileLogOptions {
   readonly segmentBytes?: number
   /** `append` waits while more than this many bytes are queued but not yet written. Default 16 MiB. */
   readonly maxQueuedBytes?: number
+  /** Only read (beside a running writer): nothing on disk is changed, appends fail. */
+  readonly readOnly?: boolean
 }
 
 const ioError = (message: string) => (cause: unknown) => new LogError({ message: `${message}: ${String(cause)}`, cause })
@@ -66,9 +68,13 @@ const corruptedLog = (c: CorruptedLog): LogService => {
 export const makeFileLog = (dir: string, options: FileLogOptions = {}): Effect.Effect<LogService, LogError, Scope.Scope> =>
   Effect.gen(function* () {
     const segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024
-    yield* tryIo(`cannot create log directory ${dir}`, () => mkdir(dir, { recursive: true }))
-    const recovered = yield* tryIo(`cannot recover log in ${dir}`, () => recoverLog(dir))
+    if (!options.readOnly) yield* tryIo(`cannot create log directory ${dir}`, () => mkdir(dir, { recursive: true }))
+    const recovered = yield* tryIo(`cannot recover log in ${dir}`, () => recoverLog(dir, options.readOnly === true))
     if (recovered._tag === "Corrupted") return corruptedLog(recovered)
+    if (options.readOnly) {
+      const refuse = Effect.fail(new LogError({ message: `log ${dir} is open read-only` }))
+      return { append: () => refuse, appendDurable: () => refuse, readAll: Effect.succeed(recovered.entries), truncateBefore: () => refuse } satisfies LogService
+    }
 
     const writer = new SegmentWriter(
       dir,

@@ -43,7 +43,8 @@ export const syncDir = async (dir: string): Promise<void> => {
   }
 }
 
-export const recoverLog = async (dir: string): Promise<RecoveredLog | CorruptedLog> => {
+/** `readOnly`: a reader beside a running writer (eddy state): a torn tail is skipped, never cut off on disk. */
+export const recoverLog = async (dir: string, readOnly = false): Promise<RecoveredLog | CorruptedLog> => {
   const parts = await listSegments(dir)
   for (let i = 1; i < parts.length; i++) {
     const prev = parts[i - 1] ?? 0
@@ -84,6 +85,7 @@ export const recoverLog = async (dir: string): Promise<RecoveredLog | CorruptedL
         }
       }
     }
+    if (readOnly) return { _tag: "Recovered", entries, firstPart: parts[0] ?? 1, lastPart: part, lastExists: true, lastEnd: scan.damage.offset, streamsInPart }
     // Torn tail: nothing after the damage was acknowledged. Remove newest first, so a crash here leaves no hole.
     for (let j = parts.length - 1; j > i; j--) {
       await unlink(join(dir, segmentName(parts[j] ?? 0)))

@@ -13,6 +13,8 @@ import { PartitionCore, type IngressBatch, type Reporter } from "./PartitionCore
 import type { Plan } from "./Plan.ts"
 import type { FenceRecord, Vote } from "./protocol.ts"
 import { recover } from "./recovery.ts"
+import type { Key } from "../../workflows/Key.ts"
+import { canonicalKey, keyGroupOf, ownerOf, parseCanonicalKey } from "./keys.ts"
 import { SnapshotManager } from "./snapshots.ts"
 
 export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
@@ -24,9 +26,18 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly onCommit?: (e: number, votes: ReadonlyArray<Vote>) => void
   /** Polled after each commit: true stops the run cleanly at that epoch boundary. */
   readonly shouldStop?: () => boolean
+  /** Called at every commit boundary, when the partitions hold exactly the committed state (answer queries here). */
+  readonly onCommitBoundary?: (state: StateReader) => void
   /** Snapshot every this many committed epochs (0: never). */
   readonly snapshotEvery: number
   readonly onSnapshot?: (epoch: number) => void
+}
+
+/** Reads the live state of the partitions hosted here; valid only at a commit boundary (then it is committed state). */
+export interface StateReader {
+  readonly epoch: number
+  get(task: string, key: Key): unknown
+  keys(task: string): ReadonlyArray<Key>
 }
 
 export interface RunResult {
@@ -81,6 +92,27 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     let inTransit = 0
     for (const msgs of rec.inTransit.values()) inTransit += msgs.length
     const coord = new CoordinatorCore(g, rec.lastEpoch, inTransit, { ...options, partitions: P })
+
+    const taskId = (task: string): number => {
+      const id = plan.byName.get(task)
+      if (id === undefined) throw new ConfigError(`app '${plan.app.name}' has no task '${task}'`)
+      return id
+    }
+    const reader = (epoch: number): StateReader => ({
+      epoch,
+      get: (task, key) => {
+        const ks = canonicalKey(key)
+        const kg = keyGroupOf(ks, plan.keyGroups)
+        return cores[ownerOf(kg, plan.keyGroups, P)]!.groups.get(kg)?.tables.get(taskId(task))?.get(ks)
+      },
+      keys: (task) => {
+        const id = taskId(task)
+        const out: string[] = []
+        for (const core of cores) for (const grp of core.groups.values()) for (const ks of grp.tables.get(id)?.keys() ?? []) out.push(ks)
+        return out.sort().map(parseCanonicalKey)
+      },
+    })
+    options.onCommitBoundary?.(reader(rec.lastEpoch))
 
     let records = 0
     let failures = 0
@@ -137,6 +169,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             }
             for (let p = 0; p < P; p++) yield* transport.send(p, { t: "committed", g, e: o.e })
             options.onCommit?.(o.e, o.votes)
+            options.onCommitBoundary?.(reader(o.e))
             if (options.shouldStop?.() === true) {
               finishedAt = o.e
               coord.out.length = 0
