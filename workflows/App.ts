@@ -40,6 +40,17 @@ export interface AppDefinition {
   /** Key groups: fixed for the life of the app's data (default 128). Partitions own whole key groups. */
   readonly keyGroups?: number
   readonly views?: ReadonlyArray<StateView>
+  /**
+   * Runs when a finite run completes (`eddy run` prints what it returns): read committed state, check invariants.
+   * Throwing makes the run fail with that message.
+   */
+  readonly report?: (state: CommittedStateReader) => Promise<string> | string
+}
+
+/** Committed state of a finished run, by task name and key. */
+export interface CommittedStateReader {
+  query(task: string, key: Key): Promise<unknown>
+  keys(task: string): Promise<ReadonlyArray<Key>>
 }
 
 export interface App extends AppDefinition {

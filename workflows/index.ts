@@ -1,4 +1,4 @@
-export { App, AppArgs, type AppDefinition, type AppModule, type StateView } from "./App.ts"
+export { App, AppArgs, type AppDefinition, type AppModule, type CommittedStateReader, type StateView } from "./App.ts"
 export type { GraphNode, TaskNode, WorkflowGraph } from "./Graph.ts"
 export type { Key } from "./Key.ts"
 export { Sink, type SinkSpec } from "./Sink.ts"

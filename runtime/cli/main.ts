@@ -75,6 +75,7 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
   process.once("SIGTERM", onSignal)
   try {
     const r = await running.done
+    if (app.report !== undefined) process.stdout.write((await app.report(running)) + "\n")
     const resumed = r.recoveredEpoch > 0 ? `, resumed after epoch ${r.recoveredEpoch}` : ""
     process.stderr.write(
       `eddy: app '${app.name}' committed ${r.epochs} epochs (${r.records} source records, ${r.failures} task failures) in ${Date.now() - started} ms on ${partitions ?? 1} partition(s)${resumed}\n`,
