@@ -8,7 +8,7 @@ import { Sink, type SinkSpec } from "../workflows/Sink.ts"
 import { Workflow, type Stream } from "../workflows/Workflow.ts"
 import type { ActorContext, ActorFuture } from "./ActorContext.ts"
 import { checkUserId, isSpawnedId, refString, type ActorRef } from "./ActorRef.ts"
-import { same, stopped, type Become, type Behavior, type Next } from "./Behavior.ts"
+import { same, stopped, type AnyBehavior, type Become, type Behavior, type Next } from "./Behavior.ts"
 import type { ActorContinuation } from "./ActorContinuation.ts"
 
 /** What the actors task keeps per actor: the behavior's name (never a closure), its state, its spawn counter. */
@@ -45,14 +45,14 @@ type Out = Envelope | { readonly t: "dead"; readonly d: DeadLetter } | { readonl
 export interface ActorSystemOptions {
   /** Name of the system's workflow (its state lives under `<name>/actors`). */
   readonly name: string
-  readonly behaviors: ReadonlyArray<Behavior<never, never>>
+  readonly behaviors: ReadonlyArray<AnyBehavior>
   /** Where `ctx.output` values go (default: memory sink `<name>.output`). */
   readonly output?: SinkSpec<unknown>
   /** Where dead letters go (default: memory sink `<name>.dead-letters`). */
   readonly deadLetters?: SinkSpec<DeadLetter>
 }
 
-type AnyBehavior = Behavior<unknown, unknown>
+type RunBehavior = Behavior<unknown, unknown>
 
 /**
  * The actor model as a library on ONE cyclic workflow: envelopes are keyed by actor address and handled by a
@@ -141,7 +141,7 @@ export class ActorSystem {
     return rec?.s
   }
 
-  private behavior(type: string): AnyBehavior | undefined {
+  private behavior(type: string): RunBehavior | undefined {
     return this.behaviors.get(type)
   }
 
@@ -222,7 +222,7 @@ export class ActorSystem {
   }
 
   /** @internal */
-  behaviorOf(name: string): AnyBehavior | undefined {
+  behaviorOf(name: string): RunBehavior | undefined {
     return this.behavior(name)
   }
 

@@ -24,12 +24,16 @@ export interface Behavior<M, S> {
   readonly name: string
   /** State of a new actor (virtual actors start here on first message; spawn may give another). */
   readonly initial: (id: string) => S
+  // Method syntax on purpose: it lets any behavior stand in a list of behaviors (AnyBehavior).
   /** Runs once when the actor is created, before its first message. */
-  readonly setup?: (ctx: ActorContext<M>, state: S) => Next<S>
-  readonly receive: (ctx: ActorContext<M>, message: M, state: S) => Next<S>
+  setup?(ctx: ActorContext<M>, state: S): Next<S>
+  receive(ctx: ActorContext<M>, message: M, state: S): Next<S>
   /** Continuations this behavior passes to `ctx.ask(...).then(...)`. */
   readonly continuations: ReadonlyArray<ActorContinuation<never, never, never>>
 }
+
+/** Any behavior, whatever its message and state types: what an actor system's list holds. */
+export type AnyBehavior = Behavior<never, unknown>
 
 export interface BehaviorSpec<M, S> {
   readonly initial: S | ((id: string) => S)

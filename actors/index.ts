@@ -6,7 +6,7 @@ export type { ActorContext, ActorFuture } from "./ActorContext.ts"
 export type { ActorContinuation } from "./ActorContinuation.ts"
 export type { ActorRef } from "./ActorRef.ts"
 export { ActorSystem, type ActorAsk, type ActorRecord, type ActorSystemOptions, type DeadLetter, type DeadLetterReply, type Envelope } from "./ActorSystem.ts"
-export type { Become, Behavior, BehaviorSpec, Next } from "./Behavior.ts"
+export type { AnyBehavior, Become, Behavior, BehaviorSpec, Next } from "./Behavior.ts"
 
 export const Actors = {
   /** A behavior: typed messages M, typed state S. */

@@ -36,7 +36,7 @@ export const printer = Actors.define<Result, null>("printer", {
 })
 
 export const fibonacciApp = (ns: ReadonlyArray<number>, output = Sink.console<unknown>()) => {
-  const system = Actors.system({ name: "fibonacci", behaviors: [fib, printer] as never, output })
+  const system = Actors.system({ name: "fibonacci", behaviors: [fib, printer], output })
   const requests = Workflow.create("requests", (wf) => {
     system.input(
       wf.source(Source.array(ns, { name: "n" })).map((n) => system.tell(system.ref(fib, `fib-${n}`), { n, replyTo: system.ref(printer, `print-${n}`) })),

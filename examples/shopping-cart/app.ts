@@ -61,11 +61,11 @@ export const orders = Actors.define<OrderMsg, OrdersState>("orders", {
 
 export const cart = Actors.define<CartMsg, CartState & { readonly checkouts: number }>("cart", {
   initial: { items: {}, checkouts: 0 },
-  continuations: [reserved as never],
+  continuations: [reserved],
   receive(ctx, msg, state) {
     switch (msg.op) {
       case "add":
-        ctx.ask(inventory, { op: "reserve", item: msg.item, qty: 1 }).then(reserved as never, { item: msg.item })
+        ctx.ask(inventory, { op: "reserve", item: msg.item, qty: 1 }).then(reserved, { item: msg.item })
         return Actors.same
       case "remove": {
         const have = state.items[msg.item] ?? 0
@@ -107,7 +107,7 @@ function* requests(o: ShopOptions): Generator<{ readonly user: string; readonly 
 }
 
 export const shoppingCartApp = (o: ShopOptions) => {
-  const system = Actors.system({ name: "shop", behaviors: [cart, orders, analytics] as never })
+  const system = Actors.system({ name: "shop", behaviors: [cart, orders, analytics] })
   const stock = Workflow.create("inventory", (wf) => {
     wf.source(Source.empty<never>())
       .via(
