@@ -29,7 +29,7 @@ export interface Behavior<M, S> {
   setup?(ctx: ActorContext<M>, state: S): Next<S>
   receive(ctx: ActorContext<M>, message: M, state: S): Next<S>
   /** Continuations this behavior passes to `ctx.ask(...).then(...)`. */
-  readonly continuations: ReadonlyArray<ActorContinuation<never, never, never>>
+  readonly continuations: ReadonlyArray<ActorContinuation<never, never, unknown>>
 }
 
 /** Any behavior, whatever its message and state types: what an actor system's list holds. */
@@ -39,7 +39,7 @@ export interface BehaviorSpec<M, S> {
   readonly initial: S | ((id: string) => S)
   readonly setup?: (ctx: ActorContext<M>, state: S) => Next<S>
   readonly receive: (ctx: ActorContext<M>, message: M, state: S) => Next<S>
-  readonly continuations?: ReadonlyArray<ActorContinuation<never, never, never>>
+  readonly continuations?: ReadonlyArray<ActorContinuation<never, never, unknown>>
 }
 
 export const defineBehavior = <M, S>(name: string, spec: BehaviorSpec<M, S>): Behavior<M, S> => {
