@@ -29,8 +29,10 @@ export interface KafkaLogOptions {
   readonly maxRecordBytes?: number
   /** A produce request carries about this many bytes of records (default 1 MiB). */
   readonly maxBatchBytes?: number
-  /** Bound on connecting and preparing the topics at start-up (default 10 s). */
-  readonly startTimeoutMs?: number
+  /** Bound on connecting at start-up (default 5 s). */
+  readonly connectTimeoutMs?: number
+  /** Bound on creating or checking the topics at start-up (default 30 s). */
+  readonly setupTimeoutMs?: number
   /** Per-request timeout once running (default 10 s). */
   readonly requestTimeoutMs?: number
   /** Bound on one readAll (default 60 s). */
@@ -49,7 +51,15 @@ const brokersOf = (options: KafkaLogOptions): Effect.Effect<ReadonlyArray<string
         catch: (cause) => new LogError({ message: `Kafka log: ${String(cause)}`, cause }),
       })
 
-const disconnect = (client: Admin | Producer): Effect.Effect<void> => Effect.promise(() => client.disconnect().catch(() => undefined))
+/**
+ * Disconnecting waits for requests in flight. A client that never connected (a silent broker) is let go without
+ * waiting; a connected one gets a bounded wait. Finalizers are uninterruptible: the wait must be made
+ * interruptible for the timeout to cut it.
+ */
+const disconnect = (client: Admin | Producer, connected: ReadonlySet<Admin | Producer>): Effect.Effect<void> => {
+  const done = client.disconnect().catch(() => undefined)
+  return connected.has(client) ? Effect.promise(() => done).pipe(Effect.interruptible, Effect.timeout(2_000), Effect.ignore) : Effect.void
+}
 
 export const makeKafkaLog = (options: KafkaLogOptions) =>
   Effect.gen(function* () {
@@ -57,19 +67,22 @@ export const makeKafkaLog = (options: KafkaLogOptions) =>
     const topics = topicsFor(options.app)
     if (typeof topics === "string") return yield* Effect.fail(new LogError({ message: `Kafka log: ${topics}` }))
     const maxRecordBytes = options.maxRecordBytes ?? 16 * MiB
-    const startTimeoutMs = options.startTimeoutMs ?? 10_000
+    const connectTimeoutMs = options.connectTimeoutMs ?? 5_000
+    const setupTimeoutMs = options.setupTimeoutMs ?? 30_000
     const kafka = new Kafka({
       clientId: options.clientId ?? `eddy-${options.app}`,
       brokers: [...brokers],
       logLevel: options.logLevel ?? kafkaLogLevel.NOTHING,
-      connectionTimeout: Math.min(3_000, startTimeoutMs),
+      connectionTimeout: Math.min(3_000, connectTimeoutMs),
       requestTimeout: options.requestTimeoutMs ?? 10_000,
       retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 1_000 },
     })
     const kafkaTry = <A>(what: string, f: () => Promise<A>): Effect.Effect<A, LogError> =>
       Effect.tryPromise({ try: f, catch: (cause) => (cause instanceof LogError ? cause : kafkaError(brokers, what, cause)) })
 
-    const admin = yield* Effect.acquireRelease(Effect.sync(() => kafka.admin()), disconnect)
+    const connected = new Set<Admin | Producer>()
+    const release = (client: Admin | Producer) => Effect.suspend(() => disconnect(client, connected))
+    const admin = yield* Effect.acquireRelease(Effect.sync(() => kafka.admin()), release)
     // Bounded retries: after ~10 s of failing, the write fails and the log must be reopened (recovery).
     const producer = yield* Effect.acquireRelease(
       Effect.sync(() =>
@@ -80,29 +93,33 @@ export const makeKafkaLog = (options: KafkaLogOptions) =>
           retry: { retries: 6, initialRetryTime: 100, maxRetryTime: 2_000 },
         }),
       ),
-      disconnect,
+      release,
     )
-    yield* Effect.gen(function* () {
-      yield* kafkaTry("connecting", () => admin.connect())
-      const problem = yield* kafkaTry(`creating topics ${topics.wal} and ${topics.control}`, () =>
-        ensureTopics(admin, topics, {
-          partitions: 1,
-          replicationFactor: options.replicationFactor ?? 1,
-          flushEachWrite: options.flushEachWrite ?? true,
-          maxMessageBytes: maxRecordBytes + 64 * 1024,
-        }),
-      )
-      if (problem !== undefined) return yield* Effect.fail(new LogError({ message: `Kafka at ${brokers.join(",")}: ${problem}` }))
-      yield* kafkaTry("connecting the producer", () => producer.connect())
-    }).pipe(
+    const at = brokers.join(",")
+    yield* Effect.all(
+      [admin, producer].map((client) => Effect.tap(kafkaTry("connecting", () => client.connect()), () => connected.add(client))),
+      { concurrency: 2 },
+    ).pipe(
       Effect.timeoutFail({
-        duration: startTimeoutMs,
+        duration: connectTimeoutMs,
         onTimeout: () =>
-          new LogError({
-            message: `cannot reach Kafka at ${brokers.join(",")} within ${startTimeoutMs} ms — is it running? (npm run infra:up, or set EDDY_KAFKA_BROKERS)`,
-          }),
+          new LogError({ message: `cannot reach Kafka at ${at}: no answer within ${connectTimeoutMs} ms — is it running? (npm run infra:up, or set EDDY_KAFKA_BROKERS)` }),
       }),
     )
+    const problem = yield* kafkaTry(`creating topics ${topics.wal} and ${topics.control}`, () =>
+      ensureTopics(admin, topics, {
+        partitions: 1,
+        replicationFactor: options.replicationFactor ?? 1,
+        flushEachWrite: options.flushEachWrite ?? true,
+        maxMessageBytes: maxRecordBytes + 64 * 1024,
+      }),
+    ).pipe(
+      Effect.timeoutFail({
+        duration: setupTimeoutMs,
+        onTimeout: () => new LogError({ message: `Kafka at ${at}: creating topics ${topics.wal} and ${topics.control} took over ${setupTimeoutMs} ms` }),
+      }),
+    )
+    if (problem !== undefined) return yield* Effect.fail(new LogError({ message: `Kafka at ${at}: ${problem}` }))
 
     const writer = new KafkaWriter(producer, topics, {
       brokers,
@@ -111,7 +128,7 @@ export const makeKafkaLog = (options: KafkaLogOptions) =>
       ackTimeoutMs: options.requestTimeoutMs ?? 10_000,
     })
     // Runs before the clients disconnect (finalizers run in reverse order): queued appends are sent first.
-    yield* Effect.addFinalizer(() => Effect.promise(() => writer.drained()).pipe(Effect.timeout(30_000), Effect.ignore))
+    yield* Effect.addFinalizer(() => Effect.promise(() => writer.drained()).pipe(Effect.interruptible, Effect.timeout(30_000), Effect.ignore))
 
     const write = (stream: LogStream, payload: Uint8Array): Effect.Effect<LogPosition, LogError> =>
       kafkaTry("appending", () => writer.write(stream, payload))

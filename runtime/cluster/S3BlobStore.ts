@@ -36,6 +36,8 @@ export interface S3BlobStoreOptions {
   readonly connectTimeoutMs?: number
   /** Whole-request timeout per attempt (default 60 s). */
   readonly requestTimeoutMs?: number
+  /** Bound on the start-up check (default 5 s). */
+  readonly startTimeoutMs?: number
   /** Attempts per operation, with the SDK's backoff (default 3). */
   readonly maxAttempts?: number
 }
@@ -106,7 +108,16 @@ export const makeS3BlobStore = (options: S3BlobStoreOptions = {}): Effect.Effect
       })()
 
     // One request proves the endpoint answers, the credentials work and the bucket exists.
-    yield* s3(`list bucket '${where.bucket}'`, undefined, (signal) => listFrom(root, signal, 1))
+    const startTimeoutMs = options.startTimeoutMs ?? 5_000
+    yield* s3(`list bucket '${where.bucket}'`, undefined, (signal) => listFrom(root, signal, 1)).pipe(
+      Effect.timeoutFail({
+        duration: startTimeoutMs,
+        onTimeout: () =>
+          new BlobStoreError({
+            message: `cannot reach S3 at ${where.endpoint}: no answer within ${startTimeoutMs} ms — is it running? (npm run infra:up, or set EDDY_S3_ENDPOINT)`,
+          }),
+      }),
+    )
 
     return {
       put: (key, bytes) =>

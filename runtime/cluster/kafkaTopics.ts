@@ -4,7 +4,8 @@
  * the broker fsyncs every produce before acknowledging it: on a single broker, acks=all alone reaches only the
  * page cache (DESIGN.md, "Kafka specifics"). An existing topic whose settings would lose records is refused.
  */
-import { ConfigResourceTypes, type Admin } from "kafkajs"
+// Default import: Node's CommonJS export detection does not find ConfigResourceTypes in kafkajs's index.
+import kafkajs, { type Admin } from "kafkajs"
 import type { LogStream } from "../ports/Log.ts"
 
 export interface TopicSettings {
@@ -57,7 +58,7 @@ export const ensureTopics = async (admin: Admin, topics: Topics, s: TopicSetting
   })
   const described = await admin.describeConfigs({
     includeSynonyms: false,
-    resources: names.map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: required.map(([n]) => n) })),
+    resources: names.map((name) => ({ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: required.map(([n]) => n) })),
   })
   for (const resource of described.resources) {
     for (const [name, ok, want] of required) {
