@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import { Data, Effect, Option } from "effect"
 import { BlobStore } from "../ports/BlobStore.ts"
 import type { LogPosition } from "../ports/Log.ts"
 import { Egress } from "../ports/Egress.ts"
@@ -28,6 +28,16 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly shouldStop?: () => boolean
   /** Called at every commit boundary, when the partitions hold exactly the committed state (answer queries here). */
   readonly onCommitBoundary?: (state: StateReader) => void
+  /**
+   * What this process hosts: the coordinator and/or some partitions (default: everything, the embedded case).
+   * A cluster runs the same engine once per process with a different `host`.
+   */
+  readonly host?: { readonly coordinator: boolean; readonly partitions: ReadonlyArray<number> }
+  /**
+   * Cluster liveness: the coordinator fails if an epoch does not commit within this time, a worker if it hears
+   * nothing for this long; either way the process exits and recovery (all processes restart) takes over.
+   */
+  readonly livenessMs?: number
   /** Snapshot every this many committed epochs (0: never). */
   readonly snapshotEvery: number
   readonly onSnapshot?: (epoch: number) => void
@@ -39,6 +49,8 @@ export interface StateReader {
   get(task: string, key: Key): unknown
   keys(task: string): ReadonlyArray<Key>
 }
+
+export class LivenessError extends Data.TaggedError("LivenessError")<{ readonly message: string }> {}
 
 export interface RunResult {
   readonly generation: number
@@ -77,18 +89,25 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     if (rec.keyGroups !== undefined && rec.keyGroups !== plan.keyGroups) {
       return yield* Effect.fail(new ConfigError(`the data was written with ${rec.keyGroups} key groups; app '${plan.app.name}' now has ${plan.keyGroups}; key groups are fixed for the life of the data`))
     }
+    const host = options.host ?? { coordinator: true, partitions: Array.from({ length: P }, (_, p) => p) }
+    for (const p of host.partitions) if (!Number.isInteger(p) || p < 0 || p >= P) return yield* Effect.fail(new ConfigError(`partition ${p} is not in 0..${P - 1}`))
+    // Only the coordinator opens a generation; partitions learn it from the epochs it opens.
     const g = rec.g + 1
-    const fence: FenceRecord = { t: "fence", g, app: plan.app.name, keyGroups: plan.keyGroups }
-    yield* log.appendDurable("control", encode(fence))
-    yield* egress.recover(rec.committed)
+    if (host.coordinator) {
+      const fence: FenceRecord = { t: "fence", g, app: plan.app.name, keyGroups: plan.keyGroups }
+      yield* log.appendDurable("control", encode(fence))
+    }
+    yield* egress.recover(host.partitions.length > 0 ? rec.committed : [])
 
-    const cores = Array.from({ length: P }, (_, p) => {
+    const cores: Array<PartitionCore | undefined> = new Array<PartitionCore | undefined>(P).fill(undefined)
+    for (const p of host.partitions) {
       const core = new PartitionCore(plan, { partition: p, partitions: P, checked: options.checked, keyGroupRoundLimit: options.keyGroupRoundLimit, reporter: options.reporter })
       core.restore(rec)
       core.g = g
-      return core
-    })
-    const readers = cores.map((core) => [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos) })))
+      cores[p] = core
+    }
+    const hosted = cores.filter((c): c is PartitionCore => c !== undefined)
+    const readers = cores.map((core) => (core === undefined ? [] : [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos) }))))
     let inTransit = 0
     for (const msgs of rec.inTransit.values()) inTransit += msgs.length
     const coord = new CoordinatorCore(g, rec.lastEpoch, inTransit, { ...options, partitions: P })
@@ -103,12 +122,12 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       get: (task, key) => {
         const ks = canonicalKey(key)
         const kg = keyGroupOf(ks, plan.keyGroups)
-        return cores[ownerOf(kg, plan.keyGroups, P)]!.groups.get(kg)?.tables.get(taskId(task))?.get(ks)
+        return cores[ownerOf(kg, plan.keyGroups, P)]?.groups.get(kg)?.tables.get(taskId(task))?.get(ks)
       },
       keys: (task) => {
         const id = taskId(task)
         const out: string[] = []
-        for (const core of cores) for (const grp of core.groups.values()) for (const ks of grp.tables.get(id)?.keys() ?? []) out.push(ks)
+        for (const core of hosted) for (const grp of core.groups.values()) for (const ks of grp.tables.get(id)?.keys() ?? []) out.push(ks)
         return out.sort().map(parseCanonicalKey)
       },
     })
@@ -118,6 +137,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     let failures = 0
     let epochs = 0
     let finishedAt: number | undefined
+    let stopAt: number | undefined
+    let opened = false
+    const ready = new Set<number>()
     const publishCounts = new Map<number, number>()
     let fullyPublished = rec.lastEpoch
 
@@ -143,7 +165,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             case "publish":
               yield* egress.publish(o.e, p, o.egress)
               publishCounts.set(o.e, (publishCounts.get(o.e) ?? 0) + 1)
-              while (publishCounts.get(fullyPublished + 1) === P) publishCounts.delete(++fullyPublished)
+              while (publishCounts.get(fullyPublished + 1) === hosted.length) publishCounts.delete(++fullyPublished)
               break
           }
         }
@@ -171,16 +193,16 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             options.onCommit?.(o.e, o.votes)
             options.onCommitBoundary?.(reader(o.e))
             if (options.shouldStop?.() === true) {
-              finishedAt = o.e
               coord.out.length = 0
+              yield* finish(o.e)
             }
             break
           case "finished":
-            finishedAt = o.e
+            yield* finish(o.e)
             break
           case "idle":
             yield* Effect.sleep(options.epochMs)
-            if (options.shouldStop?.() === true) finishedAt = o.e
+            if (options.shouldStop?.() === true) yield* finish(o.e)
             else coord.open()
             break
         }
@@ -210,18 +232,79 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         Effect.catchAll((err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot of epoch ${e} failed: ${String(err)}`))),
       )
 
-    coord.open()
-    yield* drainCoordinator
-    while (finishedAt === undefined || fullyPublished < finishedAt) {
-      const { to, env } = yield* transport.receive
+    /** The run is over after epoch e: every partition publishes through e and stops. */
+    const finish = (e: number) =>
+      Effect.gen(function* () {
+        finishedAt = e
+        for (let p = 0; p < P; p++) yield* transport.send(p, { t: "stop", g, e })
+      })
+
+    /** Partitions announce themselves until the first epoch opens (a coordinator may subscribe after them). */
+    const announce = Effect.gen(function* () {
+      for (const core of hosted) yield* transport.send(COORDINATOR, { t: "ready", from: core.options.partition, lastEpoch: rec.lastEpoch })
+    })
+    yield* announce
+    let lastAnnounce = Date.now()
+    let lastHeard = Date.now()
+    let epochStarted = Date.now()
+    const liveness = options.livenessMs
+    const receive =
+      liveness === undefined
+        ? transport.receive
+        : transport.receive.pipe(
+            Effect.timeoutOption(Math.min(liveness, 500)),
+            Effect.flatMap((o) => (Option.isSome(o) ? Effect.succeed(o.value) : Effect.succeed(undefined))),
+          )
+
+    const done = () => (host.coordinator && hosted.length === 0 ? finishedAt !== undefined : stopAt !== undefined && fullyPublished >= stopAt)
+    while (!done()) {
+      const got = yield* receive
+      const now = Date.now()
+      if (!opened && hosted.length > 0 && now - lastAnnounce >= 500) {
+        yield* announce
+        lastAnnounce = now
+      }
+      if (liveness !== undefined) {
+        if (host.coordinator && opened && finishedAt === undefined && now - epochStarted > liveness) {
+          return yield* Effect.fail(new LivenessError({ message: `epoch ${coord.epoch} did not commit within ${liveness} ms: a partition is gone or cut off; restarting from the last committed epoch` }))
+        }
+        if (!host.coordinator && now - lastHeard > liveness) {
+          return yield* Effect.fail(new LivenessError({ message: `no word from the coordinator or other partitions for ${liveness} ms; restarting from the last committed epoch` }))
+        }
+      }
+      if (got === undefined) continue
+      lastHeard = now
+      const { to, env } = got
       if (to === COORDINATOR) {
+        if (!host.coordinator) continue
+        if (env.t === "ready") {
+          if (env.lastEpoch !== rec.lastEpoch) {
+            return yield* Effect.fail(new ConfigError(`partition ${env.from} recovered to epoch ${env.lastEpoch} but the coordinator to ${rec.lastEpoch}: they read different logs`))
+          }
+          ready.add(env.from)
+          if (!opened && ready.size === P) {
+            opened = true
+            epochStarted = now
+            coord.open()
+            yield* drainCoordinator
+          }
+          continue
+        }
         if (env.t !== "vote") throw new Error(`assertion: coordinator got '${env.t}'`)
+        const before = coord.epoch
         coord.onVote(env)
         yield* drainCoordinator
+        if (coord.epoch !== before) epochStarted = Date.now()
         continue
       }
-      const core = cores[to]!
+      const core = cores[to]
+      if (core === undefined) continue
+      if (env.t === "stop") {
+        stopAt = env.e
+        continue
+      }
       if (env.t === "open") {
+        opened = true
         const batches: IngressBatch[] = []
         for (const r of readers[to]!) {
           const atoms = yield* Effect.promise(() => r.reader.read(env.budget, options.epochMs))
@@ -230,10 +313,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           if (atoms.length > 0) batches.push({ split: r.i, atoms })
         }
         core.onOpen(env, batches)
-      } else if (env.t !== "vote") core.handle(env)
+      } else if (env.t !== "vote" && env.t !== "ready") core.handle(env)
       yield* drainPartition(to)
     }
     yield* egress.flush
-    const result: RunResult = { generation: g, recoveredEpoch: rec.lastEpoch, lastEpoch: finishedAt, epochs, records, failures }
+    const result: RunResult = { generation: g, recoveredEpoch: rec.lastEpoch, lastEpoch: finishedAt ?? stopAt ?? rec.lastEpoch, epochs, records, failures }
     return result
   })

@@ -84,8 +84,23 @@ export interface Committed {
   readonly e: number
 }
 
+/** The run is over after epoch e (its egress is the last to publish): the partition's process may exit. */
+export interface Stop {
+  readonly t: "stop"
+  readonly g: number
+  readonly e: number
+}
+
+/** A partition has recovered and listens: the coordinator opens the first epoch once all are ready. */
+export interface Ready {
+  readonly t: "ready"
+  readonly from: number
+  /** The last committed epoch this partition found in the log (all must agree). */
+  readonly lastEpoch: number
+}
+
 export type ToPartition = OpenEpoch | RoundData | RoundDone | Committed
-export type ToCoordinator = Vote
+export type ToCoordinator = Vote | Ready
 
 /** The COMMIT decision, as written to the control stream. */
 export interface CommitRecord {

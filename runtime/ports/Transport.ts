@@ -1,10 +1,10 @@
 import { Context, Data, type Effect } from "effect"
-import type { ToCoordinator, ToPartition } from "../engine/protocol.ts"
+import type { Stop, ToCoordinator, ToPartition } from "../engine/protocol.ts"
 
 /** The coordinator's address; partitions are addressed by index. */
 export const COORDINATOR = -1
 
-export type Envelope = ToPartition | ToCoordinator
+export type Envelope = ToPartition | Stop | ToCoordinator
 
 export class TransportError extends Data.TaggedError("TransportError")<{ readonly message: string; readonly cause?: unknown }> {}
 
