@@ -1,7 +1,8 @@
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Exit, Layer } from "effect"
-import type { App } from "../workflows/App.ts"
+import type { App, CommittedStateReader } from "../workflows/App.ts"
+import { canonicalKey, parseCanonicalKey } from "./engine/keys.ts"
 import type { Key } from "../workflows/Key.ts"
 import { runEngine, type RunResult, type StateReader } from "./engine/Engine.ts"
 import type { TaskFailure } from "./engine/errors.ts"
@@ -16,6 +17,7 @@ import { MemoryLog } from "./embedded/MemoryLog.ts"
 import { DirectoryBlobStore } from "./embedded/DirectoryBlobStore.ts"
 import { MemoryBlobStore } from "./embedded/MemoryBlobStore.ts"
 import { Log } from "./ports/Log.ts"
+import type { Transport } from "./ports/Transport.ts"
 import { BlobStore } from "./ports/BlobStore.ts"
 import { SnapshotManager } from "./engine/snapshots.ts"
 
@@ -87,8 +89,18 @@ const defaultReporter = (options: RunOptions, failures: TaskFailure[]): Reporter
 const logLayer = (dataDir: string | undefined, segmentBytes: number | undefined) =>
   dataDir === undefined ? MemoryLog.layer() : FileLog.layer(join(dataDir, "log"), segmentBytes === undefined ? {} : { segmentBytes })
 
+/**
+ * Where the engine's ports come from when not embedded: a cluster process plugs its Log, BlobStore and Transport
+ * layers in here and says which endpoints it hosts. Sinks stay local to the process (its `dataDir`).
+ */
+export interface Deployment {
+  readonly ports: Layer.Layer<Log | BlobStore | Transport, unknown>
+  readonly host: { readonly coordinator: boolean; readonly partitions: ReadonlyArray<number> }
+  readonly livenessMs?: number
+}
+
 /** Starts an app on the embedded default: in-process transport, file log (or memory), file and memory sinks. */
-export const start = (app: App, options: RunOptions = {}): RunningApp => {
+export const start = (app: App, options: RunOptions = {}, deployment?: Deployment): RunningApp => {
   const plan = compile(app)
   const outputs = new Map<string, unknown[]>()
   const failures: TaskFailure[] = []
@@ -114,12 +126,22 @@ export const start = (app: App, options: RunOptions = {}): RunningApp => {
     })
   const partitions = options.partitions ?? 1
   if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true })
-  const layers = Layer.mergeAll(
-    logLayer(options.dataDir, options.logSegmentBytes),
-    options.dataDir === undefined ? MemoryBlobStore.layer() : DirectoryBlobStore.layer(join(options.dataDir, "snapshots")),
-    InProcessTransport.layer,
-    EmbeddedEgress.layer({ sinks: plan.sinks, partitions, dataDir: options.dataDir, outputs, ...(options.print ? { print: options.print } : {}) }),
-  )
+  const egress = EmbeddedEgress.layer({
+    sinks: plan.sinks,
+    partitions: deployment?.host.partitions.length ?? partitions,
+    dataDir: options.dataDir,
+    outputs,
+    ...(options.print ? { print: options.print } : {}),
+  })
+  const layers =
+    deployment === undefined
+      ? Layer.mergeAll(
+          logLayer(options.dataDir, options.logSegmentBytes),
+          options.dataDir === undefined ? MemoryBlobStore.layer() : DirectoryBlobStore.layer(join(options.dataDir, "snapshots")),
+          InProcessTransport.layer,
+          egress,
+        )
+      : Layer.merge(deployment.ports, egress)
   const program = runEngine(plan, {
     partitions,
     checked: options.checked ?? true,
@@ -134,7 +156,9 @@ export const start = (app: App, options: RunOptions = {}): RunningApp => {
     ...(options.onCommit ? { onCommit: options.onCommit } : {}),
     shouldStop: () => stopRequested,
     onCommitBoundary,
-    snapshotEvery: options.snapshotEvery ?? 100,
+    // Cluster snapshots need the workers' blobs gathered under one manifest: not yet, so the cluster keeps its log.
+    snapshotEvery: deployment === undefined ? (options.snapshotEvery ?? 100) : 0,
+    ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)
   const done = Effect.runPromiseExit(program).then((exit): RunSummary => {
@@ -191,14 +215,25 @@ export interface StateEntryView {
  * The committed state in a data directory, of a stopped or a running app (it only reads: a torn tail being
  * written is skipped, not cut): every task's entries, sorted by task and key.
  */
-export const committedState = async (dataDir: string): Promise<{ readonly epoch: number; readonly entries: ReadonlyArray<StateEntryView> }> => {
+export const committedState = (dataDir: string): Promise<CommittedState> =>
+  committedStateFrom(Layer.merge(FileLog.layer(join(dataDir, "log"), { readOnly: true }), DirectoryBlobStore.layer(join(dataDir, "snapshots"), { readOnly: true })))
+
+export interface CommittedState {
+  readonly epoch: number
+  readonly entries: ReadonlyArray<StateEntryView>
+}
+
+/** Committed state read through any Log and BlobStore (a cluster's Kafka and S3, say). */
+export const committedStateFrom = async (ports: Layer.Layer<Log | BlobStore, unknown>): Promise<CommittedState> => {
   const program = Effect.gen(function* () {
     const log = yield* Log
     const blobs = yield* BlobStore
     const snapshot = yield* new SnapshotManager(blobs, "", 0).load(undefined)
     return recover(yield* log.readAll, snapshot)
-  }).pipe(Effect.provide(Layer.merge(FileLog.layer(join(dataDir, "log"), { readOnly: true }), DirectoryBlobStore.layer(join(dataDir, "snapshots"), { readOnly: true }))), Effect.scoped)
-  const rec = await Effect.runPromise(program)
+  }).pipe(Effect.provide(ports), Effect.scoped)
+  const exit = await Effect.runPromiseExit(program)
+  if (Exit.isFailure(exit)) throw toError(exit.cause)
+  const rec = exit.value
   const entries: StateEntryView[] = []
   for (const grp of rec.groups.values()) {
     for (const [task, t] of grp.tables) {
@@ -208,6 +243,20 @@ export const committedState = async (dataDir: string): Promise<{ readonly epoch:
   }
   entries.sort((a, b) => (a.task < b.task ? -1 : a.task > b.task ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
   return { epoch: rec.lastEpoch, entries }
+}
+
+/** Committed state as the reader an app's `report` takes. */
+export const stateReader = (state: CommittedState): CommittedStateReader => {
+  const byTask = new Map<string, Map<string, unknown>>()
+  for (const e of state.entries) {
+    let t = byTask.get(e.task)
+    if (t === undefined) byTask.set(e.task, (t = new Map()))
+    t.set(e.key, e.value)
+  }
+  return {
+    query: (task, key) => Promise.resolve(byTask.get(task)?.get(canonicalKey(key))),
+    keys: (task) => Promise.resolve([...(byTask.get(task)?.keys() ?? [])].map(parseCanonicalKey)),
+  }
 }
 
 export const Eddy = { start, run, committedState }

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { committedState, start } from "../Eddy.ts"
+import { committedState, start, stateReader } from "../Eddy.ts"
 import { canonicalKey, parseCanonicalKey } from "../engine/keys.ts"
 import { loadApp } from "./loadApp.ts"
 
@@ -10,6 +10,12 @@ const usage = `usage:
            [--log-segment-bytes N] [--unchecked] [app flags...]
       Runs an app on the embedded default. Without --data-dir the run uses a fresh temporary directory;
       with it, a re-run resumes after the last committed epoch. Flags eddy does not know go to the app.
+  eddy cluster <app> --partitions P [--namespace NS] [--data-dir DIR] [--max-restarts N] [engine and app flags]
+      Runs the app as a local cluster: a coordinator and P worker processes over NATS, a Kafka log and S3
+      (endpoints from EDDY_KAFKA_BROKERS, EDDY_NATS_URL, EDDY_S3_*), restarting them all if any fails.
+  eddy coordinator <app> --partitions P [--namespace NS]
+  eddy worker <app> --partition I --partitions P [--namespace NS] [--data-dir DIR]
+      One process of a cluster, for running them on different machines.
   eddy state <app> <type>/<id> --data-dir DIR     (or a task name, or nothing: every entry)
       Prints committed state from the data directory of a running or stopped app.
   eddy actors <app> <type> --data-dir DIR
@@ -88,6 +94,80 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
   }
 }
 
+/** Engine flags shared by every command that runs an app; what remains in `flags` belongs to the app. */
+const engineFlags = (flags: Record<string, string | boolean>) => {
+  const epochMs = int(take(flags, "epoch-ms"), "epoch-ms")
+  const epochAtoms = int(take(flags, "epoch-atoms"), "epoch-atoms")
+  const unchecked = flags["unchecked"] === true
+  delete flags["unchecked"]
+  return {
+    ...(epochMs === undefined ? {} : { epochMs }),
+    ...(epochAtoms === undefined ? {} : { epochAtoms }),
+    checked: !unchecked,
+    ...(process.env["EDDY_PROGRESS"] === "1" ? { onCommit: (e: number) => process.stderr.write(`eddy: committed epoch ${e}\n`) } : {}),
+  }
+}
+
+const required = (v: number | undefined, name: string): number => {
+  if (v === undefined) throw new Error(`--${name} is required`)
+  return v
+}
+
+/** `eddy coordinator` / `eddy worker`: one process of a cluster (normally started by `eddy cluster`). */
+const clusterProcessCommand = async (role: "coordinator" | "worker", appSpec: string, flags: Record<string, string | boolean>): Promise<number> => {
+  const partitions = required(int(take(flags, "partitions"), "partitions"), "partitions")
+  const partition = role === "worker" ? required(int(take(flags, "partition"), "partition"), "partition") : undefined
+  const namespace = take(flags, "namespace")
+  const livenessMs = int(take(flags, "liveness-ms"), "liveness-ms")
+  const dataDir = take(flags, "data-dir")
+  const engine = engineFlags(flags)
+  const app = await loadApp(appSpec, flags)
+  const { startClusterProcess } = await import("../cluster/ClusterProcess.ts")
+  const running = startClusterProcess(app, {
+    ...engine,
+    role: partition === undefined ? "coordinator" : { partition },
+    partitions,
+    ...(namespace === undefined ? {} : { namespace }),
+    ...(livenessMs === undefined ? {} : { livenessMs }),
+    ...(dataDir === undefined ? {} : { dataDir }),
+  })
+  const onSignal = () => void running.stop()
+  process.once("SIGTERM", onSignal)
+  const r = await running.done
+  process.stderr.write(`eddy ${role}${partition === undefined ? "" : ` ${partition}`}: done after epoch ${r.lastEpoch} (${r.epochs} committed here, generation ${r.generation})\n`)
+  return 0
+}
+
+/** `eddy cluster`: a supervised local cluster, then the app's report from the committed state in Kafka and S3. */
+const clusterCommand = async (appSpec: string, argv: ReadonlyArray<string>, flags: Record<string, string | boolean>): Promise<number> => {
+  const partitions = required(int(take(flags, "partitions"), "partitions"), "partitions")
+  const namespace = take(flags, "namespace")
+  const dataDir = take(flags, "data-dir") ?? mkdtempSync(join(tmpdir(), "eddy-cluster-"))
+  const maxRestarts = int(take(flags, "max-restarts"), "max-restarts") ?? 50
+  const app = await loadApp(appSpec, { ...flags })
+  const ns = namespace ?? app.name
+  // Every process gets the same flags as this one, minus those the supervisor sets itself.
+  const own = new Set(["partitions", "namespace", "data-dir", "max-restarts"])
+  const passed: string[] = []
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i]!
+    const name = a.startsWith("--") ? a.slice(2).split("=")[0]! : undefined
+    if (name !== undefined && own.has(name)) {
+      if (!a.includes("=") && i + 1 < argv.length && !argv[i + 1]!.startsWith("--")) i++
+      continue
+    }
+    passed.push(a)
+  }
+  const { supervise } = await import("../cluster/supervisor.ts")
+  const { clusterState } = await import("../cluster/ClusterProcess.ts")
+  const started = Date.now()
+  const r = await supervise({ appSpec, partitions, namespace: ns, dataDir, flags: passed, maxRestarts })
+  const state = await clusterState(ns)
+  if (app.report !== undefined) process.stdout.write((await app.report(stateReader(state))) + "\n")
+  process.stderr.write(`eddy cluster: app '${app.name}' done through epoch ${state.epoch} in ${Date.now() - started} ms on ${partitions} worker(s), ${r.restarts} restart(s)\n`)
+  return 0
+}
+
 const json = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x instanceof Map ? Object.fromEntries(x) : x instanceof Set ? [...x] : x))
 
 /** `eddy state <app> <spec>`: a view of the app (e.g. actors: `cart/42`) names the task and key; else a task name. */
@@ -138,6 +218,8 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const [command, appSpec, ...rest] = positional
   try {
     if (command === "run" && appSpec !== undefined) return await runCommand(appSpec, flags)
+    if ((command === "coordinator" || command === "worker") && appSpec !== undefined) return await clusterProcessCommand(command, appSpec, flags)
+    if (command === "cluster" && appSpec !== undefined) return await clusterCommand(appSpec, argv, flags)
     if (command === "state" && appSpec !== undefined) return await stateCommand(appSpec, flags, rest[0])
     if (command === "actors" && appSpec !== undefined) return await actorsCommand(appSpec, flags, rest[0])
     process.stderr.write(usage + "\n")

@@ -97,7 +97,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       const fence: FenceRecord = { t: "fence", g, app: plan.app.name, keyGroups: plan.keyGroups }
       yield* log.appendDurable("control", encode(fence))
     }
-    yield* egress.recover(host.partitions.length > 0 ? rec.committed : [])
+    // A process republishes only the egress of the key groups it hosts (EgressEntry: [sink, kg, seq, value]).
+    const hostedSet = new Set(host.partitions)
+    const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
+    yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })))
 
     const cores: Array<PartitionCore | undefined> = new Array<PartitionCore | undefined>(P).fill(undefined)
     for (const p of host.partitions) {
@@ -158,7 +161,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
               if (options.snapshotEvery > 0) snapshots.record(o.record)
               records += o.records
               failures += o.failures
-              const vote: Vote = { t: "vote", g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted: o.exhausted, failures: o.failures, records: o.records }
+              // The generation is the one the coordinator opened this epoch in (a worker learns it from "open").
+              const vote: Vote = { t: "vote", g: core.g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted: o.exhausted, failures: o.failures, records: o.records }
               yield* transport.send(COORDINATOR, vote)
               break
             }

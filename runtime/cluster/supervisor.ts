@@ -1,0 +1,69 @@
+import { spawn, type ChildProcess } from "node:child_process"
+import { fileURLToPath } from "node:url"
+
+const eddyBin = fileURLToPath(new URL("../../bin/eddy.js", import.meta.url))
+
+export interface SuperviseOptions {
+  readonly appSpec: string
+  readonly partitions: number
+  readonly namespace: string
+  /** Each worker's sinks go to `<dataDir>/worker-<i>`. */
+  readonly dataDir: string
+  /** Flags for every process (engine flags like --epoch-atoms, and the app's own). */
+  readonly flags: ReadonlyArray<string>
+  /** Give up after this many restarts of the whole cluster. */
+  readonly maxRestarts: number
+  readonly env?: NodeJS.ProcessEnv
+  /** Called with each process once started (tests use it to inject faults). */
+  readonly onStart?: (name: string, child: ChildProcess) => void
+  readonly log?: (line: string) => void
+}
+
+export interface SuperviseResult {
+  readonly restarts: number
+  readonly faults: ReadonlyArray<string>
+}
+
+interface Proc {
+  readonly name: string
+  readonly child: ChildProcess
+  readonly exit: Promise<{ readonly name: string; readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+}
+
+/**
+ * `eddy cluster`: runs the coordinator and one worker per partition as local processes. Any process that dies or
+ * fails makes the supervisor kill the rest and start them all again: recovery (roll back to the last committed
+ * epoch) is the only failure path. Done when the coordinator finishes and every worker has published and exited.
+ */
+export const supervise = async (o: SuperviseOptions): Promise<SuperviseResult> => {
+  const log = o.log ?? ((line: string) => process.stderr.write(line + "\n"))
+  const faults: string[] = []
+  for (let restarts = 0; ; restarts++) {
+    const procs: Proc[] = []
+    const launch = (name: string, args: ReadonlyArray<string>) => {
+      const child = spawn(process.execPath, [eddyBin, ...args], { env: o.env ?? process.env, stdio: ["ignore", "inherit", "inherit"] })
+      const exit = new Promise<{ name: string; code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.on("exit", (code, signal) => resolve({ name, code, signal })),
+      )
+      procs.push({ name, child, exit })
+      o.onStart?.(name, child)
+    }
+    const common = ["--partitions", String(o.partitions), "--namespace", o.namespace, ...o.flags]
+    launch("coordinator", ["coordinator", o.appSpec, ...common])
+    for (let i = 0; i < o.partitions; i++) launch(`worker-${i}`, ["worker", o.appSpec, "--partition", String(i), "--data-dir", `${o.dataDir}/worker-${i}`, ...common])
+
+    const pending = new Set(procs)
+    let failed: string | undefined
+    while (pending.size > 0 && failed === undefined) {
+      const first = await Promise.race([...pending].map((p) => p.exit.then((x) => ({ p, x }))))
+      pending.delete(first.p)
+      if (first.x.code !== 0) failed = `${first.x.name} ${first.x.signal === null ? `exited with code ${first.x.code}` : `was killed (${first.x.signal})`}`
+    }
+    if (failed === undefined) return { restarts, faults }
+    faults.push(failed)
+    log(`eddy cluster: ${failed}; restarting every process from the last committed epoch (restart ${restarts + 1})`)
+    for (const p of pending) p.child.kill("SIGKILL")
+    await Promise.all([...pending].map((p) => p.exit))
+    if (restarts + 1 > o.maxRestarts) throw new Error(`eddy cluster: gave up after ${o.maxRestarts} restarts (last: ${failed})`)
+  }
+}
