@@ -41,6 +41,8 @@ export interface RunOptions {
   readonly checked?: boolean
   /** Stop when sources are exhausted and nothing is in flight (default true). */
   readonly stopWhenIdle?: boolean
+  /** Polled after each commit: true stops the run there (a drain; `stop()` does the same from outside). */
+  readonly stopWhen?: () => boolean
   readonly onFailure?: (failure: TaskFailure) => void
   readonly onLog?: (level: "info" | "warn" | "error", task: string, key: string | undefined, message: string) => void
   readonly onCommit?: (epoch: number, votes: ReadonlyArray<Vote>) => void
@@ -154,7 +156,7 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     stopWhenIdle: options.stopWhenIdle ?? true,
     reporter: defaultReporter(options, failures),
     ...(options.onCommit ? { onCommit: options.onCommit } : {}),
-    shouldStop: () => stopRequested,
+    shouldStop: () => stopRequested || options.stopWhen?.() === true,
     onCommitBoundary,
     // Cluster snapshots need the workers' blobs gathered under one manifest: not yet, so the cluster keeps its log.
     snapshotEvery: deployment === undefined ? (options.snapshotEvery ?? 100) : 0,

@@ -98,13 +98,20 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
 const engineFlags = (flags: Record<string, string | boolean>) => {
   const epochMs = int(take(flags, "epoch-ms"), "epoch-ms")
   const epochAtoms = int(take(flags, "epoch-atoms"), "epoch-atoms")
+  const stopAfter = int(take(flags, "stop-after"), "stop-after")
   const unchecked = flags["unchecked"] === true
   delete flags["unchecked"]
+  let committed = 0
+  const progress = process.env["EDDY_PROGRESS"] === "1"
   return {
+    ...(stopAfter === undefined ? {} : { stopAfter: () => committed >= stopAfter }),
     ...(epochMs === undefined ? {} : { epochMs }),
     ...(epochAtoms === undefined ? {} : { epochAtoms }),
     checked: !unchecked,
-    ...(process.env["EDDY_PROGRESS"] === "1" ? { onCommit: (e: number) => process.stderr.write(`eddy: committed epoch ${e}\n`) } : {}),
+    onCommit: (e: number) => {
+      committed++
+      if (progress) process.stderr.write(`eddy: committed epoch ${e}\n`)
+    },
   }
 }
 
@@ -120,11 +127,12 @@ const clusterProcessCommand = async (role: "coordinator" | "worker", appSpec: st
   const namespace = take(flags, "namespace")
   const livenessMs = int(take(flags, "liveness-ms"), "liveness-ms")
   const dataDir = take(flags, "data-dir")
-  const engine = engineFlags(flags)
+  const { stopAfter, ...engine } = engineFlags(flags)
   const app = await loadApp(appSpec, flags)
   const { startClusterProcess } = await import("../cluster/ClusterProcess.ts")
   const running = startClusterProcess(app, {
     ...engine,
+    ...(stopAfter === undefined ? {} : { stopWhen: stopAfter }),
     role: partition === undefined ? "coordinator" : { partition },
     partitions,
     ...(namespace === undefined ? {} : { namespace }),
@@ -133,6 +141,7 @@ const clusterProcessCommand = async (role: "coordinator" | "worker", appSpec: st
   })
   const onSignal = () => void running.stop()
   process.once("SIGTERM", onSignal)
+  process.once("SIGINT", onSignal)
   const r = await running.done
   process.stderr.write(`eddy ${role}${partition === undefined ? "" : ` ${partition}`}: done after epoch ${r.lastEpoch} (${r.epochs} committed here, generation ${r.generation})\n`)
   return 0

@@ -17,6 +17,8 @@ export interface SuperviseOptions {
   /** Called with each process once started (tests use it to inject faults). */
   readonly onStart?: (name: string, child: ChildProcess) => void
   readonly log?: (line: string) => void
+  /** If given, the processes' output comes here line by line instead of to this process's stdout/stderr. */
+  readonly onLine?: (name: string, stream: "stdout" | "stderr", line: string) => void
 }
 
 export interface SuperviseResult {
@@ -41,7 +43,18 @@ export const supervise = async (o: SuperviseOptions): Promise<SuperviseResult> =
   for (let restarts = 0; ; restarts++) {
     const procs: Proc[] = []
     const launch = (name: string, args: ReadonlyArray<string>) => {
-      const child = spawn(process.execPath, [eddyBin, ...args], { env: o.env ?? process.env, stdio: ["ignore", "inherit", "inherit"] })
+      const onLine = o.onLine
+      const child = spawn(process.execPath, [eddyBin, ...args], { env: o.env ?? process.env, stdio: ["ignore", onLine ? "pipe" : "inherit", onLine ? "pipe" : "inherit"] })
+      if (onLine !== undefined) {
+        for (const stream of ["stdout", "stderr"] as const) {
+          let partial = ""
+          child[stream]!.on("data", (d: Buffer) => {
+            const lines = (partial + d.toString()).split("\n")
+            partial = lines.pop()!
+            for (const line of lines) onLine(name, stream, line)
+          })
+        }
+      }
       const exit = new Promise<{ name: string; code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
         child.on("exit", (code, signal) => resolve({ name, code, signal })),
       )

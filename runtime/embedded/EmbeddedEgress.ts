@@ -2,7 +2,7 @@ import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, r
 import { dirname, isAbsolute, join } from "node:path"
 import { Effect, Layer } from "effect"
 import type { SinkSpec } from "../../workflows/Sink.ts"
-import type { EgressEntry } from "../engine/EpochRecord.ts"
+import { forEachEgress, sortEgress, type EgressBatch } from "../engine/EpochRecord.ts"
 import { Egress, EgressError } from "../ports/Egress.ts"
 
 export interface EmbeddedEgressOptions {
@@ -40,7 +40,7 @@ export const EmbeddedEgress = {
       Effect.gen(function* () {
         const markerPath = options.dataDir === undefined ? undefined : join(options.dataDir, "egress.marker.json")
         const fds = new Map<string, { fd: number; size: number }>()
-        const pending = new Map<number, { count: number; entries: EgressEntry[] }>()
+        const pending = new Map<number, { count: number; batches: EgressBatch[] }>()
         let next = 1
         let durableEpoch = 0
         let lastFlush = Date.now()
@@ -68,11 +68,17 @@ export const EmbeddedEgress = {
           }
         }
 
-        const write = (entries: ReadonlyArray<EgressEntry>) => {
+        const specOf = (sink: string): SinkSpec<unknown> => {
+          const spec = options.sinks.get(sink)
+          if (spec === undefined) throw new Error(`assertion: egress for unknown sink '${sink}'`)
+          return spec
+        }
+
+        /** Writes batches in the order given ((key group, sequence) order). */
+        const write = (batches: ReadonlyArray<EgressBatch>) => {
           const files = new Map<string, string[]>()
-          for (const [sink, , , value] of entries) {
-            const spec = options.sinks.get(sink)
-            if (spec === undefined) throw new Error(`assertion: egress for unknown sink '${sink}'`)
+          const one = (sink: string, value: unknown) => {
+            const spec = specOf(sink)
             switch (spec.kind) {
               case "memory": {
                 let out = options.outputs.get(sink)
@@ -92,6 +98,11 @@ export const EmbeddedEgress = {
               case "discard":
                 break
             }
+          }
+          for (const b of batches) {
+            // One sink for the whole batch (the common case): nothing to do per record for a discard sink.
+            if (typeof b[0] === "string" && specOf(b[0]).kind === "discard") continue
+            forEachEgress([b], (sink, _kg, _seq, value) => one(sink, value))
           }
           for (const [sink, lines] of files) {
             const f = fds.get(sink)!
@@ -147,13 +158,12 @@ export const EmbeddedEgress = {
           publish: (e, _partition, egress) =>
             attempt("publish", () => {
               let p = pending.get(e)
-              if (p === undefined) pending.set(e, (p = { count: 0, entries: [] }))
+              if (p === undefined) pending.set(e, (p = { count: 0, batches: [] }))
               p.count++
-              for (const x of egress) p.entries.push(x)
+              for (const x of egress) p.batches.push(x)
               for (let ready = pending.get(next); ready !== undefined && ready.count === options.partitions; ready = pending.get(next)) {
                 pending.delete(next)
-                ready.entries.sort((a, b) => a[1] - b[1] || a[2] - b[2])
-                write(ready.entries)
+                write(sortEgress(ready.batches))
                 next++
               }
               if (dirty && Date.now() - lastFlush >= (options.flushMs ?? 200)) makeDurable(next - 1)

@@ -1,5 +1,4 @@
 import type { Key } from "../../workflows/Key.ts"
-import type { EgressEntry } from "./EpochRecord.ts"
 import type { Msg, ReplyAddress } from "./protocol.ts"
 
 /** An ask waiting for its reply, stored as data in the asker's key group: continuation name, never a closure. */
@@ -31,7 +30,10 @@ export class KeyGroup {
   head = 0
   /** Sequence of messages sent by this key group in the current round. */
   seq = 0
-  egress: EgressEntry[] = []
+  /** This epoch's egress records (their sequences end at outSeq): values and, per value, an index into egressSinks. */
+  egressValues: unknown[] = []
+  egressWhich: number[] = []
+  egressSinks: string[] = []
   rngEpoch = -1
   rng = 0
 

@@ -5,7 +5,7 @@ import type { Continuation } from "../../portals/Continuation.ts"
 import type { Future, PortalContext } from "../../portals/PortalContext.ts"
 import type { ValueState } from "../../workflows/TaskContext.ts"
 import { checkedCopy, deepFreeze, findUnserializable } from "./codec.ts"
-import type { EgressEntry, EpochRecord, StateEntry } from "./EpochRecord.ts"
+import { RECORD_FORMAT, type EgressBatch, type EpochRecord, type TableDelta } from "./EpochRecord.ts"
 import { RecoveryError, type TaskFailure } from "./errors.ts"
 import type { Recovered } from "./recovery.ts"
 import { KeyGroup, PENDING_TABLE, type PendingAsk } from "./KeyGroup.ts"
@@ -32,7 +32,7 @@ export interface PartitionOptions {
 export type PartitionOutput =
   | { readonly o: "send"; readonly to: number; readonly env: RoundData | RoundDone }
   | { readonly o: "record"; readonly e: number; readonly record: EpochRecord; readonly inTransit: number; readonly exhausted: boolean; readonly failures: number; readonly records: number }
-  | { readonly o: "publish"; readonly e: number; readonly egress: ReadonlyArray<EgressEntry> }
+  | { readonly o: "publish"; readonly e: number; readonly egress: ReadonlyArray<EgressBatch> }
 
 /** Atoms read from each split for one epoch, and where each split now stands. */
 export interface IngressBatch {
@@ -80,7 +80,7 @@ export class PartitionCore {
   private epochRecords = 0
   /** Ingress positions of the owned splits (split index in plan.splits → atoms consumed). */
   readonly positions = new Map<number, { position: number; exhausted: boolean }>()
-  private readonly uncommitted = new Map<number, ReadonlyArray<EgressEntry>>()
+  private readonly uncommitted = new Map<number, ReadonlyArray<EgressBatch>>()
 
   // The step being executed: its effects apply only if it completes.
   private cur!: KeyGroup
@@ -314,41 +314,50 @@ export class PartitionCore {
   private finishEpoch(): void {
     this.running = false
     const names = this.plan.nodes
-    const state: Array<readonly [number, StateEntry[]]> = []
+    const state: Array<readonly [number, TableDelta[]]> = []
     const inTransit: Array<readonly [number, Msg[]]> = []
-    const egress: EgressEntry[] = []
+    const egress: EgressBatch[] = []
     let inTransitCount = 0
     for (const kgId of this.owned) {
       const kg = this.groups.get(kgId)!
-      const entries: StateEntry[] = []
+      const tables: TableDelta[] = []
       for (const [table, keys] of kg.dirty) {
+        const ks: string[] = []
+        const vs: unknown[] = []
         if (table === PENDING_TABLE) {
           for (const id of keys) {
             const p = kg.pending.get(id)
-            entries.push(["$pending", id, p === undefined ? undefined : { ...p, node: names[p.node]!.name }])
+            ks.push(id)
+            vs.push(p === undefined ? undefined : { ...p, node: names[p.node]!.name })
           }
+          tables.push(["$pending", ks, vs])
         } else {
           const t = kg.tables.get(table)!
-          const name = names[table]!.name
-          for (const ks of keys) {
-            const v = t.get(ks)
-            entries.push([name, ks, v])
+          for (const k of keys) {
+            ks.push(k)
+            vs.push(t.get(k))
           }
+          tables.push([names[table]!.name, ks, vs])
         }
       }
       if (kg.metaDirty) {
-        entries.push(["$meta", "", { askSeq: kg.askSeq, outSeq: kg.outSeq }])
+        tables.push(["$meta", [""], [{ askSeq: kg.askSeq, outSeq: kg.outSeq }]])
         kg.metaDirty = false
       }
       kg.dirty = new Map()
-      if (entries.length > 0) state.push([kgId, entries])
+      if (tables.length > 0) state.push([kgId, tables])
       if (kg.queued() > 0) {
         inTransit.push([kgId, kg.queue.slice(kg.head).map((m) => this.portableMsg(m))])
         inTransitCount += kg.queued()
       }
-      if (kg.egress.length > 0) {
-        for (const x of kg.egress) egress.push(x)
-        kg.egress = []
+      const values = kg.egressValues
+      if (values.length > 0) {
+        const first = kg.outSeq - values.length
+        const sinks = kg.egressSinks
+        egress.push([sinks.length === 1 ? sinks[0]! : [sinks, kg.egressWhich], kgId, first, values])
+        kg.egressValues = []
+        kg.egressWhich = []
+        kg.egressSinks = []
       }
     }
     const ingress: Array<readonly [string, number, boolean]> = []
@@ -358,7 +367,7 @@ export class PartitionCore {
       exhausted &&= pos.exhausted
     }
     this.uncommitted.set(this.e, egress)
-    const record: EpochRecord = { t: "epoch", g: this.g, e: this.e, partition: this.me, state, inTransit, ingress, egress }
+    const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: this.g, e: this.e, partition: this.me, state, inTransit, ingress, egress }
     this.out.push({ o: "record", e: this.e, record, inTransit: inTransitCount, exhausted, failures: this.epochFailures, records: this.epochRecords })
   }
 
@@ -441,7 +450,11 @@ export class PartitionCore {
       kg.metaDirty = true
     }
     for (const [sink, v] of this.sunk) {
-      kg.egress.push([sink, kg.kg, kg.outSeq++, v])
+      let which = kg.egressSinks.indexOf(sink)
+      if (which < 0) which = kg.egressSinks.push(sink) - 1
+      kg.egressValues.push(v)
+      kg.egressWhich.push(which)
+      kg.outSeq++
       kg.metaDirty = true
     }
   }

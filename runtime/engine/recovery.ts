@@ -1,6 +1,6 @@
 import { LogCorruptedError, type LogEntry } from "../ports/Log.ts"
 import { decode } from "./codec.ts"
-import { checksumOf, decodeRecord, type EgressEntry, type EpochRecord } from "./EpochRecord.ts"
+import { checksumOf, decodeRecord, sortEgress, type EgressBatch, type EpochRecord } from "./EpochRecord.ts"
 import type { CommitRecord, ControlRecord, Msg } from "./protocol.ts"
 
 /** A key group's committed state, by table name (task name, $pending, $meta) and canonical key. */
@@ -21,8 +21,8 @@ export interface Recovered {
   /** E's in-transit messages per destination key group (tasks named, not numbered). */
   readonly inTransit: Map<number, ReadonlyArray<Msg>>
   readonly ingress: Map<string, { readonly position: number; readonly exhausted: boolean }>
-  /** Committed epochs after the snapshot, with their egress in order, for republishing what sinks miss. */
-  readonly committed: ReadonlyArray<{ readonly e: number; readonly egress: ReadonlyArray<EgressEntry>; readonly records: ReadonlyArray<EpochRecord> }>
+  /** Committed epochs after the snapshot, with their egress in (key group, sequence) order, for republishing what sinks miss. */
+  readonly committed: ReadonlyArray<{ readonly e: number; readonly egress: ReadonlyArray<EgressBatch>; readonly records: ReadonlyArray<EpochRecord> }>
   /** COMMIT(e) positions, for truncation. */
   readonly commits: ReadonlyArray<{ readonly e: number; readonly position: LogEntry["position"] }>
 }
@@ -72,7 +72,7 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
   const groups = snapshot?.groups ?? new Map<number, RecoveredGroup>()
   const ingress = new Map(snapshot?.ingress ?? [])
   let inTransit = new Map<number, ReadonlyArray<Msg>>(snapshot?.inTransit ?? [])
-  const committed: Array<{ e: number; egress: EgressEntry[]; records: EpochRecord[] }> = []
+  const committed: Array<{ e: number; egress: EgressBatch[]; records: EpochRecord[] }> = []
   let lastEpoch = snapshot?.epoch ?? 0
   let lastTime = 0
   const snapshotEpoch = snapshot?.epoch ?? 0
@@ -90,32 +90,33 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
       }
       records.push(decodeRecord(entry.payload))
     }
-    const egress: EgressEntry[] = []
+    const egress: EgressBatch[] = []
     if (c.e <= snapshotEpoch) {
       // Covered by the snapshot; kept in the log only because a sink may not have its egress yet.
       for (const r of records) for (const x of r.egress) egress.push(x)
-      egress.sort((a, b) => a[1] - b[1] || a[2] - b[2])
-      committed.push({ e: c.e, egress, records: [] })
+      committed.push({ e: c.e, egress: sortEgress(egress), records: [] })
       continue
     }
     inTransit = new Map()
     for (const r of records) {
-      for (const [kg, entries] of r.state) {
+      for (const [kg, tables] of r.state) {
         let grp = groups.get(kg)
         if (grp === undefined) groups.set(kg, (grp = { tables: new Map() }))
-        for (const [table, ks, value] of entries) {
+        for (const [table, keys, values] of tables) {
           let t = grp.tables.get(table)
           if (t === undefined) grp.tables.set(table, (t = new Map()))
-          if (value === undefined) t.delete(ks)
-          else t.set(ks, value)
+          for (let i = 0; i < keys.length; i++) {
+            const value = values[i]
+            if (value === undefined) t.delete(keys[i]!)
+            else t.set(keys[i]!, value)
+          }
         }
       }
       for (const [kg, msgs] of r.inTransit) inTransit.set(kg, msgs)
       for (const [split, position, exhausted] of r.ingress) ingress.set(split, { position, exhausted })
       for (const x of r.egress) egress.push(x)
     }
-    egress.sort((a, b) => a[1] - b[1] || a[2] - b[2])
-    committed.push({ e: c.e, egress, records })
+    committed.push({ e: c.e, egress: sortEgress(egress), records })
     lastEpoch = c.e
     lastTime = c.time
   }

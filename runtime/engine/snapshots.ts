@@ -96,13 +96,13 @@ export class SnapshotManager {
     for (const k of [...this.uncommitted.keys()]) if (k < e) this.uncommitted.delete(k)
     this.inTransit = new Map()
     for (const r of rs) {
-      for (const [kg, entries] of r.state) {
+      for (const [kg, tables] of r.state) {
         let t = this.delta.get(kg)
         if (t === undefined) this.delta.set(kg, (t = new Map()))
-        for (const [table, ks, value] of entries) {
+        for (const [table, keys, values] of tables) {
           let m = t.get(table)
           if (m === undefined) t.set(table, (m = new Map()))
-          m.set(ks, value)
+          for (let i = 0; i < keys.length; i++) m.set(keys[i]!, values[i])
         }
       }
       for (const x of r.ingress) this.ingress.set(x[0], x)
