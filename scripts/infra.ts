@@ -753,7 +753,7 @@ const withLock = async <A>(f: () => Promise<A>): Promise<A> => {
 
 const cmdUp = async (): Promise<number> => {
   const t0 = Date.now()
-  const list = servers()
+  const list = selected()
   say(`infra folder ${show(INFRA)}`)
   const results = await withLock(() => Promise.allSettled(list.map((s) => up(s))))
   let failed = 0
@@ -778,7 +778,7 @@ const cmdUp = async (): Promise<number> => {
 }
 
 const cmdDown = async (): Promise<number> => {
-  const list = servers()
+  const list = selected()
   await withLock(async () => {
     await Promise.all(
       list.map(async (s) => {
@@ -816,6 +816,15 @@ const cmdStatus = async (): Promise<number> => {
   return down === 0 ? 0 : 3
 }
 
+/** `up nats`, `down kafka`: only the named servers (used by fault tests that restart one broker). */
+const selected = () => {
+  const only = process.argv.slice(3)
+  const all = servers()
+  const unknown = only.filter((n) => !all.some((s) => s.name === n))
+  if (unknown.length > 0) throw new Error(`unknown server(s) ${unknown.join(", ")}; known: ${all.map((s) => s.name).join(", ")}`)
+  return only.length === 0 ? all : all.filter((s) => only.includes(s.name))
+}
+
 const main = async (): Promise<number> => {
   const command = process.argv[2]
   switch (command) {
@@ -826,7 +835,7 @@ const main = async (): Promise<number> => {
     case "status":
       return cmdStatus()
     default:
-      console.error("usage: node --import tsx scripts/infra.ts up|down|status")
+      console.error("usage: node --import tsx scripts/infra.ts up|down [kafka|nats|s3 ...] | status")
       return 2
   }
 }

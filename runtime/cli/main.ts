@@ -168,7 +168,8 @@ const clusterCommand = async (appSpec: string, argv: ReadonlyArray<string>, flag
     passed.push(a)
   }
   const { supervise } = await import("../cluster/supervisor.ts")
-  const { clusterState } = await import("../cluster/ClusterProcess.ts")
+  const { checkEndpoints, clusterState } = await import("../cluster/ClusterProcess.ts")
+  await checkEndpoints(ns)
   const started = Date.now()
   const r = await supervise({ appSpec, partitions, namespace: ns, dataDir, flags: passed, maxRestarts })
   const state = await clusterState(ns)

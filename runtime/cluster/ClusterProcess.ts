@@ -1,4 +1,4 @@
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
 import type { App } from "../../workflows/App.ts"
 import { committedStateFrom, start, type CommittedState, type Deployment, type RunningApp, type RunOptions } from "../Eddy.ts"
 import { COORDINATOR } from "../ports/Transport.ts"
@@ -36,6 +36,16 @@ export const clusterDeployment = (app: App, options: ClusterOptions): Deployment
 /** Runs one cluster process (the same engine as embedded, other ports). */
 export const startClusterProcess = (app: App, options: ClusterOptions & RunOptions): RunningApp =>
   start(app, { ...options, partitions: options.partitions }, clusterDeployment(app, options))
+
+/** Connects to Kafka, S3 and NATS once: a misconfigured endpoint fails here, with a message naming it. */
+export const checkEndpoints = (namespace: string): Promise<void> =>
+  Effect.runPromise(
+    Layer.build(Layer.mergeAll(KafkaLog.layer({ app: namespace }), S3BlobStore.layer({ prefix: namespace }), NatsTransport.layer({ app: namespace, endpoints: [] }))).pipe(
+      Effect.asVoid,
+      Effect.scoped,
+      Effect.mapError((e) => new Error(e.message)),
+    ),
+  )
 
 /** The committed state of a cluster deployment, read from its Kafka log and S3 snapshots. */
 export const clusterState = (namespace: string): Promise<CommittedState> =>

@@ -40,7 +40,9 @@ interface Proc {
 export const supervise = async (o: SuperviseOptions): Promise<SuperviseResult> => {
   const log = o.log ?? ((line: string) => process.stderr.write(line + "\n"))
   const faults: string[] = []
+  let quickFailures = 0
   for (let restarts = 0; ; restarts++) {
+    const launchedAt = Date.now()
     const procs: Proc[] = []
     const launch = (name: string, args: ReadonlyArray<string>) => {
       const onLine = o.onLine
@@ -78,5 +80,8 @@ export const supervise = async (o: SuperviseOptions): Promise<SuperviseResult> =
     for (const p of pending) p.child.kill("SIGKILL")
     await Promise.all([...pending].map((p) => p.exit))
     if (restarts + 1 > o.maxRestarts) throw new Error(`eddy cluster: gave up after ${o.maxRestarts} restarts (last: ${failed})`)
+    // A cluster that fails right after starting (a broker down or restarting) is retried with growing pauses.
+    quickFailures = Date.now() - launchedAt < 5000 ? quickFailures + 1 : 0
+    if (quickFailures > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** (quickFailures - 1), 4000)))
   }
 }
