@@ -90,16 +90,19 @@ export class ActorSystem {
 
   /** An envelope a workflow emits (into a stream given to `input`) to send `message` to `to`. */
   tell<M>(to: ActorRef<M>, message: NoInfer<M>): Envelope {
+    checkSendable("tell to", to, message)
     return { t: "tell", to, m: message }
   }
 
   /** An envelope that creates `to` with an explicit initial state (spawning from a workflow). */
   create<M, S>(to: ActorRef<M>, _behavior: Behavior<M, S>, initial: S): Envelope {
+    checkSendable("create", to, initial)
     return { t: "create", to, init: true, s: initial }
   }
 
   /** A request for `ctx.ask(system.portal, ...)` from a workflow's asker task. */
   askRequest<M>(to: ActorRef<M>, message: NoInfer<M>): ActorAsk {
+    checkSendable("ask of", to, message)
     return { to, m: message }
   }
 
@@ -232,6 +235,15 @@ export class ActorSystem {
   }
 }
 
+/**
+ * Messages (and initial states) are checked where they are sent, in checked and unchecked mode alike: a bad field
+ * fails the send that has it, naming the field, instead of passing unchecked mode's copy-free hops and failing later.
+ */
+const checkSendable = (what: string, to: ActorRef<never>, value: unknown): void => {
+  const bad = findUnserializable(value)
+  if (bad) throw new TypeError(`${what} ${refString(to)}: ${bad.message}`)
+}
+
 /** The context of one handler invocation. */
 class Context implements ActorContext<unknown> {
   private n: number
@@ -252,8 +264,7 @@ class Context implements ActorContext<unknown> {
   }
 
   send<T>(to: ActorRef<T>, message: T): void {
-    const bad = findUnserializable(message)
-    if (bad) throw new TypeError(`send to ${refString(to)}: ${bad.message}`)
+    checkSendable("send to", to, message)
     this.ctx.emit({ t: "tell", to, m: message })
   }
 
@@ -261,7 +272,9 @@ class Context implements ActorContext<unknown> {
     if (this.system.behaviorOf(behavior.name) !== (behavior as unknown)) {
       throw new Error(`spawn: behavior '${behavior.name}' is not registered in actor system '${this.system.name}'`)
     }
-    const ref: ActorRef<T> = { type: behavior.name, id: `${this.self.id}#${++this.n}` }
+    const ref: ActorRef<T> = { type: behavior.name, id: `${this.self.id}#${this.n + 1}` }
+    checkSendable("spawn", ref, initial)
+    this.n++
     this.ctx.emit({ t: "create", to: ref, init: initial !== undefined, s: initial })
     return ref
   }

@@ -40,13 +40,14 @@ export const analytics = Actors.define<AnalyticsMsg, AnalyticsState>("analytics"
   initial: { counts: {}, checkouts: 0 },
   receive(ctx, msg, state) {
     if ("top" in msg) {
-      ctx.reply(topItems(state.counts, msg.top))
+      ctx.reply(topItems(state.counts, Math.min(msg.top, 100)))
       return Actors.same
     }
     const counts = { ...state.counts }
     for (const [item, qty] of Object.entries(msg.sold)) counts[item] = (counts[item] ?? 0) + qty
-    // Keep the top 100 only: the analytics actor's state stays bounded however many items exist.
-    return { counts: Object.fromEntries(topItems(counts, 100)), checkouts: state.checkouts + 1 }
+    // Every item's count is kept (one entry per item sold): dropping all but the top 100 here would reset an item
+    // that fell out of the top 100 to zero when it sells again, and the top 10 would miss items that belong in it.
+    return { counts, checkouts: state.checkouts + 1 }
   },
 })
 
