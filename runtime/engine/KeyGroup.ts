@@ -12,16 +12,55 @@ export interface PendingAsk {
   readonly replyTo: ReplyAddress | undefined
 }
 
-/** Table ids of a key group that are not task state. */
-export const PENDING_TABLE = -1
+/**
+ * One key's state in one table. A step finds the cell once (read) and writes through it; `dirty` says it is already
+ * in its key group's list of cells written this epoch. `v` undefined: deleted this epoch (the cell leaves its table
+ * when the epoch record is made, so a table holds no deleted keys between epochs).
+ */
+export class StateCell {
+  dirty = false
+  constructor(
+    readonly table: StateTable,
+    readonly ks: string,
+    public v: unknown,
+  ) {}
+}
+
+/** A task's state in one key group: canonical key → value (immutable by contract). */
+export class StateTable {
+  readonly cells = new Map<string, StateCell>()
+
+  constructor(readonly id: number) {}
+
+  get(ks: string): unknown {
+    return this.cells.get(ks)?.v
+  }
+
+  /** Keys with state (deleted keys of the running epoch excluded). */
+  *keys(): IterableIterator<string> {
+    for (const c of this.cells.values()) if (c.v !== undefined) yield c.ks
+  }
+
+  /** The cell of `ks`, created (empty) if missing. */
+  cell(ks: string): StateCell {
+    let c = this.cells.get(ks)
+    if (c === undefined) {
+      c = new StateCell(this, ks, undefined)
+      this.cells.set(ks, c)
+    }
+    return c
+  }
+}
 
 /** Everything a partition keeps for one key group: the unit of state, logging, snapshots and rescaling. */
 export class KeyGroup {
-  /** Task id → canonical key → state value (immutable by contract). */
-  readonly tables = new Map<number, Map<string, unknown>>()
+  /** Task id → its state table. */
+  readonly tables = new Map<number, StateTable>()
   readonly pending = new Map<string, PendingAsk>()
-  /** Written since the last epoch record: table id → canonical keys (PENDING_TABLE for asks). */
-  dirty = new Map<number, Set<string>>()
+  /** State cells written since the last epoch record, in first-write order. */
+  dirty: StateCell[] = []
+  /** Pending asks written since the last epoch record. */
+  pendingDirty = new Set<string>()
   askSeq = 0
   outSeq = 0
   metaDirty = false
@@ -30,7 +69,10 @@ export class KeyGroup {
   head = 0
   /** Sequence of messages sent by this key group in the current round. */
   seq = 0
-  /** This epoch's egress records (their sequences end at outSeq): values and, per value, an index into egressSinks. */
+  /**
+   * This epoch's egress records (their sequences end at outSeq), the sinks they go to, and, once there are two
+   * sinks, per record an index into egressSinks.
+   */
   egressValues: unknown[] = []
   egressWhich: number[] = []
   egressSinks: string[] = []
@@ -39,22 +81,30 @@ export class KeyGroup {
 
   constructor(readonly kg: number) {}
 
-  table(id: number): Map<string, unknown> {
+  table(id: number): StateTable {
     let t = this.tables.get(id)
     if (t === undefined) {
-      t = new Map()
+      t = new StateTable(id)
       this.tables.set(id, t)
     }
     return t
   }
 
-  markDirty(table: number, ks: string): void {
-    let d = this.dirty.get(table)
-    if (d === undefined) {
-      d = new Set()
-      this.dirty.set(table, d)
+  /** Appends an egress record to this epoch's batch (the caller advances outSeq). */
+  addEgress(sink: string, value: unknown): void {
+    const sinks = this.egressSinks
+    let which = 0
+    if (sinks.length === 0) sinks.push(sink)
+    else if (sinks[0] !== sink) {
+      which = sinks.indexOf(sink)
+      if (which < 0) which = sinks.push(sink) - 1
     }
-    d.add(ks)
+    if (sinks.length > 1) {
+      // Records before the second sink appeared all went to the first.
+      while (this.egressWhich.length < this.egressValues.length) this.egressWhich.push(0)
+      this.egressWhich.push(which)
+    }
+    this.egressValues.push(value)
   }
 
   queued(): number {

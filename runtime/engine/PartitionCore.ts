@@ -8,7 +8,7 @@ import { checkedCopy, deepFreeze, findUnserializable } from "./codec.ts"
 import { RECORD_FORMAT, type EgressBatch, type EpochRecord, type TableDelta } from "./EpochRecord.ts"
 import { RecoveryError, type TaskFailure } from "./errors.ts"
 import type { Recovered } from "./recovery.ts"
-import { KeyGroup, PENDING_TABLE, type PendingAsk } from "./KeyGroup.ts"
+import { KeyGroup, type PendingAsk, type StateCell, type StateTable } from "./KeyGroup.ts"
 import { canonicalKey, keyGroupOf, murmur3, ownerOf } from "./keys.ts"
 import type { Plan, PlanNode } from "./Plan.ts"
 import { ASK, DATA, INGRESS, REPLY, type Committed, type Msg, type OpenEpoch, type ReplyAddress, type RoundData, type RoundDone, type ToPartition } from "./protocol.ts"
@@ -41,13 +41,6 @@ export interface IngressBatch {
 }
 
 const DELETED: unique symbol = Symbol("deleted")
-type Slot = unknown | typeof DELETED
-
-interface StateWrite {
-  readonly table: number
-  readonly ks: string
-  readonly v: Slot
-}
 
 const roundKey = (e: number, round: number): string => `${e}/${round}`
 
@@ -82,12 +75,24 @@ export class PartitionCore {
   readonly positions = new Map<number, { position: number; exhausted: boolean }>()
   private readonly uncommitted = new Map<number, ReadonlyArray<EgressBatch>>()
 
-  // The step being executed: its effects apply only if it completes.
+  // The step being executed: its effects apply only if it completes. The buffers are reused across steps (parallel
+  // arrays and counts: nothing is allocated per write, nothing is truncated per step).
   private cur!: KeyGroup
-  private writes: StateWrite[] = []
+  private nw = 0
+  private readonly wTable: number[] = []
+  private readonly wKs: string[] = []
+  private readonly wV: unknown[] = []
+  private readonly wCell: Array<StateCell | undefined> = []
+  /** The cell the step read last (a read-modify-write of one key looks it up once). */
+  private rTable = -1
+  private rKs: string | undefined = undefined
+  private rCell: StateCell | undefined = undefined
   private pendingWrites: Array<{ readonly id: string; readonly p: PendingAsk | undefined }> = []
-  private sent: Msg[] = []
-  private sunk: Array<readonly [string, unknown]> = []
+  private nsent = 0
+  private readonly sent: Msg[] = []
+  private nsunk = 0
+  private readonly sunkSink: string[] = []
+  private readonly sunkV: unknown[] = []
   private askSeq = 0
 
   constructor(
@@ -148,7 +153,7 @@ export class PartitionCore {
                 throw new RecoveryError({ message: `task '${table}' rejected the restored state of key ${ks}: ${err instanceof Error ? err.message : String(err)}` })
               }
             }
-            t.set(ks, this.options.checked ? deepFreeze(v) : v)
+            t.cell(ks).v = this.options.checked ? deepFreeze(v) : v
           }
         }
       }
@@ -224,7 +229,8 @@ export class PartitionCore {
         kg.queue[kg.head] = undefined as unknown as Msg // release for GC
         kg.head++
         this.step(kg, msg)
-        for (const m of this.sent) {
+        for (let i = 0; i < this.nsent; i++) {
+          const m = this.sent[i]!
           m.seq = kg.seq++
           byDest[this.P === 1 ? 0 : ownerOf(m.kg, this.plan.keyGroups, this.P)]!.push(m)
         }
@@ -321,30 +327,38 @@ export class PartitionCore {
     for (const kgId of this.owned) {
       const kg = this.groups.get(kgId)!
       const tables: TableDelta[] = []
-      for (const [table, keys] of kg.dirty) {
+      if (kg.dirty.length > 0) {
+        // Cells in first-write order, grouped by table; deleted keys leave their table now.
+        let last: { t: StateTable; ks: string[]; vs: unknown[] } | undefined
+        const byTable: Array<{ t: StateTable; ks: string[]; vs: unknown[] }> = []
+        for (const cell of kg.dirty) {
+          if (last === undefined || last.t !== cell.table) {
+            last = byTable.find((x) => x.t === cell.table)
+            if (last === undefined) byTable.push((last = { t: cell.table, ks: [], vs: [] }))
+          }
+          last.ks.push(cell.ks)
+          last.vs.push(cell.v)
+          cell.dirty = false
+          if (cell.v === undefined) cell.table.cells.delete(cell.ks)
+        }
+        for (const x of byTable) tables.push([names[x.t.id]!.name, x.ks, x.vs])
+        kg.dirty = []
+      }
+      if (kg.pendingDirty.size > 0) {
         const ks: string[] = []
         const vs: unknown[] = []
-        if (table === PENDING_TABLE) {
-          for (const id of keys) {
-            const p = kg.pending.get(id)
-            ks.push(id)
-            vs.push(p === undefined ? undefined : { ...p, node: names[p.node]!.name })
-          }
-          tables.push(["$pending", ks, vs])
-        } else {
-          const t = kg.tables.get(table)!
-          for (const k of keys) {
-            ks.push(k)
-            vs.push(t.get(k))
-          }
-          tables.push([names[table]!.name, ks, vs])
+        for (const id of kg.pendingDirty) {
+          const p = kg.pending.get(id)
+          ks.push(id)
+          vs.push(p === undefined ? undefined : { ...p, node: names[p.node]!.name })
         }
+        tables.push(["$pending", ks, vs])
+        kg.pendingDirty = new Set()
       }
       if (kg.metaDirty) {
         tables.push(["$meta", [""], [{ askSeq: kg.askSeq, outSeq: kg.outSeq }]])
         kg.metaDirty = false
       }
-      kg.dirty = new Map()
       if (tables.length > 0) state.push([kgId, tables])
       if (kg.queued() > 0) {
         inTransit.push([kgId, kg.queue.slice(kg.head).map((m) => this.portableMsg(m))])
@@ -396,12 +410,14 @@ export class PartitionCore {
 
   /** Runs one message through its task and every task chained after it, all or nothing. */
   private step(kg: KeyGroup, msg: Msg): void {
-    // The step buffers are reused (cleared, not reallocated): this runs once per message.
     this.cur = kg
-    this.writes.length = 0
-    this.pendingWrites.length = 0
-    this.sent.length = 0
-    this.sunk.length = 0
+    this.nw = 0
+    this.rTable = -1
+    this.rKs = undefined
+    this.rCell = undefined
+    if (this.pendingWrites.length > 0) this.pendingWrites.length = 0
+    this.nsent = 0
+    this.nsunk = 0
     this.askSeq = kg.askSeq
     const node = this.plan.nodes[msg.node]!
     try {
@@ -421,7 +437,7 @@ export class PartitionCore {
       }
     } catch (err) {
       this.epochFailures++
-      this.sent.length = 0
+      this.nsent = 0
       const failure: TaskFailure = {
         task: this.failedTask ?? node.name,
         epoch: this.e,
@@ -434,27 +450,29 @@ export class PartitionCore {
       this.options.reporter.failure(failure)
       return
     }
-    for (const w of this.writes) {
-      const t = kg.table(w.table)
-      if (w.v === DELETED) t.delete(w.ks)
-      else t.set(w.ks, w.v)
-      kg.markDirty(w.table, w.ks)
+    for (let i = 0; i < this.nw; i++) {
+      const cell = this.wCell[i] ?? kg.table(this.wTable[i]!).cell(this.wKs[i]!)
+      const v = this.wV[i]
+      cell.v = v === DELETED ? undefined : v
+      if (!cell.dirty) {
+        cell.dirty = true
+        kg.dirty.push(cell)
+      }
     }
     for (const w of this.pendingWrites) {
       if (w.p === undefined) kg.pending.delete(w.id)
       else kg.pending.set(w.id, w.p)
-      kg.markDirty(PENDING_TABLE, w.id)
+      kg.pendingDirty.add(w.id)
     }
     if (this.askSeq !== kg.askSeq) {
       kg.askSeq = this.askSeq
       kg.metaDirty = true
     }
-    for (const [sink, v] of this.sunk) {
-      let which = kg.egressSinks.indexOf(sink)
-      if (which < 0) which = kg.egressSinks.push(sink) - 1
-      kg.egressValues.push(v)
-      kg.egressWhich.push(which)
-      kg.outSeq++
+    if (this.nsunk > 0) {
+      for (let i = 0; i < this.nsunk; i++) {
+        kg.addEgress(this.sunkSink[i]!, this.sunkV[i])
+        kg.outSeq++
+      }
       kg.metaDirty = true
     }
   }
@@ -494,7 +512,8 @@ export class PartitionCore {
           n.fn(ctx, value)
           return
         case "sink":
-          this.sunk.push([n.sink.name, this.options.checked ? checkedCopy(value) : value])
+          this.sunkSink[this.nsunk] = n.sink.name
+          this.sunkV[this.nsunk++] = this.options.checked ? checkedCopy(value) : value
           return
         case "extension":
           ctx.enter(key, ks, replyTo)
@@ -518,8 +537,8 @@ export class PartitionCore {
   private hop(to: number, value: unknown, kg: number, key: Key | undefined, ks: string | undefined): void {
     const target = this.plan.nodes[to]!
     const v = this.options.checked ? checkedCopy(value) : value
-    if (target.singleton) this.sent.push({ k: DATA, node: to, kg: target.taskKeyGroup, key: undefined, ks: undefined, v, skg: this.cur.kg, seq: 0 })
-    else this.sent.push({ k: DATA, node: to, kg, key, ks, v, skg: this.cur.kg, seq: 0 })
+    if (target.singleton) this.sent[this.nsent++] = { k: DATA, node: to, kg: target.taskKeyGroup, key: undefined, ks: undefined, v, skg: this.cur.kg, seq: 0 }
+    else this.sent[this.nsent++] = { k: DATA, node: to, kg, key, ks, v, skg: this.cur.kg, seq: 0 }
   }
 
   private serve(node: PlanNode, msg: Msg): void {
@@ -560,11 +579,17 @@ export class PartitionCore {
   // ---- what contexts call ---------------------------------------------------------------------------------------
 
   readState(table: number, ks: string): unknown {
-    for (let i = this.writes.length - 1; i >= 0; i--) {
-      const w = this.writes[i]!
-      if (w.table === table && w.ks === ks) return w.v === DELETED ? undefined : w.v
+    for (let i = this.nw - 1; i >= 0; i--) {
+      if (this.wTable[i] === table && this.wKs[i] === ks) {
+        const v = this.wV[i]
+        return v === DELETED ? undefined : v
+      }
     }
-    return this.cur.tables.get(table)?.get(ks)
+    const cell = this.cur.tables.get(table)?.cells.get(ks)
+    this.rTable = table
+    this.rKs = ks
+    this.rCell = cell
+    return cell?.v
   }
 
   writeState(table: number, ks: string, v: unknown): void {
@@ -574,7 +599,11 @@ export class PartitionCore {
       if (bad) throw bad
       deepFreeze(v)
     }
-    this.writes.push({ table, ks, v })
+    const i = this.nw++
+    this.wTable[i] = table
+    this.wKs[i] = ks
+    this.wV[i] = v
+    this.wCell[i] = table === this.rTable && ks === this.rKs ? this.rCell : undefined
   }
 
   ask(from: NodeContext, portal: Portal<unknown, unknown>, request: unknown): Future<unknown> {
@@ -597,7 +626,7 @@ export class PartitionCore {
     const id = `${this.cur.kg}.${this.askSeq++}`
     const reply: ReplyAddress = { node: from.node.id, kg: this.cur.kg, key: from.key, ks: from.ks, id }
     const v = this.options.checked ? checkedCopy(request) : request
-    this.sent.push({ k: ASK, node: replierNode, kg, key, ks, v, skg: this.cur.kg, seq: 0, reply })
+    this.sent[this.nsent++] = { k: ASK, node: replierNode, kg, key, ks, v, skg: this.cur.kg, seq: 0, reply }
     const replyTo = from.replyTo
     return {
       id,
@@ -613,7 +642,7 @@ export class PartitionCore {
 
   reply(to: ReplyAddress, value: unknown): void {
     const v = this.options.checked ? checkedCopy(value) : value
-    this.sent.push({ k: REPLY, node: to.node, kg: to.kg, key: to.key, ks: to.ks, v, skg: this.cur.kg, seq: 0, reply: to })
+    this.sent[this.nsent++] = { k: REPLY, node: to.node, kg: to.kg, key: to.key, ks: to.ks, v, skg: this.cur.kg, seq: 0, reply: to }
   }
 
   random(): number {
