@@ -78,6 +78,7 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
     let commitsSinceStart = 0
     let target = 1 + Math.floor(random() * 3)
     const brokerRestarts: Array<Promise<void>> = []
+    let finalEpoch = -1
     const result = await supervise({
       appSpec: "examples/shopping-cart",
       partitions: 3,
@@ -92,6 +93,8 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
         if (name === "coordinator") commitsSinceStart = 0
       },
       onLine: (name, _stream, line) => {
+        const done = /^eddy coordinator: done after epoch (\d+)/.exec(line)
+        if (done !== null) finalEpoch = Number(done[1])
         if (name !== "coordinator" || !line.startsWith("eddy: committed epoch") || kills >= 10) return
         if (++commitsSinceStart < target) return
         // Kill after a few commits of this incarnation plus a random delay: anywhere inside an epoch.
@@ -113,7 +116,15 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
     expect(kills).toBeGreaterThanOrEqual(10)
     expect(result.restarts).toBeGreaterThanOrEqual(10)
     const { state, report } = await ref()
-    const cluster = await clusterState(ns)
+    // Read the log until it shows the epoch the coordinator finished with (a broker that just restarted may
+    // briefly serve an older high watermark); a different epoch after that is a failure.
+    let cluster = await clusterState(ns)
+    for (let i = 0; i < 20 && cluster.epoch !== finalEpoch; i++) {
+      console.log(`read epoch ${cluster.epoch}, coordinator finished at ${finalEpoch}; reading again`)
+      await new Promise((r) => setTimeout(r, 1000))
+      cluster = await clusterState(ns)
+    }
+    expect(cluster.epoch).toBe(finalEpoch)
     const differing = cluster.entries.filter((e, i) => JSON.stringify(e) !== JSON.stringify(state.entries[i]))
     if (differing.length > 0) {
       console.log(`namespace ${ns}: ${differing.length} entries differ, e.g.`, JSON.stringify(differing.slice(0, 4)))
