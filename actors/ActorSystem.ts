@@ -18,6 +18,9 @@ export interface ActorRecord {
   readonly n: number
 }
 
+/** The behavior name of a stopped virtual actor's record: it keeps the spawn counter only. */
+const TOMBSTONE = ""
+
 /** Messages travelling around the system's loop. Plain data: they are logged and may cross processes. */
 export type Envelope =
   | { readonly t: "tell"; readonly to: ActorRef<never>; readonly m: unknown }
@@ -130,7 +133,7 @@ export class ActorSystem {
         const type = spec.slice(0, slash)
         return this.behaviors.has(type) ? [type, spec.slice(slash + 1)] : undefined
       },
-      show: (state) => (state as ActorRecord).s,
+      show: (state) => ((state as ActorRecord).b === TOMBSTONE ? undefined : (state as ActorRecord).s),
       describe: (key) => {
         const [type, id] = key as readonly [string, string]
         return { spec: `${type}/${id}`, group: type }
@@ -141,7 +144,7 @@ export class ActorSystem {
   /** The committed state of `ref` from a running app (anything with `query(task, key)`), or undefined. */
   async query<M>(app: { query(task: string, key: Key): Promise<unknown> }, ref: ActorRef<M>): Promise<unknown> {
     const rec = (await app.query(this.task, [ref.type, ref.id])) as ActorRecord | undefined
-    return rec?.s
+    return rec?.b === TOMBSTONE ? undefined : rec?.s
   }
 
   private behavior(type: string): RunBehavior | undefined {
@@ -157,7 +160,7 @@ export class ActorSystem {
     const onRequest = (ctx: PortalContext<Out, ActorRecord, unknown>, ask: ActorAsk) => this.handle(ctx as PortalContext<Out, ActorRecord>, { t: "tell", to: ask.to, m: ask.m }, true)
     const restore = (state: unknown): ActorRecord => {
       const rec = state as ActorRecord
-      if (!this.behaviors.has(rec.b)) {
+      if (rec.b !== TOMBSTONE && !this.behaviors.has(rec.b)) {
         throw new Error(`an actor has behavior '${rec.b}', which actor system '${this.name}' does not define (known: ${[...this.behaviors.keys()].join(", ")})`)
       }
       return rec
@@ -189,18 +192,21 @@ export class ActorSystem {
   private handle(ctx: PortalContext<Out, ActorRecord>, env: Envelope, isAsk: boolean): void {
     const to = env.to
     let rec = ctx.state.get()
+    // A stopped virtual actor that had spawned keeps only its spawn counter, so a reactivation never reuses ids.
+    const spawned = rec !== undefined && rec.b === TOMBSTONE ? rec.n : 0
+    if (rec !== undefined && rec.b === TOMBSTONE) rec = undefined
     if (env.t === "create") {
       if (rec !== undefined) return this.dead(ctx, to, env.s, "create: the actor already exists", false)
       const b = this.behavior(to.type)
       if (b === undefined) return this.dead(ctx, to, env.s, `unknown actor type '${to.type}'`, false)
-      this.activate(ctx, b, to, env.init ? env.s : b.initial(to.id))
+      this.activate(ctx, b, to, env.init ? env.s : b.initial(to.id), spawned)
       return
     }
     if (rec === undefined) {
       if (isSpawnedId(to.id)) return this.dead(ctx, to, env.m, "no such actor (stopped, or never spawned)", isAsk)
       const b = this.behavior(to.type)
       if (b === undefined) return this.dead(ctx, to, env.m, `unknown actor type '${to.type}'`, isAsk)
-      rec = this.activate(ctx, b, to, b.initial(to.id))
+      rec = this.activate(ctx, b, to, b.initial(to.id), spawned)
       if (rec === undefined) return this.dead(ctx, to, env.m, "the actor stopped in its setup", isAsk)
     }
     const b = this.behavior(rec.b)!
@@ -208,8 +214,8 @@ export class ActorSystem {
     actx.apply(b.receive(actx, env.m, rec.s))
   }
 
-  private activate(ctx: PortalContext<Out, ActorRecord>, b: AnyBehavior, to: ActorRef<never>, state: unknown): ActorRecord | undefined {
-    const rec: ActorRecord = { b: b.name, s: state, n: 0 }
+  private activate(ctx: PortalContext<Out, ActorRecord>, b: AnyBehavior, to: ActorRef<never>, state: unknown, spawned: number): ActorRecord | undefined {
+    const rec: ActorRecord = { b: b.name, s: state, n: spawned }
     const actx = new Context(ctx, to as ActorRef<unknown>, rec, false, this)
     return actx.apply(b.setup === undefined ? same : b.setup(actx, state))
   }
@@ -316,7 +322,8 @@ class Context implements ActorContext<unknown> {
   /** Stores the handler's result; returns the record kept (undefined once stopped). */
   apply(next: Next<unknown>): ActorRecord | undefined {
     if (this.stopRequested || next === stopped) {
-      this.ctx.state.clear()
+      if (this.n > 0 && !isSpawnedId(this.self.id)) this.ctx.state.set({ b: TOMBSTONE, s: undefined, n: this.n })
+      else this.ctx.state.clear()
       return undefined
     }
     let rec: ActorRecord

@@ -214,7 +214,7 @@ const actorsCommand = async (appSpec: string, flags: Record<string, string | boo
     for (const e of s.entries) {
       if (e.task !== view.task) continue
       const d = view.describe(parseCanonicalKey(e.key))
-      if (d.group !== group) continue
+      if (d.group !== group || view.show(e.value) === undefined) continue
       process.stdout.write(d.spec + "\n")
       n++
     }
