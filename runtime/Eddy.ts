@@ -41,6 +41,10 @@ export interface RunOptions {
   readonly checked?: boolean
   /** Stop when sources are exhausted and nothing is in flight (default true). */
   readonly stopWhenIdle?: boolean
+  /** The coordinator opened epoch e (progress and fault-injection tests). */
+  readonly onOpen?: (epoch: number) => void
+  /** The coordinator recovered to epoch e from the log, before opening anything. */
+  readonly onRecovered?: (epoch: number) => void
   /** Polled after each commit: true stops the run there (a drain; `stop()` does the same from outside). */
   readonly stopWhen?: () => boolean
   readonly onFailure?: (failure: TaskFailure) => void
@@ -156,6 +160,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     stopWhenIdle: options.stopWhenIdle ?? true,
     reporter: defaultReporter(options, failures),
     ...(options.onCommit ? { onCommit: options.onCommit } : {}),
+    ...(options.onOpen ? { onOpen: options.onOpen } : {}),
+    ...(options.onRecovered ? { onRecovered: options.onRecovered } : {}),
     shouldStop: () => stopRequested || options.stopWhen?.() === true,
     onCommitBoundary,
     // Cluster snapshots need the workers' blobs gathered under one manifest: not yet, so the cluster keeps its log.

@@ -112,6 +112,12 @@ const engineFlags = (flags: Record<string, string | boolean>) => {
       committed++
       if (progress) process.stderr.write(`eddy: committed epoch ${e}\n`)
     },
+    ...(progress
+      ? {
+          onOpen: (e: number) => process.stderr.write(`eddy: opened epoch ${e}\n`),
+          onRecovered: (e: number) => process.stderr.write(`eddy: recovered to epoch ${e}\n`),
+        }
+      : {}),
   }
 }
 

@@ -22,6 +22,9 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly checked: boolean
   readonly keyGroupRoundLimit: number
   readonly reporter: Reporter
+  /** Called when the coordinator opens an epoch, and once at start with the epoch recovered from the log. */
+  readonly onOpen?: (e: number) => void
+  readonly onRecovered?: (e: number) => void
   /** Called after each COMMIT is durable. */
   readonly onCommit?: (e: number, votes: ReadonlyArray<Vote>) => void
   /** Polled after each commit: true stops the run cleanly at that epoch boundary. */
@@ -135,6 +138,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       },
     })
     options.onCommitBoundary?.(reader(rec.lastEpoch))
+    if (host.coordinator) options.onRecovered?.(rec.lastEpoch)
 
     let records = 0
     let failures = 0
@@ -180,6 +184,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         const o = coord.out.shift()!
         switch (o.o) {
           case "open":
+            options.onOpen?.(o.env.e)
             for (let p = 0; p < P; p++) yield* transport.send(p, o.env)
             break
           case "commit":

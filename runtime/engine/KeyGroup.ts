@@ -52,6 +52,18 @@ export class StateTable {
   }
 }
 
+/**
+ * An epoch's ingress records from one source split, queued as one entry (no message object per record); `at` is the
+ * next record to process.
+ */
+export class IngressRun {
+  at = 0
+  constructor(
+    readonly node: number,
+    readonly values: unknown[],
+  ) {}
+}
+
 /** Everything a partition keeps for one key group: the unit of state, logging, snapshots and rescaling. */
 export class KeyGroup {
   /** Task id → its state table. */
@@ -64,8 +76,8 @@ export class KeyGroup {
   askSeq = 0
   outSeq = 0
   metaDirty = false
-  /** Messages to process, in order; `head` is the next one (avoids shifting arrays). */
-  queue: Msg[] = []
+  /** Messages (and runs of ingress records) to process, in order; `head` is the next one (avoids shifting arrays). */
+  queue: Array<Msg | IngressRun> = []
   head = 0
   /** Sequence of messages sent by this key group in the current round. */
   seq = 0
@@ -107,8 +119,19 @@ export class KeyGroup {
     this.egressValues.push(value)
   }
 
+  /** Queue entries left (an ingress run counts once): 0 iff nothing is queued. */
   queued(): number {
     return this.queue.length - this.head
+  }
+
+  /** Messages left, each record of an ingress run counted. */
+  queuedMessages(): number {
+    let n = 0
+    for (let i = this.head; i < this.queue.length; i++) {
+      const x = this.queue[i]!
+      n += x instanceof IngressRun ? x.values.length - x.at : 1
+    }
+    return n
   }
 
   /** Drops processed messages so the queue does not grow without bound. */

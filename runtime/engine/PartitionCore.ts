@@ -8,7 +8,7 @@ import { checkedCopy, deepFreeze, findUnserializable } from "./codec.ts"
 import { RECORD_FORMAT, type EgressBatch, type EpochRecord, type TableDelta } from "./EpochRecord.ts"
 import { RecoveryError, type TaskFailure } from "./errors.ts"
 import type { Recovered } from "./recovery.ts"
-import { KeyGroup, type PendingAsk, type StateCell, type StateTable } from "./KeyGroup.ts"
+import { IngressRun, KeyGroup, type PendingAsk, type StateCell, type StateTable } from "./KeyGroup.ts"
 import { canonicalKey, keyGroupOf, murmur3, ownerOf } from "./keys.ts"
 import type { Plan, PlanNode } from "./Plan.ts"
 import { ASK, DATA, INGRESS, REPLY, type Committed, type Msg, type OpenEpoch, type ReplyAddress, type RoundData, type RoundDone, type ToPartition } from "./protocol.ts"
@@ -67,7 +67,10 @@ export class PartitionCore {
   private round = 0
   private roundLimit = 1
   private running = false
-  private readonly received = new Map<string, { msgs: Msg[][]; counts: number[] }>()
+  /** Per (epoch, round): the batches received from each partition, and their message counts. */
+  private readonly received = new Map<string, { batches: Array<Array<ReadonlyArray<Msg>>>; counts: number[] }>()
+  /** Key group id → the owned key group (undefined: another partition's). */
+  private readonly byKg: Array<KeyGroup | undefined>
   private readonly dones = new Map<string, Array<RoundDone | undefined>>()
   private epochFailures = 0
   private epochRecords = 0
@@ -109,6 +112,7 @@ export class PartitionCore {
       }
     }
     this.owned = owned
+    this.byKg = Array.from({ length: plan.keyGroups }, (_, kg) => this.groups.get(kg))
     plan.splits.forEach((s, i) => {
       if (this.groups.has(s.keyGroup)) this.positions.set(i, { position: 0, exhausted: false })
     })
@@ -206,10 +210,10 @@ export class PartitionCore {
       const split = this.plan.splits[batch.split]!
       const kg = this.groups.get(split.keyGroup)
       if (kg === undefined) throw new Error(`assertion: split ${split.id} is not owned by partition ${this.me}`)
-      for (const atom of batch.atoms) {
-        for (const v of atom) kg.queue.push({ k: INGRESS, node: split.node, kg: kg.kg, key: undefined, ks: undefined, v, skg: kg.kg, seq: 0 })
-        this.epochRecords += atom.length
-      }
+      const values: unknown[] = []
+      for (const atom of batch.atoms) for (const v of atom) values.push(v)
+      if (values.length > 0) kg.queue.push(new IngressRun(split.node, values))
+      this.epochRecords += values.length
     }
     this.processRound(0)
   }
@@ -223,17 +227,25 @@ export class PartitionCore {
       const kg = this.groups.get(kgId)!
       if (kg.queued() === 0) continue
       kg.seq = 0
-      const end = Math.min(kg.queue.length, kg.head + limit)
-      while (kg.head < end) {
-        const msg = kg.queue[kg.head]!
-        kg.queue[kg.head] = undefined as unknown as Msg // release for GC
-        kg.head++
-        this.step(kg, msg)
-        for (let i = 0; i < this.nsent; i++) {
-          const m = this.sent[i]!
-          m.seq = kg.seq++
-          byDest[this.P === 1 ? 0 : ownerOf(m.kg, this.plan.keyGroups, this.P)]!.push(m)
+      let budget = limit
+      const queue = kg.queue
+      while (budget > 0 && kg.head < queue.length) {
+        const item = queue[kg.head]!
+        if (item instanceof IngressRun) {
+          const node = this.plan.nodes[item.node]!
+          const n = Math.min(budget, item.values.length - item.at)
+          for (let j = 0; j < n; j++) {
+            this.stepIngress(kg, node, item.values[item.at++])
+            this.route(kg, byDest)
+          }
+          budget -= n
+          if (item.at < item.values.length) break
+        } else {
+          this.step(kg, item)
+          this.route(kg, byDest)
+          budget--
         }
+        queue[kg.head++] = undefined as unknown as Msg // release for GC
       }
       kg.compact()
       if (kg.queued() > 0) pending = true
@@ -248,14 +260,23 @@ export class PartitionCore {
     this.onDone(done)
   }
 
+  /** Numbers the messages the step sent (its key group's round sequence) and files them by destination partition. */
+  private route(kg: KeyGroup, byDest: Msg[][]): void {
+    for (let i = 0; i < this.nsent; i++) {
+      const m = this.sent[i]!
+      m.seq = kg.seq++
+      byDest[this.P === 1 ? 0 : ownerOf(m.kg, this.plan.keyGroups, this.P)]!.push(m)
+    }
+  }
+
   private receive(e: number, round: number, from: number, msgs: ReadonlyArray<Msg>): void {
     const key = roundKey(e, round)
     let r = this.received.get(key)
     if (r === undefined) {
-      r = { msgs: Array.from({ length: this.P }, () => []), counts: new Array<number>(this.P).fill(0) }
+      r = { batches: Array.from({ length: this.P }, () => []), counts: new Array<number>(this.P).fill(0) }
       this.received.set(key, r)
     }
-    for (const m of msgs) r.msgs[from]!.push(m)
+    if (msgs.length > 0) r.batches[from]!.push(msgs)
     r.counts[from]! += msgs.length
   }
 
@@ -297,24 +318,43 @@ export class PartitionCore {
     }
     this.dones.delete(key)
     this.received.delete(key)
-    if (r !== undefined) {
-      const fresh = new Map<number, Msg[]>()
-      for (const fromP of r.msgs) {
-        for (const m of fromP) {
-          let l = fresh.get(m.kg)
-          if (l === undefined) fresh.set(m.kg, (l = []))
-          l.push(m)
-        }
-      }
-      for (const [kgId, msgs] of fresh) {
-        msgs.sort((a, b) => a.skg - b.skg || a.seq - b.seq)
-        const kg = this.groups.get(kgId)
-        if (kg === undefined) throw new Error(`assertion: message for key group ${kgId} reached partition ${this.me}`)
-        for (const m of msgs) kg.queue.push(m)
-      }
-    }
+    if (r !== undefined) this.enqueue(r.batches)
     if ((total === 0 && !pending) || this.round + 1 >= this.roundLimit) this.finishEpoch()
     else this.processRound(this.round + 1)
+  }
+
+  /**
+   * Appends a round's messages to their key groups' queues in (sender key group, sequence) order, never by arrival.
+   * Each sender's batch is in that order and partitions own ascending ranges of key groups, so the batches taken in
+   * partition order usually are too: then messages go straight to their queues; otherwise they are sorted first.
+   */
+  private enqueue(batches: ReadonlyArray<ReadonlyArray<ReadonlyArray<Msg>>>): void {
+    let skg = -1
+    let seq = -1
+    let sorted = true
+    for (const fromP of batches) {
+      for (const batch of fromP) {
+        for (const m of batch) {
+          if (m.skg < skg || (m.skg === skg && m.seq <= seq)) sorted = false
+          skg = m.skg
+          seq = m.seq
+        }
+      }
+    }
+    if (sorted) {
+      for (const fromP of batches) for (const batch of fromP) for (const m of batch) this.queueOf(m).push(m)
+    } else {
+      const all: Msg[] = []
+      for (const fromP of batches) for (const batch of fromP) for (const m of batch) all.push(m)
+      all.sort((a, b) => a.skg - b.skg || a.seq - b.seq)
+      for (const m of all) this.queueOf(m).push(m)
+    }
+  }
+
+  private queueOf(m: Msg): KeyGroup["queue"] {
+    const kg = this.byKg[m.kg]
+    if (kg === undefined) throw new Error(`assertion: message for key group ${m.kg} reached partition ${this.me}`)
+    return kg.queue
   }
 
   private finishEpoch(): void {
@@ -361,8 +401,16 @@ export class PartitionCore {
       }
       if (tables.length > 0) state.push([kgId, tables])
       if (kg.queued() > 0) {
-        inTransit.push([kgId, kg.queue.slice(kg.head).map((m) => this.portableMsg(m))])
-        inTransitCount += kg.queued()
+        const msgs: Msg[] = []
+        for (let i = kg.head; i < kg.queue.length; i++) {
+          const x = kg.queue[i]!
+          if (x instanceof IngressRun) {
+            // Ingress records a round limit left unprocessed travel as messages, like everything in transit.
+            for (let j = x.at; j < x.values.length; j++) msgs.push(this.portableMsg({ k: INGRESS, node: x.node, kg: kgId, key: undefined, ks: undefined, v: x.values[j], skg: kgId, seq: 0 }))
+          } else msgs.push(this.portableMsg(x))
+        }
+        inTransit.push([kgId, msgs])
+        inTransitCount += msgs.length
       }
       const values = kg.egressValues
       if (values.length > 0) {
@@ -402,7 +450,7 @@ export class PartitionCore {
   /** Messages waiting in queues: after an epoch, the in-transit messages. */
   queuedMessages(): number {
     let n = 0
-    for (const kg of this.groups.values()) n += kg.queued()
+    for (const kg of this.groups.values()) n += kg.queuedMessages()
     return n
   }
 
@@ -410,15 +458,7 @@ export class PartitionCore {
 
   /** Runs one message through its task and every task chained after it, all or nothing. */
   private step(kg: KeyGroup, msg: Msg): void {
-    this.cur = kg
-    this.nw = 0
-    this.rTable = -1
-    this.rKs = undefined
-    this.rCell = undefined
-    if (this.pendingWrites.length > 0) this.pendingWrites.length = 0
-    this.nsent = 0
-    this.nsunk = 0
-    this.askSeq = kg.askSeq
+    this.begin(kg)
     const node = this.plan.nodes[msg.node]!
     try {
       switch (msg.k) {
@@ -436,20 +476,54 @@ export class PartitionCore {
           break
       }
     } catch (err) {
-      this.epochFailures++
-      this.nsent = 0
-      const failure: TaskFailure = {
-        task: this.failedTask ?? node.name,
-        epoch: this.e,
-        keyGroup: kg.kg,
-        key: msg.ks,
-        record: show(msg.v),
-        error: err instanceof Error ? err.message : String(err),
-      }
-      this.failedTask = undefined
-      this.options.reporter.failure(failure)
+      this.fail(kg, node, msg.ks, msg.v, err)
       return
     }
+    this.apply(kg)
+  }
+
+  /** A step for an ingress record of a source task: no message object. */
+  private stepIngress(kg: KeyGroup, node: PlanNode, v: unknown): void {
+    this.begin(kg)
+    try {
+      this.forward(node, v, undefined, undefined)
+    } catch (err) {
+      this.fail(kg, node, undefined, v, err)
+      return
+    }
+    this.apply(kg)
+  }
+
+  private begin(kg: KeyGroup): void {
+    this.cur = kg
+    this.nw = 0
+    this.rTable = -1
+    this.rKs = undefined
+    this.rCell = undefined
+    if (this.pendingWrites.length > 0) this.pendingWrites.length = 0
+    this.nsent = 0
+    this.nsunk = 0
+    this.askSeq = kg.askSeq
+  }
+
+  /** A task threw: the step's effects are dropped (nothing was applied yet) and the failure is reported. */
+  private fail(kg: KeyGroup, node: PlanNode, ks: string | undefined, v: unknown, err: unknown): void {
+    this.epochFailures++
+    this.nsent = 0
+    const failure: TaskFailure = {
+      task: this.failedTask ?? node.name,
+      epoch: this.e,
+      keyGroup: kg.kg,
+      key: ks,
+      record: show(v),
+      error: err instanceof Error ? err.message : String(err),
+    }
+    this.failedTask = undefined
+    this.options.reporter.failure(failure)
+  }
+
+  /** The step completed: its buffered effects apply to the key group. */
+  private apply(kg: KeyGroup): void {
     for (let i = 0; i < this.nw; i++) {
       const cell = this.wCell[i] ?? kg.table(this.wTable[i]!).cell(this.wKs[i]!)
       const v = this.wV[i]

@@ -79,6 +79,8 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
     let target = 1 + Math.floor(random() * 3)
     const brokerRestarts: Array<Promise<void>> = []
     let finalEpoch = -1
+    let maxOpened = 0
+    let rolledBack = 0
     const result = await supervise({
       appSpec: "examples/shopping-cart",
       partitions: 3,
@@ -95,6 +97,14 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
       onLine: (name, _stream, line) => {
         const done = /^eddy coordinator: done after epoch (\d+)/.exec(line)
         if (done !== null) finalEpoch = Number(done[1])
+        // Epochs rolled back: opened by an incarnation but above the epoch the next incarnation recovered to.
+        const opened = /^eddy: opened epoch (\d+)/.exec(line)
+        if (opened !== null) maxOpened = Math.max(maxOpened, Number(opened[1]))
+        const recovered = /^eddy: recovered to epoch (\d+)/.exec(line)
+        if (recovered !== null) {
+          rolledBack += Math.max(0, maxOpened - Number(recovered[1]))
+          maxOpened = Number(recovered[1])
+        }
         if (name !== "coordinator" || !line.startsWith("eddy: committed epoch") || kills >= 10) return
         if (++commitsSinceStart < target) return
         // Kill after a few commits of this incarnation plus a random delay: anywhere inside an epoch.
@@ -111,7 +121,8 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
       },
     })
     await Promise.all(brokerRestarts)
-    console.log(`cluster fault test (seed ${seed}): ${kills} SIGKILLs, NATS and Kafka restarted once each, ${result.restarts} restarts of the whole cluster (${result.faults.length} faults seen)`)
+    console.log(`cluster fault test (seed ${seed}): ${kills} SIGKILLs, NATS and Kafka restarted once each, ${result.restarts} restarts of the whole cluster (${result.faults.length} faults seen), ${rolledBack} epochs rolled back`)
+    expect(rolledBack).toBeGreaterThan(0)
     expect(brokerRestarts).toHaveLength(2)
     expect(kills).toBeGreaterThanOrEqual(10)
     expect(result.restarts).toBeGreaterThanOrEqual(10)
