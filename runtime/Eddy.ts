@@ -4,7 +4,7 @@ import { Effect, Exit, Layer } from "effect"
 import type { App, CommittedStateReader } from "../workflows/App.ts"
 import { canonicalKey, parseCanonicalKey } from "./engine/keys.ts"
 import type { Key } from "../workflows/Key.ts"
-import { runEngine, type RunResult, type StateReader } from "./engine/Engine.ts"
+import { runEngine, type CommitTiming, type RunResult, type StateReader } from "./engine/Engine.ts"
 import type { TaskFailure } from "./engine/errors.ts"
 import type { Reporter } from "./engine/PartitionCore.ts"
 import { compile } from "./engine/Plan.ts"
@@ -49,7 +49,7 @@ export interface RunOptions {
   readonly stopWhen?: () => boolean
   readonly onFailure?: (failure: TaskFailure) => void
   readonly onLog?: (level: "info" | "warn" | "error", task: string, key: string | undefined, message: string) => void
-  readonly onCommit?: (epoch: number, votes: ReadonlyArray<Vote>) => void
+  readonly onCommit?: (epoch: number, votes: ReadonlyArray<Vote>, timing: CommitTiming) => void
   /** Log segment size in bytes (default 64 MiB); old segments are deleted once a snapshot covers them. */
   readonly logSegmentBytes?: number
   /** Snapshot every this many committed epochs (default 100; 0: never). */

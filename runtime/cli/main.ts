@@ -108,9 +108,9 @@ const engineFlags = (flags: Record<string, string | boolean>) => {
     ...(epochMs === undefined ? {} : { epochMs }),
     ...(epochAtoms === undefined ? {} : { epochAtoms }),
     checked: !unchecked,
-    onCommit: (e: number) => {
+    onCommit: (e: number, _votes: unknown, t: { commitMs: number; epochMs: number }) => {
       committed++
-      if (progress) process.stderr.write(`eddy: committed epoch ${e}\n`)
+      if (progress) process.stderr.write(`eddy: committed epoch ${e} (epoch ${t.epochMs.toFixed(2)} ms, commit ${t.commitMs.toFixed(2)} ms)\n`)
     },
     ...(progress
       ? {

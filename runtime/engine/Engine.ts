@@ -26,7 +26,7 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly onOpen?: (e: number) => void
   readonly onRecovered?: (e: number) => void
   /** Called after each COMMIT is durable. */
-  readonly onCommit?: (e: number, votes: ReadonlyArray<Vote>) => void
+  readonly onCommit?: (e: number, votes: ReadonlyArray<Vote>, timing: CommitTiming) => void
   /** Polled after each commit: true stops the run cleanly at that epoch boundary. */
   readonly shouldStop?: () => boolean
   /** Called at every commit boundary, when the partitions hold exactly the committed state (answer queries here). */
@@ -54,6 +54,14 @@ export interface StateReader {
 }
 
 export class LivenessError extends Data.TaggedError("LivenessError")<{ readonly message: string }> {}
+
+/** How long the commit of one epoch took, in milliseconds. */
+export interface CommitTiming {
+  /** From the last vote to the COMMIT record being durable (the commit latency proper). */
+  readonly commitMs: number
+  /** From the epoch's open to its COMMIT being durable. */
+  readonly epochMs: number
+}
 
 export interface RunResult {
   readonly generation: number
@@ -144,6 +152,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     let failures = 0
     let epochs = 0
     let finishedAt: number | undefined
+    let openedAt = performance.now()
+    let timing: CommitTiming = { commitMs: 0, epochMs: 0 }
     let stopAt: number | undefined
     let opened = false
     const ready = new Set<number>()
@@ -184,11 +194,14 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         const o = coord.out.shift()!
         switch (o.o) {
           case "open":
+            openedAt = performance.now()
             options.onOpen?.(o.env.e)
             for (let p = 0; p < P; p++) yield* transport.send(p, o.env)
             break
           case "commit":
+            const votedAt = performance.now()
             commitPositions.set(o.record.e, yield* log.appendDurable("control", encode(o.record)))
+            timing = { commitMs: performance.now() - votedAt, epochMs: performance.now() - openedAt }
             coord.onCommitDurable(o.record.e)
             break
           case "committed":
@@ -199,7 +212,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
               yield* takeSnapshot(o.e)
             }
             for (let p = 0; p < P; p++) yield* transport.send(p, { t: "committed", g, e: o.e })
-            options.onCommit?.(o.e, o.votes)
+            options.onCommit?.(o.e, o.votes, timing)
             options.onCommitBoundary?.(reader(o.e))
             if (options.shouldStop?.() === true) {
               coord.out.length = 0
