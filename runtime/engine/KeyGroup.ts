@@ -53,15 +53,39 @@ export class StateTable {
 }
 
 /**
- * An epoch's ingress records from one source split, queued as one entry (no message object per record); `at` is the
- * next record to process.
+ * An epoch's ingress records from one source split, queued as one entry: the atoms as read (no message object and no
+ * copy per record); `left` records remain.
  */
 export class IngressRun {
-  at = 0
+  private ai = 0
+  private vi = 0
+
   constructor(
     readonly node: number,
-    readonly values: unknown[],
+    private readonly atoms: ReadonlyArray<ReadonlyArray<unknown>>,
+    public left: number,
   ) {}
+
+  /** The next record (call only while left > 0). */
+  next(): unknown {
+    let atom = this.atoms[this.ai]!
+    while (this.vi >= atom.length) {
+      atom = this.atoms[++this.ai]!
+      this.vi = 0
+    }
+    this.left--
+    return atom[this.vi++]
+  }
+
+  /** The records left, in order, without consuming them. */
+  rest(): unknown[] {
+    const out: unknown[] = []
+    for (let ai = this.ai, vi = this.vi; ai < this.atoms.length; ai++, vi = 0) {
+      const atom = this.atoms[ai]!
+      for (; vi < atom.length; vi++) out.push(atom[vi])
+    }
+    return out
+  }
 }
 
 /** Everything a partition keeps for one key group: the unit of state, logging, snapshots and rescaling. */
@@ -129,7 +153,7 @@ export class KeyGroup {
     let n = 0
     for (let i = this.head; i < this.queue.length; i++) {
       const x = this.queue[i]!
-      n += x instanceof IngressRun ? x.values.length - x.at : 1
+      n += x instanceof IngressRun ? x.left : 1
     }
     return n
   }

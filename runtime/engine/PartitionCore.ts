@@ -44,6 +44,29 @@ const DELETED: unique symbol = Symbol("deleted")
 
 const roundKey = (e: number, round: number): string => `${e}/${round}`
 
+const keyOf = (c: StateCell): string => c.ks
+const valueOf = (c: StateCell): unknown => c.v
+
+/** Cells grouped by table, in order of first appearance (one table, the usual case, allocates nothing new). */
+const byTable = (cells: StateCell[]): Array<readonly [StateTable, StateCell[]]> => {
+  const first = cells[0]!.table
+  let one = true
+  for (const c of cells) {
+    if (c.table !== first) {
+      one = false
+      break
+    }
+  }
+  if (one) return [[first, cells]]
+  const groups = new Map<StateTable, StateCell[]>()
+  for (const c of cells) {
+    let l = groups.get(c.table)
+    if (l === undefined) groups.set(c.table, (l = []))
+    l.push(c)
+  }
+  return [...groups]
+}
+
 const show = (v: unknown): string => {
   const s = inspect(v, { depth: 4, breakLength: Infinity, maxArrayLength: 20, maxStringLength: 200 })
   return s.length > 500 ? s.slice(0, 500) + "…" : s
@@ -210,10 +233,10 @@ export class PartitionCore {
       const split = this.plan.splits[batch.split]!
       const kg = this.groups.get(split.keyGroup)
       if (kg === undefined) throw new Error(`assertion: split ${split.id} is not owned by partition ${this.me}`)
-      const values: unknown[] = []
-      for (const atom of batch.atoms) for (const v of atom) values.push(v)
-      if (values.length > 0) kg.queue.push(new IngressRun(split.node, values))
-      this.epochRecords += values.length
+      let n = 0
+      for (const atom of batch.atoms) n += atom.length
+      if (n > 0) kg.queue.push(new IngressRun(split.node, batch.atoms, n))
+      this.epochRecords += n
     }
     this.processRound(0)
   }
@@ -233,13 +256,12 @@ export class PartitionCore {
         const item = queue[kg.head]!
         if (item instanceof IngressRun) {
           const node = this.plan.nodes[item.node]!
-          const n = Math.min(budget, item.values.length - item.at)
-          for (let j = 0; j < n; j++) {
-            this.stepIngress(kg, node, item.values[item.at++])
+          while (budget > 0 && item.left > 0) {
+            this.stepIngress(kg, node, item.next())
             this.route(kg, byDest)
+            budget--
           }
-          budget -= n
-          if (item.at < item.values.length) break
+          if (item.left > 0) break
         } else {
           this.step(kg, item)
           this.route(kg, byDest)
@@ -369,19 +391,11 @@ export class PartitionCore {
       const tables: TableDelta[] = []
       if (kg.dirty.length > 0) {
         // Cells in first-write order, grouped by table; deleted keys leave their table now.
-        let last: { t: StateTable; ks: string[]; vs: unknown[] } | undefined
-        const byTable: Array<{ t: StateTable; ks: string[]; vs: unknown[] }> = []
+        for (const [t, cells] of byTable(kg.dirty)) tables.push([names[t.id]!.name, cells.map(keyOf), cells.map(valueOf)])
         for (const cell of kg.dirty) {
-          if (last === undefined || last.t !== cell.table) {
-            last = byTable.find((x) => x.t === cell.table)
-            if (last === undefined) byTable.push((last = { t: cell.table, ks: [], vs: [] }))
-          }
-          last.ks.push(cell.ks)
-          last.vs.push(cell.v)
           cell.dirty = false
           if (cell.v === undefined) cell.table.cells.delete(cell.ks)
         }
-        for (const x of byTable) tables.push([names[x.t.id]!.name, x.ks, x.vs])
         kg.dirty = []
       }
       if (kg.pendingDirty.size > 0) {
@@ -406,7 +420,7 @@ export class PartitionCore {
           const x = kg.queue[i]!
           if (x instanceof IngressRun) {
             // Ingress records a round limit left unprocessed travel as messages, like everything in transit.
-            for (let j = x.at; j < x.values.length; j++) msgs.push(this.portableMsg({ k: INGRESS, node: x.node, kg: kgId, key: undefined, ks: undefined, v: x.values[j], skg: kgId, seq: 0 }))
+            for (const v of x.rest()) msgs.push(this.portableMsg({ k: INGRESS, node: x.node, kg: kgId, key: undefined, ks: undefined, v, skg: kgId, seq: 0 }))
           } else msgs.push(this.portableMsg(x))
         }
         inTransit.push([kgId, msgs])

@@ -31,48 +31,23 @@ const describe = (v: unknown): string =>
   v === null ? "null" : typeof v === "object" ? `an object (${(v as object).constructor?.name ?? "no prototype"})` : typeof v
 
 const encoder = new TextEncoder()
-let scratch = new Uint8Array(64)
 
-/** ASCII text is its own UTF-8: copy char codes into a reused buffer instead of allocating through TextEncoder. */
-const asciiBytes = (text: string): Uint8Array | undefined => {
-  const n = text.length
-  if (n > scratch.length) scratch = new Uint8Array(Math.max(n, scratch.length * 2))
-  for (let i = 0; i < n; i++) {
-    const c = text.charCodeAt(i)
-    if (c > 0x7f) return undefined
-    scratch[i] = c
-  }
-  return scratch.subarray(0, n)
+const C1 = 0xcc9e2d51
+const C2 = 0x1b873593
+
+const mixK = (k: number): number => {
+  k = Math.imul(k, C1)
+  k = (k << 15) | (k >>> 17)
+  return Math.imul(k, C2)
 }
 
-/** MurmurHash3 (x86, 32-bit) of the UTF-8 bytes: stable across platforms and versions. */
-export const murmur3 = (text: string, seed = 0x9747b28c): number => {
-  const data = asciiBytes(text) ?? encoder.encode(text)
-  const len = data.length
-  let h = seed >>> 0
-  const nblocks = len >>> 2
-  for (let i = 0; i < nblocks; i++) {
-    const o = i << 2
-    let k = (data[o]! | (data[o + 1]! << 8) | (data[o + 2]! << 16) | (data[o + 3]! << 24)) >>> 0
-    k = Math.imul(k, 0xcc9e2d51)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, 0x1b873593)
-    h ^= k
-    h = (h << 13) | (h >>> 19)
-    h = (Math.imul(h, 5) + 0xe6546b64) >>> 0
-  }
-  const tail = nblocks << 2
-  const rest = len & 3
-  if (rest > 0) {
-    let k = 0
-    if (rest === 3) k ^= data[tail + 2]! << 16
-    if (rest >= 2) k ^= data[tail + 1]! << 8
-    k ^= data[tail]!
-    k = Math.imul(k, 0xcc9e2d51)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, 0x1b873593)
-    h ^= k
-  }
+const mixH = (h: number, k: number): number => {
+  h ^= mixK(k)
+  h = (h << 13) | (h >>> 19)
+  return (Math.imul(h, 5) + 0xe6546b64) | 0
+}
+
+const finish = (h: number, len: number): number => {
   h ^= len
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
@@ -80,6 +55,52 @@ export const murmur3 = (text: string, seed = 0x9747b28c): number => {
   h = Math.imul(h, 0xc2b2ae35)
   h ^= h >>> 16
   return h >>> 0
+}
+
+/** MurmurHash3 of ASCII text read straight from its char codes (ASCII is its own UTF-8); -1 if not ASCII. */
+const murmurAscii = (text: string, seed: number): number => {
+  const len = text.length
+  let h = seed | 0
+  const tail = len & ~3
+  for (let o = 0; o < tail; o += 4) {
+    const c0 = text.charCodeAt(o)
+    const c1 = text.charCodeAt(o + 1)
+    const c2 = text.charCodeAt(o + 2)
+    const c3 = text.charCodeAt(o + 3)
+    if ((c0 | c1 | c2 | c3) > 0x7f) return -1
+    h = mixH(h, c0 | (c1 << 8) | (c2 << 16) | (c3 << 24))
+  }
+  const rest = len & 3
+  if (rest > 0) {
+    let k = 0
+    for (let i = rest - 1; i >= 0; i--) {
+      const c = text.charCodeAt(tail + i)
+      if (c > 0x7f) return -1
+      k = (k << 8) | c
+    }
+    h ^= mixK(k)
+  }
+  return finish(h, len)
+}
+
+const murmurBytes = (data: Uint8Array, seed: number): number => {
+  const len = data.length
+  let h = seed | 0
+  const tail = len & ~3
+  for (let o = 0; o < tail; o += 4) h = mixH(h, data[o]! | (data[o + 1]! << 8) | (data[o + 2]! << 16) | (data[o + 3]! << 24))
+  const rest = len & 3
+  if (rest > 0) {
+    let k = 0
+    for (let i = rest - 1; i >= 0; i--) k = (k << 8) | data[tail + i]!
+    h ^= mixK(k)
+  }
+  return finish(h, len)
+}
+
+/** MurmurHash3 (x86, 32-bit) of the UTF-8 bytes: stable across platforms and versions. */
+export const murmur3 = (text: string, seed = 0x9747b28c): number => {
+  const h = murmurAscii(text, seed)
+  return h >= 0 ? h : murmurBytes(encoder.encode(text), seed)
 }
 
 /** Key group of a canonical key. */
