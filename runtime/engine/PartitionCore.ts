@@ -592,7 +592,8 @@ export class PartitionCore {
           const k = n.fn(value)
           const kks = canonicalKey(k)
           const kg = keyGroupOf(kks, this.plan.keyGroups)
-          for (const e of node.out) this.hop(e.to, value, kg, k, kks)
+          const out = node.out
+          for (let i = 0; i < out.length; i++) this.hop(out[i]!.to, value, kg, k, kks)
           return
         }
         case "processor":
@@ -616,7 +617,9 @@ export class PartitionCore {
 
   /** Sends a value to every successor of `node`: chained successors run now, hops become messages. */
   forward(node: PlanNode, value: unknown, key: Key | undefined, ks: string | undefined): void {
-    for (const e of node.out) {
+    const out = node.out
+    for (let i = 0; i < out.length; i++) {
+      const e = out[i]!
       if (e.hop) this.hop(e.to, value, this.cur.kg, key, ks)
       else this.run(this.plan.nodes[e.to]!, value, key, ks, undefined)
     }

@@ -6,7 +6,8 @@ import { removeDir, runEddy, seeded, tempDir } from "../helpers.ts"
 
 // A cyclic workflow with keyed state, SIGKILLed at random moments and restarted from its data directory, must end
 // with exactly the sink output and state of a run that never failed: nothing lost, duplicated or reordered.
-const args = (dir: string) => ["run", "test/apps/collatz.ts", "--data-dir", dir, "--epoch-atoms", "8", "--count", "1200", "--partitions", "2", "--snapshot-every", "4", "--log-segment-bytes", "65536"]
+// 2400 numbers make ~60 epochs: enough for 12 kills (1-4 commits each, plus up to 25 ms) however fast epochs are.
+const args = (dir: string) => ["run", "test/apps/collatz.ts", "--data-dir", dir, "--epoch-atoms", "8", "--count", "2400", "--partitions", "2", "--snapshot-every", "4", "--log-segment-bytes", "65536"]
 
 describe("crash recovery of a cyclic workflow", () => {
   const dirs: string[] = []
@@ -47,7 +48,7 @@ describe("crash recovery of a cyclic workflow", () => {
 
     const expected = readFileSync(join(reference, "out.jsonl"), "utf8")
     const actual = readFileSync(join(crashed, "out.jsonl"), "utf8")
-    expect(expected.split("\n").length).toBe(1201)
+    expect(expected.split("\n").length).toBe(2401)
     expect(actual).toBe(expected)
     // Snapshots were taken and old log segments dropped, so recovery really started from snapshots.
     expect(readdirSync(join(crashed, "snapshots", "manifests")).length).toBeGreaterThan(0)
