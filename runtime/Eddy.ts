@@ -164,8 +164,7 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     ...(options.onRecovered ? { onRecovered: options.onRecovered } : {}),
     shouldStop: () => stopRequested || options.stopWhen?.() === true,
     onCommitBoundary,
-    // Cluster snapshots need the workers' blobs gathered under one manifest: not yet, so the cluster keeps its log.
-    snapshotEvery: deployment === undefined ? (options.snapshotEvery ?? 100) : 0,
+    snapshotEvery: options.snapshotEvery ?? 100,
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)

@@ -132,6 +132,7 @@ const clusterProcessCommand = async (role: "coordinator" | "worker", appSpec: st
   const partition = role === "worker" ? required(int(take(flags, "partition"), "partition"), "partition") : undefined
   const namespace = take(flags, "namespace")
   const livenessMs = int(take(flags, "liveness-ms"), "liveness-ms")
+  const snapshotEvery = int(take(flags, "snapshot-every"), "snapshot-every")
   const dataDir = take(flags, "data-dir")
   const { stopAfter, ...engine } = engineFlags(flags)
   const app = await loadApp(appSpec, flags)
@@ -143,6 +144,7 @@ const clusterProcessCommand = async (role: "coordinator" | "worker", appSpec: st
     partitions,
     ...(namespace === undefined ? {} : { namespace }),
     ...(livenessMs === undefined ? {} : { livenessMs }),
+    ...(snapshotEvery === undefined ? {} : { snapshotEvery }),
     ...(dataDir === undefined ? {} : { dataDir }),
   })
   const onSignal = () => void running.stop()

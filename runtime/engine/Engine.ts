@@ -11,8 +11,8 @@ import { ConfigError } from "./errors.ts"
 import { SplitReader } from "./ingress.ts"
 import { PartitionCore, type IngressBatch, type Reporter } from "./PartitionCore.ts"
 import type { Plan } from "./Plan.ts"
-import type { FenceRecord, Vote } from "./protocol.ts"
-import { recover } from "./recovery.ts"
+import type { FenceRecord, SnapshotWritten, Vote } from "./protocol.ts"
+import { firstPosition, recover } from "./recovery.ts"
 import type { Key } from "../../workflows/Key.ts"
 import { canonicalKey, keyGroupOf, ownerOf, parseCanonicalKey } from "./keys.ts"
 import { SnapshotManager } from "./snapshots.ts"
@@ -91,9 +91,11 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups)
     const snapshot = yield* snapshots.load(undefined)
     const rec = recover(yield* log.readAll, snapshot)
-    for (const c of rec.committed) if (c.e > (snapshot?.epoch ?? 0)) snapshots.committed(c.e, c.records)
     const commitPositions = new Map<number, LogPosition>(rec.commits.map((c) => [c.e, c.position]))
-    let lastSnapshot = snapshot?.epoch ?? 0
+    const walFrom = new Map<number, LogPosition>()
+    for (const c of rec.commits) if (c.walFrom !== undefined) walFrom.set(c.e, c.walFrom)
+    let folded = rec.lastEpoch
+    const parts = new Map<number, SnapshotWritten[]>()
     if (rec.app !== undefined && rec.app !== plan.app.name) {
       return yield* Effect.fail(new ConfigError(`the data directory belongs to app '${rec.app}', not '${plan.app.name}'`))
     }
@@ -121,6 +123,23 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       cores[p] = core
     }
     const hosted = cores.filter((c): c is PartitionCore => c !== undefined)
+    // The snapshot delta since the loaded snapshot: only the key groups (and their splits) this process hosts,
+    // since its parts must never carry another process's (possibly older) blobs.
+    {
+      const splitKg = new Map(plan.splits.map((s) => [s.id, s.keyGroup]))
+      for (const c of rec.committed) {
+        if (c.e <= (snapshot?.epoch ?? 0)) continue
+        snapshots.committed(
+          c.e,
+          c.records.map((r) => ({
+            ...r,
+            state: r.state.filter(([kg]) => ownsKg(kg)),
+            inTransit: r.inTransit.filter(([kg]) => ownsKg(kg)),
+            ingress: r.ingress.filter(([id]) => ownsKg(splitKg.get(id) ?? -1)),
+          })),
+        )
+      }
+    }
     const readers = cores.map((core) => (core === undefined ? [] : [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos) }))))
     let inTransit = 0
     for (const msgs of rec.inTransit.values()) inTransit += msgs.length
@@ -201,16 +220,13 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           case "commit":
             const votedAt = performance.now()
             commitPositions.set(o.record.e, yield* log.appendDurable("control", encode(o.record)))
+            const first = firstPosition(o.record.votes.map((v) => v.position))
+            if (first !== undefined) walFrom.set(o.record.e, first)
             timing = { commitMs: performance.now() - votedAt, epochMs: performance.now() - openedAt }
             coord.onCommitDurable(o.record.e)
             break
           case "committed":
             epochs++
-            if (options.snapshotEvery > 0) snapshots.committed(o.e)
-            if (options.snapshotEvery > 0 && o.e - lastSnapshot >= options.snapshotEvery && snapshots.inFlight === undefined) {
-              lastSnapshot = o.e
-              yield* takeSnapshot(o.e)
-            }
             for (let p = 0; p < P; p++) yield* transport.send(p, { t: "committed", g, e: o.e })
             options.onCommit?.(o.e, o.votes, timing)
             options.onCommitBoundary?.(reader(o.e))
@@ -232,27 +248,55 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     })
 
     /**
-     * Folds the deltas since the previous snapshot into new key-group blobs, then drops log segments nothing needs
-     * (below the previous snapshot and below unpublished egress). It runs between epochs: its cost is proportional
-     * to the keys written since the last snapshot, not to the whole state. (A forked fiber was starved by the epoch
-     * loop; a worker thread is the way to take it off the loop entirely.)
+     * Snapshot epochs are every `snapshotEvery`-th epoch, so every process agrees without asking. When a process
+     * sees COMMIT(e) it folds e's records of its partitions into its delta; at a snapshot epoch it writes its part
+     * (the key groups written since its last part) and tells the coordinator. This runs between epochs: its cost
+     * is proportional to the keys written since the last snapshot. (A forked fiber was starved by the epoch loop;
+     * a worker thread is the way to take it off the loop entirely.)
      */
-    const takeSnapshot = (e: number) =>
+    const onCommitted = (e: number, core: PartitionCore) =>
       Effect.gen(function* () {
-        const previous = snapshots.manifest?.epoch ?? 0
-        yield* snapshots.take(e, g)
-        options.onSnapshot?.(e)
-        const keep = Math.min(previous, yield* egress.publishedThrough)
-        const position = commitPositions.get(keep)
-        if (keep > 0 && position !== undefined) {
-          yield* log.truncateBefore("wal", position)
-          yield* log.truncateBefore("control", position)
-          for (const k of [...commitPositions.keys()]) if (k < keep) commitPositions.delete(k)
-        }
+        if (options.snapshotEvery <= 0 || e <= folded) return
+        folded = e
+        snapshots.committed(e)
+        if (e % options.snapshotEvery !== 0) return
+        const owned = new Set(host.partitions)
+        const ownsKg = (kg: number) => owned.has(ownerOf(kg, plan.keyGroups, P))
+        const splitKg = new Map(plan.splits.map((s) => [s.id, s.keyGroup]))
+        const part = yield* snapshots.writePart(e, core.g, `p${host.partitions.join("-")}`, { kg: ownsKg, split: (id) => ownsKg(splitKg.get(id) ?? -1) })
+        const written: SnapshotWritten = { t: "snapshot", g: core.g, e, partitions: host.partitions, groups: part.groups, meta: part.meta, published: yield* egress.publishedThrough }
+        yield* transport.send(COORDINATOR, written)
       }).pipe(
-        // A snapshot that fails is retried at the next interval; the log still holds everything.
-        Effect.catchAll((err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot of epoch ${e} failed: ${String(err)}`))),
+        // A snapshot that fails is retried at the next interval (its changes stay in the delta); the log keeps everything.
+        Effect.catchTag("BlobStoreError", (err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot part of epoch ${e} failed: ${err.message}`))),
       )
+
+    /**
+     * The coordinator writes the manifest once every partition's part of e is in, then drops the log below both the
+     * previous snapshot (kept as a grace copy) and the oldest epoch whose egress some process has not made durable.
+     */
+    const onSnapshotWritten = (w: SnapshotWritten) =>
+      Effect.gen(function* () {
+        if (w.g !== g) return
+        let l = parts.get(w.e)
+        if (l === undefined) parts.set(w.e, (l = []))
+        l.push(w)
+        const covered = new Set(l.flatMap((x) => x.partitions))
+        if (covered.size < P) return
+        parts.delete(w.e)
+        const previous = snapshots.manifest?.epoch ?? 0
+        yield* snapshots.writeManifest(w.e, g, l)
+        options.onSnapshot?.(w.e)
+        const keep = Math.min(previous, ...l.map((x) => x.published))
+        const control = commitPositions.get(keep)
+        const wal = walFrom.get(keep + 1)
+        if (keep > 0 && control !== undefined && wal !== undefined) {
+          yield* log.truncateBefore("control", control)
+          yield* log.truncateBefore("wal", wal)
+          for (const k of [...commitPositions.keys()]) if (k < keep) commitPositions.delete(k)
+          for (const k of [...walFrom.keys()]) if (k <= keep) walFrom.delete(k)
+        }
+      }).pipe(Effect.catchTag("BlobStoreError", (err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot manifest of epoch ${w.e} failed: ${err.message}`))))
 
     /** The run is over after epoch e: every partition publishes through e and stops. */
     const finish = (e: number) =>
@@ -312,6 +356,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           }
           continue
         }
+        if (env.t === "snapshot") {
+          yield* onSnapshotWritten(env)
+          continue
+        }
         if (env.t !== "vote") throw new Error(`assertion: coordinator got '${env.t}'`)
         const before = coord.epoch
         coord.onVote(env)
@@ -335,8 +383,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           if (atoms.length > 0) batches.push({ split: r.i, atoms })
         }
         core.onOpen(env, batches)
-      } else if (env.t !== "vote" && env.t !== "ready") core.handle(env)
+      } else if (env.t !== "vote" && env.t !== "ready" && env.t !== "snapshot") core.handle(env)
       yield* drainPartition(to)
+      if (env.t === "committed") yield* onCommitted(env.e, core)
     }
     yield* egress.flush
     const result: RunResult = { generation: g, recoveredEpoch: rec.lastEpoch, lastEpoch: finishedAt ?? stopAt ?? rec.lastEpoch, epochs, records, failures }

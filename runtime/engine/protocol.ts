@@ -99,8 +99,19 @@ export interface Ready {
   readonly lastEpoch: number
 }
 
+/** A process wrote its part of snapshot e, for these partitions; `published`: its egress is durable through it. */
+export interface SnapshotWritten {
+  readonly t: "snapshot"
+  readonly g: number
+  readonly e: number
+  readonly partitions: ReadonlyArray<number>
+  readonly groups: Readonly<Record<string, string>>
+  readonly meta: string
+  readonly published: number
+}
+
 export type ToPartition = OpenEpoch | RoundData | RoundDone | Committed
-export type ToCoordinator = Vote | Ready
+export type ToCoordinator = Vote | Ready | SnapshotWritten
 
 /** The COMMIT decision, as written to the control stream. */
 export interface CommitRecord {

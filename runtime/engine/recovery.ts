@@ -24,7 +24,7 @@ export interface Recovered {
   /** Committed epochs after the snapshot, with their egress in (key group, sequence) order, for republishing what sinks miss. */
   readonly committed: ReadonlyArray<{ readonly e: number; readonly egress: ReadonlyArray<EgressBatch>; readonly records: ReadonlyArray<EpochRecord> }>
   /** COMMIT(e) positions, for truncation. */
-  readonly commits: ReadonlyArray<{ readonly e: number; readonly position: LogEntry["position"] }>
+  readonly commits: ReadonlyArray<{ readonly e: number; readonly position: LogEntry["position"]; readonly walFrom: LogEntry["position"] | undefined }>
 }
 
 export interface SnapshotState {
@@ -130,6 +130,13 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
     inTransit,
     ingress,
     committed,
-    commits: commits.map((c) => ({ e: c.record.e, position: c.position })),
+    commits: commits.map((c) => ({ e: c.record.e, position: c.position, walFrom: firstPosition(c.record.votes.map((v) => v.position)) })),
   }
+}
+
+/** The earliest of some log positions (by part, then offset). */
+export const firstPosition = (ps: ReadonlyArray<LogEntry["position"]>): LogEntry["position"] | undefined => {
+  let first: LogEntry["position"] | undefined
+  for (const p of ps) if (first === undefined || p.part < first.part || (p.part === first.part && p.offset < first.offset)) first = p
+  return first
 }

@@ -7,13 +7,21 @@ import type { RecoveredGroup, SnapshotState } from "./recovery.ts"
 
 /**
  * A snapshot S exists iff its manifest exists. The manifest names one blob per key group (unchanged groups keep
- * the previous snapshot's blob) and a meta blob with S's ingress positions and in-transit messages.
+ * the previous snapshot's blob) and one meta blob per part (a process's partitions: their splits' positions and
+ * in-transit messages at S). Parts are written by the processes hosting the partitions, the manifest by the
+ * coordinator once every partition's part is in.
  */
 export interface Manifest {
   readonly epoch: number
   readonly g: number
   readonly app: string
   readonly keyGroups: number
+  readonly groups: Readonly<Record<string, string>>
+  readonly metas: ReadonlyArray<string>
+}
+
+/** What a process wrote for snapshot S: the blobs of its key groups that changed, and its meta blob. */
+export interface SnapshotPart {
   readonly groups: Readonly<Record<string, string>>
   readonly meta: string
 }
@@ -38,6 +46,8 @@ export class SnapshotManager {
   private ingress = new Map<string, readonly [string, number, boolean]>()
   private inTransit = new Map<number, ReadonlyArray<Msg>>()
   manifest: Manifest | undefined
+  /** The newest blob of each key group this process knows (its own parts, or the loaded manifest). */
+  private latest: Record<string, string> = {}
   /** Epoch of the snapshot being uploaded, if any: one at a time. */
   inFlight: number | undefined
 
@@ -63,10 +73,16 @@ export class SnapshotManager {
           if (blob === undefined) return yield* Effect.die(new Error(`snapshot ${m.epoch} names blob '${key}', which is missing`))
           groups.set(Number(kg), { tables: decode(blob) as Map<string, Map<string, unknown>> })
         }
-        const metaBytes = yield* self.blobs.get(m.meta)
-        if (metaBytes === undefined) return yield* Effect.die(new Error(`snapshot ${m.epoch} names meta blob '${m.meta}', which is missing`))
-        const meta = decode(metaBytes) as Meta
+        const meta: { ingress: Array<readonly [string, number, boolean]>; inTransit: Array<readonly [number, ReadonlyArray<Msg>]> } = { ingress: [], inTransit: [] }
+        for (const key of m.metas) {
+          const metaBytes = yield* self.blobs.get(key)
+          if (metaBytes === undefined) return yield* Effect.die(new Error(`snapshot ${m.epoch} names meta blob '${key}', which is missing`))
+          const part = decode(metaBytes) as Meta
+          meta.ingress.push(...part.ingress)
+          meta.inTransit.push(...part.inTransit)
+        }
         self.manifest = m
+        self.latest = { ...m.groups }
         for (const x of meta.ingress) self.ingress.set(x[0], x)
         self.inTransit = new Map(meta.inTransit)
         return {
@@ -110,19 +126,25 @@ export class SnapshotManager {
     }
   }
 
-  /** Writes snapshot `epoch` (everything committed so far) and then its manifest. Returns the manifest. */
-  take(epoch: number, g: number): Effect.Effect<Manifest, BlobStoreError> {
+  /**
+   * Writes this process's part of snapshot `epoch`: the blobs of its key groups written since its last part
+   * (folded onto their previous blobs), and a meta blob with the positions of the splits and the in-transit
+   * messages of the key groups it owns.
+   */
+  writePart(epoch: number, g: number, part: string, owns: { readonly kg: (kg: number) => boolean; readonly split: (id: string) => boolean }): Effect.Effect<SnapshotPart, BlobStoreError> {
     const self = this
     const delta = this.delta
     this.delta = new Map()
-    const meta: Meta = { ingress: [...this.ingress.values()], inTransit: [...this.inTransit] }
-    const previous = this.manifest
+    const meta: Meta = {
+      ingress: [...this.ingress.values()].filter((x) => owns.split(x[0])),
+      inTransit: [...this.inTransit].filter(([kg]) => owns.kg(kg)),
+    }
     this.inFlight = epoch
     return Effect.gen(function* () {
-      const prefix = `snapshots/g${g}-e${pad(epoch)}`
-      const groups: Record<string, string> = { ...(previous?.groups ?? {}) }
+      const prefix = `snapshots/g${g}-e${pad(epoch)}/${part}`
+      const groups: Record<string, string> = {}
       for (const [kg, changes] of [...delta].sort((a, b) => a[0] - b[0])) {
-        const baseKey = previous?.groups[String(kg)]
+        const baseKey = self.latest[String(kg)]
         const baseBytes = baseKey === undefined ? undefined : yield* self.blobs.get(baseKey)
         const tables = (baseBytes === undefined ? new Map() : decode(baseBytes)) as Map<string, Map<string, unknown>>
         for (const [table, entries] of changes) {
@@ -140,15 +162,9 @@ export class SnapshotManager {
       }
       const metaKey = `${prefix}/meta`
       yield* self.blobs.put(metaKey, encode(meta))
-      const manifest: Manifest = { epoch, g, app: self.app, keyGroups: self.keyGroups, groups, meta: metaKey }
-      yield* self.blobs.put(manifestKey(epoch), encode(manifest))
-      self.manifest = manifest
+      Object.assign(self.latest, groups)
       self.inFlight = undefined
-      // Keep this snapshot and the previous one (grace); blobs neither names are garbage.
-      const keep = new Set<string>([manifestKey(epoch), metaKey, ...Object.values(groups)])
-      if (previous !== undefined) for (const k of [manifestKey(previous.epoch), previous.meta, ...Object.values(previous.groups)]) keep.add(k)
-      for (const k of [...(yield* self.blobs.list("manifests/")), ...(yield* self.blobs.list("snapshots/"))]) if (!keep.has(k)) yield* self.blobs.delete(k)
-      return manifest
+      return { groups, meta: metaKey }
     }).pipe(
       Effect.tapError(() =>
         Effect.sync(() => {
@@ -166,5 +182,30 @@ export class SnapshotManager {
         }),
       ),
     )
+  }
+
+  /**
+   * The coordinator's half: once every partition's part of `epoch` is written, the manifest makes the snapshot
+   * exist. Then blobs of snapshots older than the previous one that neither names are deleted (newer parts, being
+   * written for the next snapshot, are never touched).
+   */
+  writeManifest(epoch: number, g: number, parts: ReadonlyArray<SnapshotPart>): Effect.Effect<Manifest, BlobStoreError> {
+    const self = this
+    return Effect.gen(function* () {
+      const previous = self.manifest
+      const groups: Record<string, string> = { ...(previous?.groups ?? {}) }
+      for (const p of parts) Object.assign(groups, p.groups)
+      const manifest: Manifest = { epoch, g, app: self.app, keyGroups: self.keyGroups, groups, metas: parts.map((p) => p.meta) }
+      yield* self.blobs.put(manifestKey(epoch), encode(manifest))
+      self.manifest = manifest
+      const keep = new Set<string>([manifestKey(epoch), ...manifest.metas, ...Object.values(groups)])
+      if (previous !== undefined) for (const k of [manifestKey(previous.epoch), ...previous.metas, ...Object.values(previous.groups)]) keep.add(k)
+      const older = (key: string): boolean => {
+        const m = /(?:^manifests\/|-e)(\d{12})/.exec(key)
+        return m !== null && Number(m[1]) < epoch
+      }
+      for (const k of [...(yield* self.blobs.list("manifests/")), ...(yield* self.blobs.list("snapshots/"))]) if (!keep.has(k) && older(k)) yield* self.blobs.delete(k)
+      return manifest
+    })
   }
 }

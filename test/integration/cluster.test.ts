@@ -3,6 +3,9 @@ import { afterAll, describe, expect, it } from "vitest"
 import { shoppingCartApp } from "../../examples/shopping-cart/app.ts"
 import { clusterState } from "../../runtime/cluster/ClusterProcess.ts"
 import { supervise } from "../../runtime/cluster/supervisor.ts"
+import { S3BlobStore } from "../../runtime/cluster/S3BlobStore.ts"
+import { BlobStore } from "../../runtime/ports/BlobStore.ts"
+import { Effect } from "effect"
 import { committedState, Eddy, stateReader } from "../../runtime/index.ts"
 import { removeDir, repoRoot, runEddy, seeded, tempDir } from "../helpers.ts"
 
@@ -55,13 +58,13 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
 
   it("rescale: stopped on 2 partitions, resumed on 4, the results are unchanged", async () => {
     const ns = namespace("rescale")
-    const first = await runEddy(["cluster", "examples/shopping-cart", "--partitions", "2", "--namespace", ns, "--epoch-atoms", "50", "--stop-after", "10", ...shopFlags])
+    const first = await runEddy(["cluster", "examples/shopping-cart", "--partitions", "2", "--namespace", ns, "--epoch-atoms", "50", "--snapshot-every", "4", "--stop-after", "10", ...shopFlags])
     expect(first.code, first.stderr).toBe(0)
     const midway = await clusterState(ns)
     expect(midway.epoch).toBeGreaterThanOrEqual(10)
     const { state } = await ref()
     expect(midway.entries).not.toEqual(state.entries)
-    const second = await runEddy(["cluster", "examples/shopping-cart", "--partitions", "4", "--namespace", ns, "--epoch-atoms", "50", ...shopFlags])
+    const second = await runEddy(["cluster", "examples/shopping-cart", "--partitions", "4", "--namespace", ns, "--epoch-atoms", "50", "--snapshot-every", "4", ...shopFlags])
     expect(second.code, second.stderr).toBe(0)
     expect(second.stdout.trim()).toBe((await ref()).report)
     expect((await clusterState(ns)).entries).toEqual(state.entries)
@@ -86,7 +89,7 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
       partitions: 3,
       namespace: ns,
       dataDir: dir,
-      flags: ["--epoch-atoms", "50", "--liveness-ms", "4000", ...shopFlags],
+      flags: ["--epoch-atoms", "50", "--liveness-ms", "4000", "--snapshot-every", "5", ...shopFlags],
       maxRestarts: 40,
       env: { ...process.env, EDDY_PROGRESS: "1" },
       log: () => undefined,
@@ -143,5 +146,12 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
     }
     expect(cluster.entries).toEqual(state.entries)
     expect(await shoppingCartApp(shop).report!(stateReader(cluster))).toBe(report)
+    // Snapshots were written to S3 by the workers (parts) and the coordinator (manifests), and restarts used them.
+    const manifests = await Effect.runPromise(
+      Effect.gen(function* () {
+        return yield* (yield* BlobStore).list("manifests/")
+      }).pipe(Effect.provide(S3BlobStore.layer({ prefix: ns })), Effect.scoped),
+    )
+    expect(manifests.length).toBeGreaterThan(0)
   }, 300_000)
 })
