@@ -217,7 +217,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             options.onOpen?.(o.env.e)
             for (let p = 0; p < P; p++) yield* transport.send(p, o.env)
             break
-          case "commit":
+          case "commit": {
             const votedAt = performance.now()
             commitPositions.set(o.record.e, yield* log.appendDurable("control", encode(o.record)))
             const first = firstPosition(o.record.votes.map((v) => v.position))
@@ -225,6 +225,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             timing = { commitMs: performance.now() - votedAt, epochMs: performance.now() - openedAt }
             coord.onCommitDurable(o.record.e)
             break
+          }
           case "committed":
             epochs++
             for (let p = 0; p < P; p++) yield* transport.send(p, { t: "committed", g, e: o.e })
