@@ -88,6 +88,9 @@ export class PartitionCore {
   e = 0
   time = 0
   private round = 0
+  /** The round to run next (-1: none due); pump() runs it. */
+  private nextRound = -1
+  private pumping = false
   private roundLimit = 1
   private running = false
   /** Per (epoch, round): the batches received from each partition, and their message counts. */
@@ -238,7 +241,28 @@ export class PartitionCore {
       if (n > 0) kg.queue.push(new IngressRun(split.node, batch.atoms, n))
       this.epochRecords += n
     }
-    this.processRound(0)
+    this.nextRound = 0
+    this.pump()
+  }
+
+  /**
+   * Runs the rounds that are due, one after the other. A round that completes at once (one partition, or all DONEs
+   * in) schedules the next instead of calling it: a recursion round → done → barrier → round would keep every
+   * earlier round's frame, and with it that round's messages, alive until the epoch ends (hundreds of MB and
+   * long mark-compacts on a 200-round epoch), and could overflow the stack at high round limits.
+   */
+  private pump(): void {
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      while (this.nextRound >= 0) {
+        const round = this.nextRound
+        this.nextRound = -1
+        this.processRound(round)
+      }
+    } finally {
+      this.pumping = false
+    }
   }
 
   private processRound(round: number): void {
@@ -342,7 +366,10 @@ export class PartitionCore {
     this.received.delete(key)
     if (r !== undefined) this.enqueue(r.batches)
     if ((total === 0 && !pending) || this.round + 1 >= this.roundLimit) this.finishEpoch()
-    else this.processRound(this.round + 1)
+    else {
+      this.nextRound = this.round + 1
+      this.pump()
+    }
   }
 
   /**
