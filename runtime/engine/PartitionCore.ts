@@ -11,6 +11,7 @@ import type { Recovered } from "./recovery.ts"
 import { IngressRun, KeyGroup, type PendingAsk, type StateCell, type StateTable } from "./KeyGroup.ts"
 import { canonicalKey, keyGroupOf, murmur3, ownerOf } from "./keys.ts"
 import type { Plan, PlanNode } from "./Plan.ts"
+import type { GraphNode } from "../../workflows/Graph.ts"
 import { ASK, DATA, INGRESS, REPLY, type Committed, type Msg, type OpenEpoch, type ReplyAddress, type RoundData, type RoundDone, type ToPartition } from "./protocol.ts"
 
 export interface Reporter {
@@ -43,6 +44,47 @@ export interface IngressBatch {
 const DELETED: unique symbol = Symbol("deleted")
 
 const roundKey = (e: number, round: number): string => `${e}/${round}`
+
+// Node kinds as small integers (see PartitionCore.run).
+const K_PASS = 0
+const K_MAP = 1
+const K_FLATMAP = 2
+const K_FILTER = 3
+const K_KEYBY = 4
+const K_PROCESSOR = 5
+const K_SINK = 6
+const K_EXTENSION = 7
+
+type MapFn = Extract<GraphNode, { kind: "map" }>["fn"]
+type FlatMapFn = Extract<GraphNode, { kind: "flatMap" }>["fn"]
+type FilterFn = Extract<GraphNode, { kind: "filter" }>["fn"]
+type KeyByFn = Extract<GraphNode, { kind: "keyBy" }>["fn"]
+type ProcessorFn = Extract<GraphNode, { kind: "processor" }>["fn"]
+type NodeFn = MapFn | FlatMapFn | FilterFn | KeyByFn | ProcessorFn | undefined
+
+const kindOf = (n: GraphNode): number => {
+  switch (n.kind) {
+    case "source":
+    case "merge":
+    case "cycle":
+    case "subscribe":
+      return K_PASS
+    case "map":
+      return K_MAP
+    case "flatMap":
+      return K_FLATMAP
+    case "filter":
+      return K_FILTER
+    case "keyBy":
+      return K_KEYBY
+    case "processor":
+      return K_PROCESSOR
+    case "sink":
+      return K_SINK
+    case "extension":
+      return K_EXTENSION
+  }
+}
 
 const keyOf = (c: StateCell): string => c.ks
 const valueOf = (c: StateCell): unknown => c.v
@@ -83,6 +125,9 @@ export class PartitionCore {
   private readonly me: number
   private readonly P: number
   private readonly ctxs: NodeContext[]
+  private readonly kinds: Uint8Array
+  private readonly fns: NodeFn[]
+  private readonly sinkNames: Array<string | undefined>
 
   g = 0
   e = 0
@@ -143,6 +188,9 @@ export class PartitionCore {
       if (this.groups.has(s.keyGroup)) this.positions.set(i, { position: 0, exhausted: false })
     })
     this.ctxs = plan.nodes.map((n) => new NodeContext(this, n))
+    this.kinds = Uint8Array.from(plan.nodes, (n) => kindOf(n.node))
+    this.fns = plan.nodes.map((n) => ("fn" in n.node ? n.node.fn : undefined))
+    this.sinkNames = plan.nodes.map((n) => (n.node.kind === "sink" ? n.node.sink.name : undefined))
   }
 
   /** Takes over the committed state of the owned key groups (everything else in `rec` belongs to others). */
@@ -595,43 +643,44 @@ export class PartitionCore {
   private failedTask: string | undefined
 
   private run(node: PlanNode, value: unknown, key: Key | undefined, ks: string | undefined, replyTo: ReplyAddress | undefined): void {
-    const n = node.node
-    const ctx = this.ctxs[node.id]!
+    // Kind and function come from per-node arrays: graph nodes of different kinds have different shapes, so reading
+    // node.node.kind / .fn here would be a megamorphic property access on every step.
+    const id = node.id
+    const ctx = this.ctxs[id]!
     try {
-      switch (n.kind) {
-        case "source":
-        case "merge":
-        case "cycle":
-        case "subscribe":
+      switch (this.kinds[id]) {
+        case K_PASS:
           return this.forward(node, value, key, ks)
-        case "map":
+        case K_MAP:
           ctx.enter(key, ks, undefined)
-          return this.forward(node, n.fn(value, ctx), key, ks)
-        case "flatMap":
+          return this.forward(node, (this.fns[id] as MapFn)(value, ctx), key, ks)
+        case K_FLATMAP:
           ctx.enter(key, ks, undefined)
-          for (const v of n.fn(value, ctx)) this.forward(node, v, key, ks)
+          for (const v of (this.fns[id] as FlatMapFn)(value, ctx)) this.forward(node, v, key, ks)
           return
-        case "filter":
+        case K_FILTER:
           ctx.enter(key, ks, undefined)
-          if (n.fn(value, ctx)) this.forward(node, value, key, ks)
+          if ((this.fns[id] as FilterFn)(value, ctx)) this.forward(node, value, key, ks)
           return
-        case "keyBy": {
-          const k = n.fn(value)
+        case K_KEYBY: {
+          const k = (this.fns[id] as KeyByFn)(value)
           const kks = canonicalKey(k)
           const kg = keyGroupOf(kks, this.plan.keyGroups)
           const out = node.out
           for (let i = 0; i < out.length; i++) this.hop(out[i]!.to, value, kg, k, kks)
           return
         }
-        case "processor":
+        case K_PROCESSOR: {
+          const fn = this.fns[id] as ProcessorFn
           ctx.enter(key, ks, replyTo)
-          n.fn(ctx, value)
+          fn(ctx, value)
           return
-        case "sink":
-          this.sunkSink[this.nsunk] = n.sink.name
+        }
+        case K_SINK:
+          this.sunkSink[this.nsunk] = this.sinkNames[id]!
           this.sunkV[this.nsunk++] = this.options.checked ? checkedCopy(value) : value
           return
-        case "extension":
+        case K_EXTENSION:
           ctx.enter(key, ks, replyTo)
           node.asker!.onRecord(ctx, value)
           return
