@@ -14,21 +14,20 @@ export interface PendingAsk {
 
 /**
  * One key's state in one table. A step finds the cell once (read) and writes through it; `dirty` says it is already
- * in its key group's list of cells written this epoch. `v` undefined: deleted this epoch (the cell leaves its table
- * when the epoch record is made, so a table holds no deleted keys between epochs).
+ * in its table's list of keys written this epoch. `v` undefined: deleted this epoch (the cell leaves its table when
+ * the epoch record is made, so a table holds no deleted keys between epochs). Two fields: this is per key.
  */
 export class StateCell {
   dirty = false
-  constructor(
-    readonly table: StateTable,
-    readonly ks: string,
-    public v: unknown,
-  ) {}
+  constructor(public v: unknown) {}
 }
 
 /** A task's state in one key group: canonical key → value (immutable by contract). */
 export class StateTable {
   readonly cells = new Map<string, StateCell>()
+  /** Keys written this epoch, first-write order, and their cells (the epoch record's columns). */
+  dirtyKs: string[] = []
+  dirtyCells: StateCell[] = []
 
   constructor(readonly id: number) {}
 
@@ -38,14 +37,14 @@ export class StateTable {
 
   /** Keys with state (deleted keys of the running epoch excluded). */
   *keys(): IterableIterator<string> {
-    for (const c of this.cells.values()) if (c.v !== undefined) yield c.ks
+    for (const [ks, c] of this.cells) if (c.v !== undefined) yield ks
   }
 
   /** The cell of `ks`, created (empty) if missing. */
   cell(ks: string): StateCell {
     let c = this.cells.get(ks)
     if (c === undefined) {
-      c = new StateCell(this, ks, undefined)
+      c = new StateCell(undefined)
       this.cells.set(ks, c)
     }
     return c
@@ -93,8 +92,8 @@ export class KeyGroup {
   /** Task id → its state table. */
   readonly tables = new Map<number, StateTable>()
   readonly pending = new Map<string, PendingAsk>()
-  /** State cells written since the last epoch record, in first-write order. */
-  dirty: StateCell[] = []
+  /** Tables with keys written since the last epoch record, in order of their first write. */
+  dirtyTables: StateTable[] = []
   /** Pending asks written since the last epoch record. */
   pendingDirty = new Set<string>()
   askSeq = 0
@@ -124,6 +123,15 @@ export class KeyGroup {
       this.tables.set(id, t)
     }
     return t
+  }
+
+  /** Records that `cell` (key `ks` of `t`) was written this epoch. */
+  markWritten(t: StateTable, ks: string, cell: StateCell): void {
+    if (cell.dirty) return
+    cell.dirty = true
+    if (t.dirtyKs.length === 0) this.dirtyTables.push(t)
+    t.dirtyKs.push(ks)
+    t.dirtyCells.push(cell)
   }
 
   /** Appends an egress record to this epoch's batch (the caller advances outSeq). */

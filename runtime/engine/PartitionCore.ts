@@ -86,28 +86,7 @@ const kindOf = (n: GraphNode): number => {
   }
 }
 
-const keyOf = (c: StateCell): string => c.ks
 const valueOf = (c: StateCell): unknown => c.v
-
-/** Cells grouped by table, in order of first appearance (one table, the usual case, allocates nothing new). */
-const byTable = (cells: StateCell[]): Array<readonly [StateTable, StateCell[]]> => {
-  const first = cells[0]!.table
-  let one = true
-  for (const c of cells) {
-    if (c.table !== first) {
-      one = false
-      break
-    }
-  }
-  if (one) return [[first, cells]]
-  const groups = new Map<StateTable, StateCell[]>()
-  for (const c of cells) {
-    let l = groups.get(c.table)
-    if (l === undefined) groups.set(c.table, (l = []))
-    l.push(c)
-  }
-  return [...groups]
-}
 
 const show = (v: unknown): string => {
   const s = inspect(v, { depth: 4, breakLength: Infinity, maxArrayLength: 20, maxStringLength: 200 })
@@ -157,10 +136,12 @@ export class PartitionCore {
   private readonly wKs: string[] = []
   private readonly wV: unknown[] = []
   private readonly wCell: Array<StateCell | undefined> = []
+  private readonly wTab: Array<StateTable | undefined> = []
   /** The cell the step read last (a read-modify-write of one key looks it up once). */
   private rTable = -1
   private rKs: string | undefined = undefined
   private rCell: StateCell | undefined = undefined
+  private rTab: StateTable | undefined = undefined
   private pendingWrites: Array<{ readonly id: string; readonly p: PendingAsk | undefined }> = []
   private nsent = 0
   private readonly sent: Msg[] = []
@@ -464,15 +445,20 @@ export class PartitionCore {
     for (const kgId of this.owned) {
       const kg = this.groups.get(kgId)!
       const tables: TableDelta[] = []
-      if (kg.dirty.length > 0) {
-        // Cells in first-write order, grouped by table; deleted keys leave their table now.
-        for (const [t, cells] of byTable(kg.dirty)) tables.push([names[t.id]!.name, cells.map(keyOf), cells.map(valueOf)])
-        for (const cell of kg.dirty) {
+      for (const t of kg.dirtyTables) {
+        // Keys in first-write order; deleted keys leave their table now.
+        const ks = t.dirtyKs
+        const cells = t.dirtyCells
+        tables.push([names[t.id]!.name, ks, cells.map(valueOf)])
+        for (let i = 0; i < cells.length; i++) {
+          const cell = cells[i]!
           cell.dirty = false
-          if (cell.v === undefined) cell.table.cells.delete(cell.ks)
+          if (cell.v === undefined) t.cells.delete(ks[i]!)
         }
-        kg.dirty = []
+        t.dirtyKs = []
+        t.dirtyCells = []
       }
+      kg.dirtyTables = []
       if (kg.pendingDirty.size > 0) {
         const ks: string[] = []
         const vs: unknown[] = []
@@ -589,6 +575,7 @@ export class PartitionCore {
     this.rTable = -1
     this.rKs = undefined
     this.rCell = undefined
+    this.rTab = undefined
     if (this.pendingWrites.length > 0) this.pendingWrites.length = 0
     this.nsent = 0
     this.nsunk = 0
@@ -614,13 +601,12 @@ export class PartitionCore {
   /** The step completed: its buffered effects apply to the key group. */
   private apply(kg: KeyGroup): void {
     for (let i = 0; i < this.nw; i++) {
-      const cell = this.wCell[i] ?? kg.table(this.wTable[i]!).cell(this.wKs[i]!)
+      const ks = this.wKs[i]!
+      const t = this.wTab[i] ?? kg.table(this.wTable[i]!)
+      const cell = this.wCell[i] ?? t.cell(ks)
       const v = this.wV[i]
       cell.v = v === DELETED ? undefined : v
-      if (!cell.dirty) {
-        cell.dirty = true
-        kg.dirty.push(cell)
-      }
+      if (!cell.dirty) kg.markWritten(t, ks, cell)
     }
     for (const w of this.pendingWrites) {
       if (w.p === undefined) kg.pending.delete(w.id)
@@ -752,9 +738,11 @@ export class PartitionCore {
         return v === DELETED ? undefined : v
       }
     }
-    const cell = this.cur.tables.get(table)?.cells.get(ks)
+    const t = this.cur.tables.get(table)
+    const cell = t?.cells.get(ks)
     this.rTable = table
     this.rKs = ks
+    this.rTab = t
     this.rCell = cell
     return cell?.v
   }
@@ -770,7 +758,9 @@ export class PartitionCore {
     this.wTable[i] = table
     this.wKs[i] = ks
     this.wV[i] = v
-    this.wCell[i] = table === this.rTable && ks === this.rKs ? this.rCell : undefined
+    const same = table === this.rTable && ks === this.rKs
+    this.wCell[i] = same ? this.rCell : undefined
+    this.wTab[i] = same ? this.rTab : undefined
   }
 
   ask(from: NodeContext, portal: Portal<unknown, unknown>, request: unknown): Future<unknown> {
