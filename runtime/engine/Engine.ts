@@ -110,7 +110,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       const fence: FenceRecord = { t: "fence", g, app: plan.app.name, keyGroups: plan.keyGroups }
       yield* log.appendDurable("control", encode(fence))
     }
-    // A process republishes only the egress of the key groups it hosts (EgressEntry: [sink, kg, seq, value]).
+    // A process republishes only the egress of the key groups it hosts (an EgressBatch has its key group at index 1).
     const hostedSet = new Set(host.partitions)
     const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
     yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })))
