@@ -24,6 +24,12 @@ export interface SourceOptions {
 }
 
 function* chunk<T>(items: Iterable<T>, size: number, split: number, splits: number): Generator<ReadonlyArray<T>> {
+  if (size === 1) {
+    // The common case: one record per atom, one small array each (no push, no resize).
+    let index = 0
+    for (const item of items) if (index++ % splits === split) yield [item]
+    return
+  }
   let atom: T[] = []
   let index = 0
   for (const item of items) {
