@@ -33,31 +33,14 @@ const child = async (mode: string): Promise<Result> => {
   const { Actors } = await import("../actors/index.ts")
   const { App, Sink, Source, Workflow } = await import("../workflows/index.ts")
   const { fibonacciApp } = await import("../examples/fibonacci/app.ts")
-  type Ball = { readonly n: number; readonly peer: { readonly type: string; readonly id: string } }
+  const { pingPongApp } = await import("./apps/pingpong.ts")
   const dir = mkdtempSync(join(tmpdir(), "eddy-bench-actors-"))
   const options = { dataDir: dir, checked, snapshotEvery: 0, epochAtoms: 2000, roundLimit: 1000 }
   const t0 = performance.now()
   let messages = 0
   let epochs = 0
   if (mode === "pingpong") {
-    const player = Actors.define<Ball, number>("player", {
-      initial: 0,
-      receive(ctx, ball, hits) {
-        if (ball.n > 0) ctx.send<Ball>(ball.peer, { n: ball.n - 1, peer: ctx.self })
-        return hits + 1
-      },
-    })
-    const system = Actors.system({ name: "pingpong", behaviors: [player] })
-    const starts = Workflow.create("starts", (wf) => {
-      system.input(
-        wf
-          .source(Source.generator(function* () {
-            for (let i = 0; i < pairs; i++) yield i
-          }, { name: "pairs" }))
-          .map((i) => system.tell(system.ref(player, `a${i}`), { n: rounds * 2 - 1, peer: system.ref(player, `b${i}`) })),
-      )
-    })
-    const r = await Eddy.run(App.define({ name: "pingpong", workflows: [starts, system.workflow] }), { ...options, epochAtoms: pairs })
+    const r = await Eddy.run(pingPongApp(pairs, rounds), { ...options, epochAtoms: pairs })
     messages = pairs * rounds * 2
     epochs = r.epochs
   } else if (mode === "fib") {

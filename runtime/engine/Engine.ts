@@ -113,6 +113,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     // A process republishes only the egress of the key groups it hosts (an EgressBatch has its key group at index 1).
     const hostedSet = new Set(host.partitions)
     const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
+    const splitKg = new Map(plan.splits.map((s) => [s.id, s.keyGroup]))
+    const ownsSplit = (id: string) => ownsKg(splitKg.get(id) ?? -1)
     yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })))
 
     const cores: Array<PartitionCore | undefined> = new Array<PartitionCore | undefined>(P).fill(undefined)
@@ -126,7 +128,6 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     // The snapshot delta since the loaded snapshot: only the key groups (and their splits) this process hosts,
     // since its parts must never carry another process's (possibly older) blobs.
     {
-      const splitKg = new Map(plan.splits.map((s) => [s.id, s.keyGroup]))
       for (const c of rec.committed) {
         if (c.e <= (snapshot?.epoch ?? 0)) continue
         snapshots.committed(
@@ -135,7 +136,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             ...r,
             state: r.state.filter(([kg]) => ownsKg(kg)),
             inTransit: r.inTransit.filter(([kg]) => ownsKg(kg)),
-            ingress: r.ingress.filter(([id]) => ownsKg(splitKg.get(id) ?? -1)),
+            ingress: r.ingress.filter(([id]) => ownsSplit(id)),
           })),
         )
       }
@@ -261,10 +262,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         folded = e
         snapshots.committed(e)
         if (e % options.snapshotEvery !== 0) return
-        const owned = new Set(host.partitions)
-        const ownsKg = (kg: number) => owned.has(ownerOf(kg, plan.keyGroups, P))
-        const splitKg = new Map(plan.splits.map((s) => [s.id, s.keyGroup]))
-        const part = yield* snapshots.writePart(e, core.g, `p${host.partitions.join("-")}`, { kg: ownsKg, split: (id) => ownsKg(splitKg.get(id) ?? -1) })
+        const part = yield* snapshots.writePart(e, core.g, `p${host.partitions.join("-")}`, { kg: ownsKg, split: ownsSplit })
         const written: SnapshotWritten = { t: "snapshot", g: core.g, e, partitions: host.partitions, groups: part.groups, meta: part.meta, published: yield* egress.publishedThrough }
         yield* transport.send(COORDINATOR, written)
       }).pipe(

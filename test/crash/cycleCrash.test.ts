@@ -2,7 +2,8 @@ import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { committedState } from "../../runtime/index.ts"
-import { removeDir, runEddy, seeded, tempDir } from "../helpers.ts"
+import { removeDir, runEddy, tempDir } from "../helpers.ts"
+import { crashLoop, seedOf } from "./crashLoop.ts"
 
 // A cyclic workflow with keyed state, SIGKILLed at random moments and restarted from its data directory, must end
 // with exactly the sink output and state of a run that never failed: nothing lost, duplicated or reordered.
@@ -21,28 +22,9 @@ describe("crash recovery of a cyclic workflow", () => {
     const ref = await runEddy(args(reference))
     expect(ref.code, ref.stderr).toBe(0)
 
-    const seed = Number(process.env["EDDY_SEED"] ?? Date.now() % 100000)
-    const random = seeded(seed)
-    let kills = 0
-    let attempts = 0
-    for (;;) {
-      attempts++
-      expect(attempts, `seed ${seed}: too many attempts`).toBeLessThan(60)
-      // Kill after a random number of commits plus a random delay, so kills land anywhere inside an epoch.
-      const afterCommits = 1 + Math.floor(random() * 4)
-      const delay = Math.floor(random() * 25)
-      let seen = 0
-      const exit = await runEddy(args(crashed), (line, child) => {
-        if (kills >= 12 || !line.startsWith("eddy: committed epoch")) return
-        if (++seen === afterCommits) setTimeout(() => child.kill("SIGKILL"), delay)
-      })
-      if (exit.signal === "SIGKILL") {
-        kills++
-        continue
-      }
-      expect(exit.code, `seed ${seed}: ${exit.stderr}`).toBe(0)
-      break
-    }
+    const seed = seedOf()
+    // Kill after a random number of commits plus a random delay, so kills land anywhere inside an epoch.
+    const { kills, attempts } = await crashLoop(args(crashed), seed, 12, { maxAfterCommits: 4, maxDelayMs: 25 })
     console.log(`crash test (seed ${seed}): ${kills} SIGKILLs over ${attempts} runs`)
     expect(kills).toBeGreaterThanOrEqual(10)
 

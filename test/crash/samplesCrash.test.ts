@@ -3,7 +3,8 @@ import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { committedState } from "../../runtime/index.ts"
 import { requests } from "../apps/fibonacciMany.ts"
-import { removeDir, runEddy, seeded, tempDir, type Exit } from "../helpers.ts"
+import { removeDir, runEddy, tempDir } from "../helpers.ts"
+import { crashLoop, seedOf } from "./crashLoop.ts"
 
 // Both actor samples in a child process, SIGKILLed at random moments at least 10 times and restarted from their
 // data directory each time, must end exactly like a run that never failed: the same committed state (every actor,
@@ -11,42 +12,6 @@ import { removeDir, runEddy, seeded, tempDir, type Exit } from "../helpers.ts"
 
 const FIB = [0, 1]
 for (let n = 2; n <= 30; n++) FIB.push(FIB[n - 1]! + FIB[n - 2]!)
-
-interface Crashed {
-  readonly kills: number
-  readonly attempts: number
-  /** The run that completed. */
-  readonly last: Exit
-}
-
-/**
- * Runs `args(dir)` until a run completes, killing each run after a random number of committed epochs plus a random
- * delay (so kills land anywhere: in an epoch, in a commit, in a snapshot), `kills` times in all.
- */
-const crashLoop = async (args: ReadonlyArray<string>, seed: number, kills: number): Promise<Crashed> => {
-  const random = seeded(seed)
-  let killed = 0
-  let attempts = 0
-  for (;;) {
-    attempts++
-    expect(attempts, `seed ${seed}: too many attempts`).toBeLessThan(60)
-    const afterCommits = 1 + Math.floor(random() * 3)
-    const delay = Math.floor(random() * 20)
-    let seen = 0
-    const exit = await runEddy(args, (line, child) => {
-      if (killed >= kills || !line.startsWith("eddy: committed epoch")) return
-      if (++seen === afterCommits) setTimeout(() => child.kill("SIGKILL"), delay)
-    })
-    if (exit.signal === "SIGKILL") {
-      killed++
-      continue
-    }
-    expect(exit.code, `seed ${seed}: ${exit.stderr}`).toBe(0)
-    return { kills: killed, attempts, last: exit }
-  }
-}
-
-const seedOf = (): number => Number(process.env["EDDY_SEED"] ?? Date.now() % 100000)
 
 /** Snapshots were taken and the first log segment dropped: recovery really started from a snapshot. */
 const expectSnapshotsAndTruncation = (dir: string) => {
