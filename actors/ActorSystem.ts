@@ -4,7 +4,9 @@ import type { PortalContext } from "../portals/PortalContext.ts"
 import type { StateView } from "../workflows/App.ts"
 import type { Key } from "../workflows/Key.ts"
 import { findUnserializable } from "../workflows/serializable.ts"
+import { EndpointError, type EndpointFailure, type EndpointReply, type EndpointRequest, type RequestEndpoint } from "../workflows/Endpoint.ts"
 import { Sink, type SinkSpec } from "../workflows/Sink.ts"
+import { Source } from "../workflows/Source.ts"
 import { Workflow, type Stream } from "../workflows/Workflow.ts"
 import type { ActorContext, ActorFuture } from "./ActorContext.ts"
 import { checkUserId, isSpawnedId, refString, type ActorRef } from "./ActorRef.ts"
@@ -44,6 +46,16 @@ export interface DeadLetterReply {
 }
 
 type Out = Envelope | { readonly t: "dead"; readonly d: DeadLetter } | { readonly t: "out"; readonly v: unknown }
+
+/** What the requests task emits: sends into the loop, and answers for the reply sink. */
+type RequestOut = Envelope | { readonly t: "answer"; readonly a: EndpointReply }
+
+/**
+ * A client request's idempotency entry, keyed by request id: pending (with every address waiting for the answer)
+ * or done (with the answer). It commits in the same epoch as the request's effect, so a retry after a crash finds
+ * either both or neither.
+ */
+type RequestEntry = { readonly s: "p"; readonly w: ReadonlyArray<string> } | { readonly s: "d"; readonly r?: unknown; readonly x?: EndpointFailure }
 
 export interface ActorSystemOptions {
   /** Name of the system's workflow (its state lives under `<name>/actors`). */
@@ -165,9 +177,45 @@ export class ActorSystem {
       }
       return rec
     }
+    const answered = Continuation.define<unknown, string, RequestOut, RequestEntry>(`${this.name}.answered`, (ctx, reply, id) => {
+      const entry = ctx.state.get()
+      if (entry?.s !== "p") throw new Error(`assertion: answer for request '${id}', which is not pending`)
+      const x: EndpointFailure | undefined = Portal.isRejection(reply)
+        ? { tag: "Rejected", message: reply.message }
+        : isDeadLetterReply(reply)
+          ? { tag: "Rejected", message: `dead letter: ${reply.deadLetter}` }
+          : undefined
+      const done: RequestEntry = x === undefined ? { s: "d", r: reply } : { s: "d", x }
+      ctx.state.set(done)
+      for (const w of entry.w) ctx.emit({ t: "answer", a: answer(id, w, done) })
+    })
+    const onClientRequest = (ctx: PortalContext<RequestOut, RequestEntry>, req: EndpointRequest) => {
+      const entry = ctx.state.get()
+      if (entry?.s === "d") return ctx.emit({ t: "answer", a: answer(req.id, req.w, entry) })
+      if (entry?.s === "p") {
+        if (!entry.w.includes(req.w)) ctx.state.set({ s: "p", w: [...entry.w, req.w] })
+        return
+      }
+      const to = parseTarget(req.to)
+      if (req.ask) {
+        ctx.state.set({ s: "p", w: [req.w] })
+        ctx.ask(this.portal, { to, m: req.m }).then(answered, req.id)
+      } else {
+        ctx.emit({ t: "tell", to, m: req.m })
+        ctx.state.set({ s: "d" })
+        ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
+      }
+    }
     return Workflow.create(this.options.name, (wf) => {
       const loop = wf.cycle<Envelope>({ name: "mailbox" })
-      const all = loop.stream.merge(...this.inputs.map((name) => wf.subscribe<Envelope>(name)))
+      const requests = wf
+        .source(Source.inbox<EndpointRequest>(`${this.name}.requests`), { name: "requests" })
+        .keyBy((r) => ["$request", r.id], { name: "request-id" })
+        .via<RequestOut>(Portal.asker(onClientRequest, { name: "request", continuations: [answered] }))
+      const all = loop.stream.merge(
+        requests.filter((o): o is Envelope => o.t !== "answer", { name: "request-sends" }),
+        ...this.inputs.map((name) => wf.subscribe<Envelope>(name)),
+      )
       const out = all
         .keyBy((env) => [env.to.type, env.to.id], { name: "route" })
         .via<Out>({ ...Portal.replier(this.portal, onRequest, { onRecord, continuations, name: "actors" }), restore })
@@ -180,7 +228,37 @@ export class ActorSystem {
         .filter((o): o is { t: "out"; v: unknown } => o.t === "out", { name: "outputs" })
         .map((o) => o.v)
         .sink(this.options.output ?? Sink.memory(`${this.options.name}.output`), { name: "output" })
+      // Answers are handed to whoever waits by the runtime, after commit; the sink itself keeps nothing.
+      requests
+        .filter((o): o is { t: "answer"; a: EndpointReply } => o.t === "answer", { name: "answers" })
+        .map((o) => o.a)
+        .sink(Sink.discard(this.replySink), { name: "replies" })
+      wf.serve(this.endpoint)
     })
+  }
+
+  private get replySink(): string {
+    return `${this.name}.replies`
+  }
+
+  /** How clients reach this system (served by the runtime over HTTP or NATS). */
+  get endpoint(): RequestEndpoint {
+    return {
+      inbox: `${this.name}.requests`,
+      replies: this.replySink,
+      types: [...this.behaviors.keys()],
+      view: this.view,
+      check: (to, message) => {
+        const slash = typeof to === "string" ? to.indexOf("/") : -1
+        if (slash <= 0 || slash === to.length - 1) throw new EndpointError("InvalidPayload", `target '${String(to)}' is not of the form type/id`)
+        const type = to.slice(0, slash)
+        if (!this.behaviors.has(type)) {
+          throw new EndpointError("UnknownActorType", `actor system '${this.name}' has no actor type '${type}' (it has: ${[...this.behaviors.keys()].join(", ")})`)
+        }
+        const bad = findUnserializable(message)
+        if (bad) throw new EndpointError("InvalidPayload", `message to ${to}: ${bad.message}`)
+      },
+    }
   }
 
   private dead(ctx: PortalContext<Out, ActorRecord>, to: ActorRef<never>, message: unknown, reason: string, isAsk: boolean): void {
@@ -239,6 +317,17 @@ export class ActorSystem {
   continuationOf(b: AnyBehavior, k: { readonly name: string }): Continuation<unknown, unknown, unknown, unknown> | undefined {
     return (b.continuations as ReadonlyArray<unknown>).includes(k) ? this.continuations.get(`${b.name}.${k.name}`) : undefined
   }
+}
+
+const isDeadLetterReply = (x: unknown): x is DeadLetterReply => typeof x === "object" && x !== null && typeof (x as { deadLetter?: unknown }).deadLetter === "string"
+
+const answer = (id: string, w: string, done: Extract<RequestEntry, { s: "d" }>): EndpointReply =>
+  done.x !== undefined ? { id, w, x: done.x } : done.r === undefined ? { id, w } : { id, w, r: done.r }
+
+/** `type/id` (checked at admission) as a ref; the id may be a spawned one. */
+const parseTarget = (to: string): ActorRef<never> => {
+  const slash = to.indexOf("/")
+  return { type: to.slice(0, slash), id: to.slice(slash + 1) }
 }
 
 /**

@@ -41,7 +41,23 @@ export interface ReplierOptions<T, O, S> extends AskerOptions {
   readonly onRecord?: (ctx: PortalContext<O, S>, value: T) => void
 }
 
+/**
+ * The reply an asker gets when the replier threw serving its request (the replier's effects were discarded). A
+ * continuation that can see one should test for it with `Portal.isRejection`.
+ */
+export interface Rejection {
+  readonly $eddy: "rejection"
+  /** The replier's error message. */
+  readonly message: string
+}
+
+export const rejection = (err: unknown): Rejection => ({ $eddy: "rejection", message: err instanceof Error ? err.message : String(err) })
+
 export const Portal = {
+  isRejection(reply: unknown): reply is Rejection {
+    return typeof reply === "object" && reply !== null && (reply as { $eddy?: unknown }).$eddy === "rejection"
+  },
+
   define<Req, Rep>(name: string, options: { readonly key?: (request: Req) => Key } = {}): Portal<Req, Rep> {
     return options.key === undefined ? { kind: "portal", name } : { kind: "portal", name, key: options.key }
   },

@@ -1,3 +1,3 @@
 export { Continuation } from "./Continuation.ts"
-export { Portal, type AskerOptions, type ReplierOptions } from "./Portal.ts"
+export { Portal, type AskerOptions, type Rejection, type ReplierOptions } from "./Portal.ts"
 export type { Future, PortalContext } from "./PortalContext.ts"

@@ -1,8 +1,12 @@
-import { mkdirSync } from "node:fs"
+import { mkdirSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Exit, Layer } from "effect"
 import type { App, CommittedStateReader } from "../workflows/App.ts"
-import { canonicalKey, parseCanonicalKey } from "./engine/keys.ts"
+import type { EddyClient } from "../client/Client.ts"
+import { canonicalKey, ownerOf, parseCanonicalKey } from "./engine/keys.ts"
+import { startHttpFront, type StateAccess } from "./front/HttpFront.ts"
+import { localClient } from "./front/LocalClient.ts"
+import { RequestFront } from "./front/RequestFront.ts"
 import type { Key } from "../workflows/Key.ts"
 import { runEngine, type CommitTiming, type RunResult, type StateReader } from "./engine/Engine.ts"
 import type { TaskFailure } from "./engine/errors.ts"
@@ -57,6 +61,13 @@ export interface RunOptions {
   readonly onSnapshot?: (epoch: number) => void
   /** Where console sinks print (default: standard output). */
   readonly print?: (line: string) => void
+  /**
+   * Serve client requests over HTTP (docs/client.md) on this port (0: any free port) of `host` (default 127.0.0.1).
+   * A served run keeps running when idle unless `stopWhenIdle` says otherwise.
+   */
+  readonly serve?: { readonly port?: number; readonly host?: string }
+  /** Requests waiting for an epoch above which clients get Busy (default 100,000). */
+  readonly maxQueuedRequests?: number
 }
 
 export interface RunSummary extends RunResult {
@@ -78,6 +89,10 @@ export interface RunningApp {
   keys(task: string): Promise<ReadonlyArray<Key>>
   /** Stops at the next epoch boundary, after its commit. */
   stop(): Promise<RunSummary>
+  /** A client of this app in this process (no HTTP): the same API as `Client.http(url)`. */
+  readonly client: EddyClient
+  /** The HTTP endpoint's URL once it listens (only with `serve`). */
+  readonly url: Promise<string> | undefined
 }
 
 const defaultReporter = (options: RunOptions, failures: TaskFailure[]): Reporter => ({
@@ -132,6 +147,11 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     })
   const partitions = options.partitions ?? 1
   if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true })
+  const hosted = new Set(deployment?.host.partitions ?? Array.from({ length: partitions }, (_, p) => p))
+  const front = new RequestFront(plan, {
+    hosts: (kg) => Number.isInteger(partitions) && partitions >= 1 && hosted.has(ownerOf(kg, plan.keyGroups, partitions)),
+    ...(options.maxQueuedRequests === undefined ? {} : { maxQueued: options.maxQueuedRequests }),
+  })
   const egress = EmbeddedEgress.layer({
     sinks: plan.sinks,
     partitions: deployment?.host.partitions.length ?? partitions,
@@ -157,7 +177,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     inTransitLimit: options.inTransitLimit ?? 1_000_000,
     epochMs: options.epochMs ?? 10,
     clock: options.clock ?? "wall",
-    stopWhenIdle: options.stopWhenIdle ?? true,
+    stopWhenIdle: options.stopWhenIdle ?? options.serve === undefined,
+    requests: front,
     reporter: defaultReporter(options, failures),
     ...(options.onCommit ? { onCommit: options.onCommit } : {}),
     ...(options.onOpen ? { onOpen: options.onOpen } : {}),
@@ -168,7 +189,24 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)
-  const done = Effect.runPromiseExit(program).then((exit): RunSummary => {
+  const state: StateAccess = { read: (f) => read((r) => f(r)) }
+  const http = options.serve === undefined ? undefined : startHttpFront(front, state, { app: app.name, ...options.serve })
+  const endpointFile = options.dataDir === undefined ? undefined : join(options.dataDir, "endpoint.json")
+  const url =
+    http === undefined
+      ? undefined
+      : http.then(({ url }) => {
+          if (endpointFile !== undefined) writeFileSync(endpointFile, JSON.stringify({ url, pid: process.pid }) + "\n")
+          return url
+        })
+  const done = Effect.runPromiseExit(program).then(async (exit): Promise<RunSummary> => {
+    front.close(`app '${app.name}' stopped`)
+    if (http !== undefined) {
+      const { server } = await http.catch(() => ({ server: undefined }))
+      server?.closeAllConnections()
+      server?.close()
+      if (endpointFile !== undefined) rmSync(endpointFile, { force: true })
+    }
     finished = true
     if (reader !== undefined) for (const w of waiting.splice(0)) w(reader)
     if (Exit.isSuccess(exit)) return { ...exit.value, failureList: failures }
@@ -185,6 +223,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
       stopRequested = true
       return done
     },
+    client: localClient(front, state),
+    url,
   }
 }
 

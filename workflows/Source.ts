@@ -12,6 +12,11 @@ export interface SourceSpec<T> {
   readonly splits: number
   /** Atoms of split `split`, from the first. Sync iterables are read synchronously; async ones are awaited. */
   readonly open: (split: number) => Iterable<ReadonlyArray<T>> | AsyncIterable<ReadonlyArray<T>>
+  /**
+   * Records pushed in at run time (client requests) instead of read: not replayable, one split per key group. What an
+   * aborted epoch took is lost to it, so whoever pushes resends until answered (requests carry idempotency keys).
+   */
+  readonly live?: boolean
   readonly __type?: (t: T) => T
 }
 
@@ -102,6 +107,11 @@ export const Source = {
         return chunk(lines, size, split, splits)
       },
     }
+  },
+
+  /** Records pushed by the runtime (see `live`): how client requests enter an app. */
+  inbox<T>(name: string): SourceSpec<T> {
+    return { kind: "source", name, splits: 0, live: true, open: () => [] }
   },
 
   /** A source with no records: for workflows driven only by a cycle or a portal. */

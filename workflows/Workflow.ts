@@ -1,3 +1,4 @@
+import type { RequestEndpoint } from "./Endpoint.ts"
 import type { GraphNode, TaskNode, WorkflowGraph } from "./Graph.ts"
 import type { Key } from "./Key.ts"
 import type { SinkSpec } from "./Sink.ts"
@@ -137,6 +138,8 @@ export class Cycle<T> {
 
 export class Workflow {
   /** @internal */ readonly builder: Builder
+  /** Request endpoints served by this workflow (see Endpoint.ts). */
+  readonly endpoints: RequestEndpoint[] = []
 
   private constructor(name: string) {
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`workflow name '${name}' must match [A-Za-z0-9_.-]+`)
@@ -165,6 +168,11 @@ export class Workflow {
     const node = this.builder.add({ kind: "cycle" }, [], false, options?.name)
     this.builder.feeds.set(node, [])
     return new Cycle(new Stream<T>(this, node, false))
+  }
+
+  /** Lets clients send requests to this workflow through `endpoint` (its inbox and reply sink are in this workflow). */
+  serve(endpoint: RequestEndpoint): void {
+    this.endpoints.push(endpoint)
   }
 
   merge<T>(first: Stream<T>, ...rest: ReadonlyArray<Stream<T>>): Stream<T> {

@@ -6,12 +6,12 @@ import { Log } from "../ports/Log.ts"
 import { COORDINATOR, Transport } from "../ports/Transport.ts"
 import { encode } from "./codec.ts"
 import { CoordinatorCore, type CoordinatorOptions } from "./CoordinatorCore.ts"
-import { encodeRecord } from "./EpochRecord.ts"
+import { encodeRecord, forEachEgress } from "./EpochRecord.ts"
 import { ConfigError } from "./errors.ts"
 import { SplitReader } from "./ingress.ts"
 import { PartitionCore, type IngressBatch, type Reporter } from "./PartitionCore.ts"
 import type { Plan } from "./Plan.ts"
-import type { FenceRecord, SnapshotWritten, Vote } from "./protocol.ts"
+import type { FenceRecord, SnapshotWritten, Vote, Wake } from "./protocol.ts"
 import { firstPosition, recover } from "./recovery.ts"
 import type { Key } from "../../workflows/Key.ts"
 import { canonicalKey, keyGroupOf, ownerOf, parseCanonicalKey } from "./keys.ts"
@@ -44,6 +44,23 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   /** Snapshot every this many committed epochs (0: never). */
   readonly snapshotEvery: number
   readonly onSnapshot?: (epoch: number) => void
+  /** Client requests into the live sources this process hosts, and their committed answers. */
+  readonly requests?: RequestChannel
+}
+
+/**
+ * Where a process's client requests wait until an epoch takes them (runtime/front implements it). Requests in an
+ * epoch that aborts are gone from here: the front resends whatever is still unanswered (requests are idempotent).
+ */
+export interface RequestChannel {
+  /** Up to `max` requests pushed into live split `split` (an index into plan.splits), one atom each. */
+  take(split: number, max: number): ReadonlyArray<ReadonlyArray<unknown>>
+  /** Whether requests wait in any of these splits. */
+  waiting(splits: ReadonlyArray<number>): boolean
+  /** The engine's wake-up, called by the channel when requests arrive at an empty channel. */
+  onArrival(wake: () => void): void
+  /** The committed records of reply sinks of epoch e, once it committed. */
+  answer(e: number, records: ReadonlyArray<unknown>): void
 }
 
 /** Reads the live state of the partitions hosted here; valid only at a commit boundary (then it is committed state). */
@@ -170,6 +187,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
 
     let records = 0
     let failures = 0
+    let wakeAt: number | undefined
+    let idleAfter = 0
+    let woken = false
+    const replySinks = new Set(plan.app.workflows.flatMap((w) => w.endpoints.map((x) => x.replies)))
     let epochs = 0
     let finishedAt: number | undefined
     let openedAt = performance.now()
@@ -196,11 +217,19 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
               records += o.records
               failures += o.failures
               // The generation is the one the coordinator opened this epoch in (a worker learns it from "open").
-              const vote: Vote = { t: "vote", g: core.g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted: o.exhausted, failures: o.failures, records: o.records }
+              const exhausted = o.exhausted && (options.requests === undefined || !options.requests.waiting(core.liveSplits))
+              const vote: Vote = { t: "vote", g: core.g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted, failures: o.failures, records: o.records }
               yield* transport.send(COORDINATOR, vote)
               break
             }
             case "publish":
+              if (replySinks.size > 0 && options.requests !== undefined) {
+                const answers: unknown[] = []
+                forEachEgress(o.egress, (sink, _kg, _seq, v) => {
+                  if (replySinks.has(sink)) answers.push(v)
+                })
+                if (answers.length > 0) options.requests.answer(o.e, answers)
+              }
               yield* egress.publish(o.e, p, o.egress)
               publishCounts.set(o.e, (publishCounts.get(o.e) ?? 0) + 1)
               while (publishCounts.get(fullyPublished + 1) === hosted.length) publishCounts.delete(++fullyPublished)
@@ -241,9 +270,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             yield* finish(o.e)
             break
           case "idle":
-            yield* Effect.sleep(options.epochMs)
-            if (options.shouldStop?.() === true) yield* finish(o.e)
-            else coord.open()
+            // Wait in the receive loop, so a wake (client requests arrived) can cut the wait short.
+            idleAfter = o.e
+            wakeAt = Date.now() + options.epochMs
             break
         }
       }
@@ -321,9 +350,25 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             Effect.flatMap((o) => (Option.isSome(o) ? Effect.succeed(o.value) : Effect.succeed(undefined))),
           )
 
+    const wake: Wake = { t: "wake" }
+    options.requests?.onArrival(() => Effect.runFork(transport.send(COORDINATOR, wake).pipe(Effect.ignore)))
+    const receiveUntil = (at: number) =>
+      transport.receive.pipe(
+        Effect.timeoutOption(Math.max(at - Date.now(), 0)),
+        Effect.map((o) => (Option.isSome(o) ? o.value : undefined)),
+      )
+
     const done = () => (host.coordinator && hosted.length === 0 ? finishedAt !== undefined : stopAt !== undefined && fullyPublished >= stopAt)
     while (!done()) {
-      const got = yield* receive
+      if (wakeAt !== undefined && (woken || Date.now() >= wakeAt)) {
+        wakeAt = undefined
+        woken = false
+        if (options.shouldStop?.() === true) yield* finish(idleAfter)
+        else coord.open()
+        yield* drainCoordinator
+        continue
+      }
+      const got = wakeAt === undefined ? yield* receive : yield* receiveUntil(liveness === undefined ? wakeAt : Math.min(wakeAt, Date.now() + Math.min(liveness, 500)))
       const now = Date.now()
       if (!opened && hosted.length > 0 && now - lastAnnounce >= 500) {
         yield* announce
@@ -359,6 +404,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           yield* onSnapshotWritten(env)
           continue
         }
+        if (env.t === "wake") {
+          if (wakeAt !== undefined) woken = true
+          continue
+        }
         if (env.t !== "vote") throw new Error(`assertion: coordinator got '${env.t}'`)
         const before = coord.epoch
         coord.onVote(env)
@@ -375,6 +424,12 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       if (env.t === "open") {
         opened = true
         const batches: IngressBatch[] = []
+        if (options.requests !== undefined) {
+          for (const i of core.liveSplits) {
+            const atoms = options.requests.take(i, env.budget)
+            if (atoms.length > 0) batches.push({ split: i, atoms })
+          }
+        }
         for (const r of readers[to]!) {
           const atoms = yield* Effect.promise(() => r.reader.read(env.budget, options.epochMs))
           r.pos.position = r.reader.position
@@ -382,7 +437,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           if (atoms.length > 0) batches.push({ split: r.i, atoms })
         }
         core.onOpen(env, batches)
-      } else if (env.t !== "vote" && env.t !== "ready" && env.t !== "snapshot") core.handle(env)
+      } else if (env.t !== "vote" && env.t !== "ready" && env.t !== "snapshot" && env.t !== "wake") core.handle(env)
       yield* drainPartition(to)
       if (env.t === "committed") yield* onCommitted(env.e, core)
     }

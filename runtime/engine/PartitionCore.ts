@@ -1,6 +1,6 @@
 import { inspect } from "node:util"
 import type { Key } from "../../workflows/Key.ts"
-import type { Portal } from "../../portals/Portal.ts"
+import { rejection, type Portal } from "../../portals/Portal.ts"
 import type { Continuation } from "../../portals/Continuation.ts"
 import type { Future, PortalContext } from "../../portals/PortalContext.ts"
 import type { ValueState } from "../../workflows/TaskContext.ts"
@@ -126,6 +126,8 @@ export class PartitionCore {
   private epochRecords = 0
   /** Ingress positions of the owned splits (split index in plan.splits → atoms consumed). */
   readonly positions = new Map<number, { position: number; exhausted: boolean }>()
+  /** The owned splits of live sources (split indices in plan.splits): the runtime pushes into them. */
+  readonly liveSplits: number[] = []
   private readonly uncommitted = new Map<number, ReadonlyArray<EgressBatch>>()
 
   // The step being executed: its effects apply only if it completes. The buffers are reused across steps (parallel
@@ -166,7 +168,10 @@ export class PartitionCore {
     this.owned = owned
     this.byKg = Array.from({ length: plan.keyGroups }, (_, kg) => this.groups.get(kg))
     plan.splits.forEach((s, i) => {
-      if (this.groups.has(s.keyGroup)) this.positions.set(i, { position: 0, exhausted: false })
+      if (!this.groups.has(s.keyGroup)) return
+      // A live split has no position: nothing in it can be replayed, so nothing about it is logged.
+      if (s.source.live === true) this.liveSplits.push(i)
+      else this.positions.set(i, { position: 0, exhausted: false })
     })
     this.ctxs = plan.nodes.map((n) => new NodeContext(this, n))
     this.kinds = Uint8Array.from(plan.nodes, (n) => kindOf(n.node))
@@ -552,6 +557,11 @@ export class PartitionCore {
       }
     } catch (err) {
       this.fail(kg, node, msg.ks, msg.v, err)
+      // The asker hears that its request failed, instead of waiting forever; nothing else of the step survives.
+      if (msg.k === ASK && msg.reply !== undefined) {
+        this.begin(kg)
+        this.reply(msg.reply, rejection(err))
+      }
       return
     }
     this.apply(kg)

@@ -120,9 +120,11 @@ export const compile = (app: App): Plan => {
   for (const n of nodes) {
     if (n.node.kind === "source") {
       const source = n.node.source
-      for (let split = 0; split < source.splits; split++) {
+      // A live source has a split per key group, in that key group: a pusher picks a split its process owns.
+      const count = source.live === true ? keyGroups : source.splits
+      for (let split = 0; split < count; split++) {
         const id = `${n.name}#${split}`
-        splits.push({ node: n.id, source, split, id, keyGroup: keyGroupOf(canonicalKey(id), keyGroups) })
+        splits.push({ node: n.id, source, split, id, keyGroup: source.live === true ? split : keyGroupOf(canonicalKey(id), keyGroups) })
       }
     }
     if (n.node.kind === "sink") {

@@ -110,8 +110,13 @@ export interface SnapshotWritten {
   readonly published: number
 }
 
+/** Client requests arrived at an idle process: open the next epoch now rather than after the idle wait. */
+export interface Wake {
+  readonly t: "wake"
+}
+
 export type ToPartition = OpenEpoch | RoundData | RoundDone | Committed
-export type ToCoordinator = Vote | Ready | SnapshotWritten
+export type ToCoordinator = Vote | Ready | SnapshotWritten | Wake
 
 /** The COMMIT decision, as written to the control stream. */
 export interface CommitRecord {

@@ -1,0 +1,211 @@
+import { randomUUID } from "node:crypto"
+import { EndpointError, type EndpointFailure, type EndpointReply, type EndpointRequest, type RequestEndpoint } from "../../workflows/Endpoint.ts"
+import type { RequestChannel } from "../engine/Engine.ts"
+import { canonicalKey, keyGroupOf } from "../engine/keys.ts"
+import type { Plan } from "../engine/Plan.ts"
+
+/** A request as a front (HTTP, NATS) hands it over. */
+export interface FrontRequest {
+  /** `type/id`. */
+  readonly target: string
+  readonly message: unknown
+  readonly ask: boolean
+  /** Idempotency key (default: a fresh one). */
+  readonly key?: string
+  readonly timeoutMs?: number
+}
+
+export interface FrontAnswer {
+  readonly reply: unknown
+  readonly epoch: number
+}
+
+export type FrontErrorTag = EndpointFailure["tag"] | "Timeout" | "Busy" | "Unavailable" | "BadRequest"
+
+/** A request that failed, with the tag clients map to their error classes. */
+export class FrontError extends Error {
+  constructor(
+    readonly tag: FrontErrorTag,
+    message: string,
+  ) {
+    super(message)
+    this.name = "FrontError"
+  }
+}
+
+export interface RequestFrontOptions {
+  /** Whether this process hosts key group kg (embedded: all). */
+  readonly hosts: (kg: number) => boolean
+  /** Requests waiting for an epoch above which new ones get Busy (default 100,000). */
+  readonly maxQueued?: number
+  /** Default time a caller waits for its answer (default 30 s). */
+  readonly timeoutMs?: number
+  /** Delivers an answer to an address this process does not own (a cluster client's reply subject). */
+  readonly remote?: (address: string, answer: EndpointReply, epoch: number) => void
+}
+
+interface Waiter {
+  readonly resolve: (a: FrontAnswer) => void
+  readonly reject: (e: FrontError) => void
+  readonly timer: ReturnType<typeof setTimeout>
+}
+
+interface Inbox {
+  readonly endpoint: RequestEndpoint
+  /** Hosted splits of the endpoint's inbox source, by their key group. */
+  readonly byKg: Map<number, number>
+  readonly splits: ReadonlyArray<number>
+}
+
+/**
+ * The runtime side of client requests: admits them (checks, idempotency key, backpressure), queues them for the
+ * next epoch of the partition that owns their split, and answers each caller once the epoch that answered it
+ * committed. An epoch that aborts takes the whole process down with it, waiters included: callers retry with the
+ * same key and the request's idempotency entry decides whether it runs.
+ */
+export class RequestFront implements RequestChannel {
+  private readonly inboxes: Inbox[] = []
+  private readonly byType = new Map<string, Inbox>()
+  private readonly queues = new Map<number, EndpointRequest[]>()
+  private readonly waiters = new Map<string, Waiter>()
+  private readonly prefix = `l:${randomUUID().slice(0, 8)}:`
+  private queued = 0
+  private n = 0
+  private closed: string | undefined
+  private wake: (() => void) | undefined
+  /** Requests admitted and answers delivered, for progress lines. */
+  admitted = 0
+  answered = 0
+
+  constructor(
+    private readonly plan: Plan,
+    private readonly options: RequestFrontOptions,
+  ) {
+    for (const wf of plan.app.workflows) {
+      for (const endpoint of wf.endpoints) {
+        const byKg = new Map<number, number>()
+        plan.splits.forEach((s, i) => {
+          if (s.source.live === true && s.source.name === endpoint.inbox && options.hosts(s.keyGroup)) byKg.set(s.keyGroup, i)
+        })
+        const inbox: Inbox = { endpoint, byKg, splits: [...byKg.values()] }
+        this.inboxes.push(inbox)
+        for (const t of endpoint.types) if (!this.byType.has(t)) this.byType.set(t, inbox)
+        for (const i of inbox.splits) this.queues.set(i, [])
+      }
+    }
+  }
+
+  /** The endpoints of the app (for state views and listings). */
+  get endpoints(): ReadonlyArray<RequestEndpoint> {
+    return this.inboxes.map((i) => i.endpoint)
+  }
+
+  /** The endpoint serving `type`, or a typed error naming the types there are. */
+  endpointOf(type: string): RequestEndpoint {
+    const inbox = this.byType.get(type)
+    if (inbox === undefined) {
+      const known = [...this.byType.keys()]
+      throw new FrontError("UnknownActorType", known.length === 0 ? `app '${this.plan.app.name}' serves no requests (it has no actor system)` : `app '${this.plan.app.name}' has no actor type '${type}' (it has: ${known.join(", ")})`)
+    }
+    return inbox.endpoint
+  }
+
+  /** Admits a request; resolves with its committed answer. */
+  submit(req: FrontRequest): Promise<FrontAnswer> {
+    return new Promise<FrontAnswer>((resolve, reject) => {
+      const w = `${this.prefix}${++this.n}`
+      try {
+        this.admit(req, w)
+      } catch (err) {
+        reject(err)
+        return
+      }
+      const timeoutMs = req.timeoutMs ?? this.options.timeoutMs ?? 30_000
+      const timer = setTimeout(() => {
+        this.waiters.delete(w)
+        reject(new FrontError("Timeout", `no answer from ${req.target} within ${timeoutMs} ms; it may still run once: retry with the same idempotency key to learn its result`))
+      }, timeoutMs)
+      this.waiters.set(w, { resolve, reject, timer })
+    })
+  }
+
+  /** Admits a request whose answer goes to `address` (a remote caller); throws FrontError if refused. */
+  submitFor(req: FrontRequest, address: string): void {
+    this.admit(req, address)
+  }
+
+  private admit(req: FrontRequest, w: string): void {
+    if (this.closed !== undefined) throw new FrontError("Unavailable", this.closed)
+    if (typeof req.target !== "string") throw new FrontError("BadRequest", "target must be a string 'type/id'")
+    const slash = req.target.indexOf("/")
+    if (slash <= 0) throw new FrontError("InvalidPayload", `target '${req.target}' is not of the form type/id`)
+    const inbox = this.byType.get(req.target.slice(0, slash))
+    if (inbox === undefined) this.endpointOf(req.target.slice(0, slash))
+    if (req.key !== undefined && (typeof req.key !== "string" || req.key.length === 0 || req.key.length > 256)) {
+      throw new FrontError("BadRequest", "the idempotency key must be a non-empty string of at most 256 characters")
+    }
+    try {
+      inbox!.endpoint.check(req.target, req.message)
+    } catch (err) {
+      if (err instanceof EndpointError) throw new FrontError(err.tag, err.message)
+      throw err
+    }
+    if (this.queued >= (this.options.maxQueued ?? 100_000)) throw new FrontError("Busy", `${this.queued} requests are waiting for an epoch; retry later with the same idempotency key`)
+    if (inbox!.splits.length === 0) throw new FrontError("Unavailable", "this process hosts no partition that takes requests")
+    const id = req.key ?? randomUUID()
+    // The split in the key group of the request's idempotency entry, if hosted here: its first hop stays local.
+    const kg = keyGroupOf(canonicalKey(["$request", id]), this.plan.keyGroups)
+    const split = inbox!.byKg.get(kg) ?? inbox!.splits[kg % inbox!.splits.length]!
+    const queue = this.queues.get(split)!
+    queue.push({ id, to: req.target, m: req.message, ask: req.ask, w })
+    this.admitted++
+    if (this.queued++ === 0) this.wake?.()
+  }
+
+  // ---- RequestChannel (the engine's side) ----
+
+  take(split: number, max: number): ReadonlyArray<ReadonlyArray<unknown>> {
+    const queue = this.queues.get(split)
+    if (queue === undefined || queue.length === 0 || max <= 0) return []
+    const taken = queue.splice(0, max)
+    this.queued -= taken.length
+    return taken.map((r) => [r])
+  }
+
+  waiting(splits: ReadonlyArray<number>): boolean {
+    if (this.queued === 0) return false
+    for (const s of splits) if ((this.queues.get(s)?.length ?? 0) > 0) return true
+    return false
+  }
+
+  onArrival(wake: () => void): void {
+    this.wake = wake
+  }
+
+  answer(e: number, records: ReadonlyArray<unknown>): void {
+    for (const rec of records) {
+      const a = rec as EndpointReply
+      if (!a.w.startsWith(this.prefix)) {
+        this.options.remote?.(a.w, a, e)
+        continue
+      }
+      const waiter = this.waiters.get(a.w)
+      if (waiter === undefined) continue // timed out, or answered already (answers may travel twice)
+      this.waiters.delete(a.w)
+      clearTimeout(waiter.timer)
+      this.answered++
+      if (a.x !== undefined) waiter.reject(new FrontError(a.x.tag, a.x.message))
+      else waiter.resolve({ reply: a.r, epoch: e })
+    }
+  }
+
+  /** The run ended: every caller still waiting hears why. */
+  close(reason: string): void {
+    this.closed = reason
+    for (const [w, waiter] of this.waiters) {
+      clearTimeout(waiter.timer)
+      waiter.reject(new FrontError("Unavailable", reason))
+      this.waiters.delete(w)
+    }
+  }
+}

@@ -1,0 +1,123 @@
+// The client API against an embedded app: asks and tells answered after commit, typed errors, idempotency keys
+// (a retried request runs once and gets the first answer), state queries and listings, in-process and over HTTP.
+import { afterAll, describe, expect, it } from "vitest"
+import { Client, InvalidPayload, Rejected, UnknownActorType, type EddyClient } from "../../client/index.ts"
+import { Eddy, type RunningApp } from "../../runtime/index.ts"
+import { counterApp } from "../apps/counter.ts"
+import { removeDir } from "../helpers.ts"
+
+const dirs: string[] = []
+const running: RunningApp[] = []
+afterAll(async () => {
+  await Promise.all(running.map((r) => r.stop()))
+  dirs.forEach(removeDir)
+})
+
+const serve = (partitions = 1, dataDir?: string): RunningApp => {
+  const r = Eddy.start(counterApp(), { partitions, serve: { port: 0 }, onFailure: () => undefined, ...(dataDir === undefined ? {} : { dataDir }) })
+  running.push(r)
+  return r
+}
+
+const suite = (name: string, make: () => Promise<{ client: EddyClient; app: RunningApp }>) =>
+  describe(name, () => {
+    it("asks answer after commit with the handler's reply; tells are processed once", async () => {
+      const { client, app } = await make()
+      const a = await client.ask<number>("counter/a", { add: 5 })
+      expect(a.reply).toBe(5)
+      expect(a.epoch).toBeGreaterThan(0)
+      expect((await client.ask<number>({ type: "counter", id: "a" }, { add: 2 })).reply).toBe(7)
+      const t = await client.tell("counter/b", { add: 3 })
+      expect(t.epoch).toBeGreaterThan(0)
+      // The tell is committed; it is processed in that epoch or a later one.
+      for (let i = 0; i < 50 && (await client.state<number>("counter/b")) !== 3; i++) await new Promise((r) => setTimeout(r, 20))
+      expect(await client.state("counter/b")).toBe(3)
+      expect(await client.state("counter/a")).toBe(7)
+      expect(await client.state("counter/nobody")).toBeUndefined()
+      expect([...(await client.list("counter"))].sort()).toEqual(["a", "b"])
+      expect(await app.query("counters/actors", ["counter", "a"])).toMatchObject({ s: 7 })
+    })
+
+    it("a retried request (same idempotency key) runs once and every caller gets the first answer", async () => {
+      const { client } = await make()
+      const first = await client.ask<number>("counter/idem", { add: 10 }, { idempotencyKey: "k1" })
+      const again = await client.ask<number>("counter/idem", { add: 10 }, { idempotencyKey: "k1" })
+      expect(again.reply).toBe(first.reply)
+      // Concurrent duplicates: one execution, one answer for all.
+      const answers = await Promise.all(Array.from({ length: 8 }, () => client.ask<number>("counter/idem", { add: 1 }, { idempotencyKey: "k2" })))
+      expect(new Set(answers.map((a) => a.reply)).size).toBe(1)
+      expect(answers[0]!.reply).toBe(11)
+      expect(await client.state("counter/idem")).toBe(11)
+      // A different key is a different request.
+      expect((await client.ask<number>("counter/idem", { add: 1 }, { idempotencyKey: "k3" })).reply).toBe(12)
+    })
+
+    it("errors are typed: unknown actor type, invalid payload, and a handler that throws (nothing it did survives)", async () => {
+      const { client, app } = await make()
+      await client.ask("counter/e", { add: 1 })
+      await expect(client.ask("nosuch/x", { add: 1 })).rejects.toBeInstanceOf(UnknownActorType)
+      await expect(client.ask("nosuch/x", { add: 1 })).rejects.toThrow(/no actor type 'nosuch'.*counter/)
+      await expect(client.ask("counter", { add: 1 })).rejects.toBeInstanceOf(InvalidPayload)
+      const err = await client.ask("counter/e", { boom: "bad input 42" }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(Rejected)
+      expect((err as Error).message).toBe("bad input 42")
+      expect(await client.state("counter/e")).toBe(1)
+      expect(app.outputs("counters.output")).toEqual([])
+      // The rejection is the stored answer of its key too.
+      await expect(client.ask("counter/e", { boom: "bad input 42" }, { idempotencyKey: "boom" })).rejects.toBeInstanceOf(Rejected)
+      await expect(client.ask("counter/e", { add: 100 }, { idempotencyKey: "boom" })).rejects.toThrow("bad input 42")
+      expect(await client.state("counter/e")).toBe(1)
+      // The app goes on.
+      expect((await client.ask<number>("counter/e", { add: 1 })).reply).toBe(2)
+    })
+  })
+
+suite("in-process client", async () => {
+  const app = serve()
+  return { app, client: app.client }
+})
+
+suite("HTTP client, 3 partitions", async () => {
+  const app = serve(3)
+  return { app, client: Client.http(await app.url!) }
+})
+
+describe("HTTP endpoint", () => {
+  it("rich values (Date, Map, BigInt) make the round trip with the client", async () => {
+    const app = serve()
+    const client = Client.http(await app.url!)
+    const value = { when: new Date(1_700_000_000_000), tags: new Map([["a", 1n]]), nothing: undefined }
+    const a = await client.ask("counter/echo", { echo: value })
+    expect(a.reply).toEqual(value)
+    await client.close()
+  })
+
+  it("plain JSON works from any HTTP client; malformed bodies get 400 with a typed error and change nothing", async () => {
+    const app = serve()
+    const url = await app.url!
+    const post = (path: string, body: string) => fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body })
+    const ok = await post("/v1/ask", JSON.stringify({ target: "counter/j", message: { add: 4 }, key: "j1" }))
+    expect(ok.status).toBe(200)
+    expect(await ok.json()).toMatchObject({ reply: 4 })
+    const bad = await post("/v1/ask", "{not json")
+    expect(bad.status).toBe(400)
+    expect(await bad.json()).toMatchObject({ error: { tag: "InvalidPayload" } })
+    const proto = await post("/v1/ask", '{"target":"counter/j","message":{"__proto__":{"polluted":1}}}')
+    expect(proto.status).toBe(400)
+    expect(({} as { polluted?: number }).polluted).toBeUndefined()
+    const unknown = await post("/v1/ask", JSON.stringify({ target: "ghost/1", message: {} }))
+    expect(unknown.status).toBe(404)
+    expect(await unknown.json()).toMatchObject({ error: { tag: "UnknownActorType" } })
+    const state = await fetch(`${url}/v1/state/counter/j`)
+    expect(await state.json()).toMatchObject({ state: 4 })
+    expect(await (await fetch(`${url}/v1/info`)).json()).toMatchObject({ app: "counters", types: ["counter"] })
+  })
+
+  it("a stopped app answers Unavailable; the client does not hang", async () => {
+    const app = serve()
+    const client = Client.http(await app.url!, { timeoutMs: 1500 })
+    await client.ask("counter/s", { add: 1 })
+    await app.stop()
+    await expect(client.ask("counter/s", { add: 1 })).rejects.toThrow(/cannot reach|stopped/)
+  })
+})

@@ -1,0 +1,55 @@
+import type { StateView } from "./App.ts"
+
+/** A client request as pushed into an endpoint's inbox source. Plain data: it is logged like any record. */
+export interface EndpointRequest {
+  /** Idempotency key: requests with the same id execute once. */
+  readonly id: string
+  /** Target, `type/id`. */
+  readonly to: string
+  readonly m: unknown
+  /** Wants the handler's reply (an ask), or only the commit of the send (a tell). */
+  readonly ask: boolean
+  /** Where the answer goes: an address only the runtime that took the request understands. */
+  readonly w: string
+}
+
+/** Why a request failed, as clients see it (client/errors.ts names the tags). */
+export interface EndpointFailure {
+  readonly tag: "Rejected" | "UnknownActorType" | "InvalidPayload"
+  readonly message: string
+}
+
+/** A committed answer, one per waiting address: the reply sink's records. */
+export interface EndpointReply {
+  readonly id: string
+  readonly w: string
+  readonly r?: unknown
+  readonly x?: EndpointFailure
+}
+
+/**
+ * How the outside world reaches a workflow: requests are pushed into the live source `inbox` and answered by the
+ * committed records of sink `replies`. The actor library provides one per actor system; the runtime serves it
+ * over HTTP (embedded) or NATS (cluster).
+ */
+export interface RequestEndpoint {
+  readonly inbox: string
+  readonly replies: string
+  /** The target types it serves (an unknown one is refused before anything runs). */
+  readonly types: ReadonlyArray<string>
+  /** Checks a request before admission; throws an EndpointError for a bad one. */
+  readonly check: (to: string, message: unknown) => void
+  /** Reads the state of targets (`type/id`) for state queries and listings. */
+  readonly view: StateView
+}
+
+/** A request refused at admission: nothing ran. */
+export class EndpointError extends Error {
+  constructor(
+    readonly tag: EndpointFailure["tag"],
+    message: string,
+  ) {
+    super(message)
+    this.name = "EndpointError"
+  }
+}
