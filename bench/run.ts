@@ -4,6 +4,7 @@
 //     counter: [--keys 1000,100000] [--dist uniform,zipf]        fib: [--n 15,20]
 //     bank:    [--keys 10000] [--initial 1000,20] [--dist ...]   cart: [--keys 1000] [--items 200] [--stock 100]
 //     [--warmup 1] [--max-calls 2000000] [--epoch-ms 10] [--checked] [--eddy-local] [--no-eddy] [--seed 1]
+//     [--profile DIR]   (the Eddy server process runs with --cpu-prof, profiles written to DIR)
 //
 // Every run starts fresh processes: Eddy (the app embedded, file log with fsync at each commit, HTTP endpoint) or
 // Restate (restate-server + the SDK endpoint), and a client process running the closed loop over loopback HTTP with
@@ -43,6 +44,7 @@ const { values, positionals } = parseArgs({
     "eddy-local": { type: "boolean", default: false },
     "no-eddy": { type: "boolean", default: false },
     seed: { type: "string", default: "1" },
+    profile: { type: "string" },
   },
 })
 
@@ -114,7 +116,7 @@ const startEddy = async (w: WorkloadConfig): Promise<{ url: string; procs: Proc[
   const dataDir = mkdtempSync(join(tmpdir(), "eddy-bench-server-"))
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : [])],
+    [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]), "--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : [])],
     { stdio: ["ignore", "pipe", "inherit"] },
   )
   const url = await new Promise<string>((resolve, reject) => {

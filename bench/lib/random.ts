@@ -17,7 +17,7 @@ const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b))
 /**
  * Picks key indexes in [0, n): uniform, or zipfian with skew θ as YCSB's ZipfianGenerator (Gray et al., "Quickly
  * generating billion-record synthetic databases"), scrambled so the hot keys are spread over the key space rather
- * than being 0, 1, 2, ...: rank r maps to (r × stride) mod n, a bijection since gcd(stride, n) = 1.
+ * than being 0, 1, 2, ...: rank r maps to ((r + 1) × stride) mod n, a bijection since gcd(stride, n) = 1.
  */
 export class KeyChooser {
   private readonly zetan: number
@@ -57,6 +57,6 @@ export class KeyChooser {
 
   next(): number {
     const r = this.rank()
-    return this.distribution === "uniform" ? r : (r * this.stride) % this.n
+    return this.distribution === "uniform" ? r : ((r + 1) * this.stride) % this.n
   }
 }

@@ -181,7 +181,10 @@ const cart = (c: WorkloadConfig): Workload => {
     onReply: (call, reply) => {
       touchedUsers.add(Number(call.key!.slice(1)))
       if (call.handler === "checkout") checkedOut += (reply as { items: number }).items
-      else if ((reply as { ok: boolean }).ok) call.handler === "add" ? addsOk++ : removesOk++
+      else if ((reply as { ok: boolean }).ok) {
+        if (call.handler === "add") addsOk++
+        else removesOk++
+      }
     },
     // Stock is conserved: items left + items reserved (accepted adds − accepted removes) = items × stock; and the
     // orders actors hold exactly what checkouts reported.
