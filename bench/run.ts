@@ -143,11 +143,13 @@ const startEddy = async (w: WorkloadConfig): Promise<{ url: string; procs: Proc[
 
 const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
   let url: string | undefined
+  let admin: string | undefined
   let procs: Proc[] = []
   let stop = async () => {}
   if (system === "restate") {
     const r = await startRestate({ initial: v.workload.initial, stock: v.workload.stock })
     url = r.ingress
+    admin = r.admin
     procs = [
       { name: "restate-server", pid: r.serverPid },
       { name: "sdk-endpoint", pid: r.endpointPid },
@@ -163,6 +165,7 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
     const config: DriverConfig = {
       system,
       ...(url === undefined ? {} : { url }),
+      ...(admin === undefined ? {} : { admin }),
       workload: v.workload,
       concurrency: v.concurrency,
       seconds: Number(values.seconds),

@@ -19,6 +19,8 @@ export interface DriverConfig {
   readonly system: SystemName
   /** Restate's ingress or the Eddy app's HTTP endpoint; none for eddy-local (the app runs in the driver). */
   readonly url?: string
+  /** Restate's admin API (state queries for verification). */
+  readonly admin?: string
   readonly workload: WorkloadConfig
   readonly concurrency: number
   readonly seconds: number
@@ -46,7 +48,7 @@ const c = config.concurrency
 let invoker: Invoker
 let close: () => Promise<void>
 if (config.system === "restate") {
-  const r = new RestateInvoker(config.url!, c)
+  const r = new RestateInvoker(config.url!, c, config.admin)
   invoker = r
   close = async () => r.close()
 } else if (config.system === "eddy") {

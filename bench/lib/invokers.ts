@@ -19,7 +19,11 @@ export class RestateInvoker implements Invoker {
   private readonly host: string
   private readonly port: number
 
-  constructor(ingress: string, connections: number) {
+  constructor(
+    ingress: string,
+    connections: number,
+    private readonly admin?: string,
+  ) {
     const u = new URL(ingress)
     this.host = u.hostname
     this.port = Number(u.port)
@@ -51,6 +55,21 @@ export class RestateInvoker implements Invoker {
       req.on("error", reject)
       req.end(body)
     })
+  }
+
+  readonly snapshot = async (object: string): Promise<ReadonlyMap<string, Readonly<Record<string, unknown>>>> => {
+    if (this.admin === undefined) throw new Error("restate: no admin URL for state queries")
+    const query = `SELECT service_key, key, value_utf8 FROM state WHERE service_name = '${object.replace(/'/g, "''")}'`
+    const res = await fetch(`${this.admin}/query`, { method: "POST", headers: { "content-type": "application/json", accept: "application/json" }, body: JSON.stringify({ query }) })
+    if (!res.ok) throw new Error(`restate state query: HTTP ${res.status}: ${(await res.text()).slice(0, 300)}`)
+    const { rows } = (await res.json()) as { rows: ReadonlyArray<{ service_key: string; key: string; value_utf8: string }> }
+    const out = new Map<string, Record<string, unknown>>()
+    for (const r of rows) {
+      const rec = out.get(r.service_key) ?? {}
+      rec[r.key] = JSON.parse(r.value_utf8) as unknown
+      out.set(r.service_key, rec)
+    }
+    return out
   }
 
   close(): void {
