@@ -236,7 +236,9 @@ for (const v of variants) {
       procNames.map((p) => `${p} ${med(rs.map((x) => x.rssMb[p]!)).toFixed(0)}`).join(", "),
       ratio ? `${(med(tput(s)) / med(tput("restate"))).toFixed(1)}x` : "",
       ratio ? `${(med(p99(s)) / med(p99("restate"))).toFixed(3)}` : "",
-      [...new Set(rs.map((x) => (x.result.errors > 0 ? `${x.result.errors} errors (${x.result.firstError}); ` : "") + x.result.verdict.replace(/\d+ answers/, "n answers")))].join(" / ") +
+      (rs.every((x) => x.result.errors === 0 && x.result.verdict.startsWith("ok"))
+        ? `ok ×${rs.length}`
+        : rs.map((x) => (x.result.errors > 0 ? `${x.result.errors} errors (${x.result.firstError}); ` : "") + x.result.verdict).join(" / ")) +
         (workloadName === "bank" ? ` (rejected transfers ${(100 * med(rs.map((x) => x.result.extra["rejectedTransferShare"] ?? 0))).toFixed(1)}%)` : ""),
     ]
     console.log(`| ${cells.join(" | ")} |`)
