@@ -4,6 +4,7 @@
 //     counter: [--keys 1000,100000] [--dist uniform,zipf]        fib: [--n 15,20]
 //     bank:    [--keys 10000] [--initial 1000,20] [--dist ...]   cart: [--keys 1000] [--items 200] [--stock 100]
 //     [--warmup 1] [--max-calls 2000000] [--epoch-ms 10] [--checked] [--eddy-local] [--no-eddy] [--seed 1]
+//     [--snapshot-every N]   (Eddy's snapshot interval in epochs; default Eddy's own, 100)
 //     [--profile DIR]   (the Eddy server process runs with --cpu-prof, profiles written to DIR)
 //
 // Every run starts fresh processes: Eddy (the app embedded, file log with fsync at each commit, HTTP endpoint) or
@@ -45,6 +46,7 @@ const { values, positionals } = parseArgs({
     "no-eddy": { type: "boolean", default: false },
     seed: { type: "string", default: "1" },
     profile: { type: "string" },
+    "snapshot-every": { type: "string" },
   },
 })
 
@@ -116,7 +118,7 @@ const startEddy = async (w: WorkloadConfig): Promise<{ url: string; procs: Proc[
   const dataDir = mkdtempSync(join(tmpdir(), "eddy-bench-server-"))
   const child = spawn(
     process.execPath,
-    [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]), "--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : [])],
+    [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]), "--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : []), ...(values["snapshot-every"] === undefined ? [] : ["--snapshot-every", values["snapshot-every"]])],
     { stdio: ["ignore", "pipe", "inherit"] },
   )
   const url = await new Promise<string>((resolve, reject) => {
@@ -173,6 +175,7 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
       warmupSeconds: Number(values.warmup),
       epochMs: Number(values["epoch-ms"]),
       checked: values.checked,
+      ...(values["snapshot-every"] === undefined ? {} : { snapshotEvery: Number(values["snapshot-every"]) }),
     }
     const driver = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "lib", "driver.ts"), JSON.stringify(config)], { stdio: ["ignore", "pipe", "inherit"] })
     const all = [...procs, { name: system === "eddy-local" ? "eddy+client" : "client", pid: driver.pid! }]
@@ -208,7 +211,7 @@ const ms = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.
 const med = (xs: number[]) => summary(xs).median
 
 const header = ["configuration", "system", "calls/s", ...(workloadName === "fib" ? ["invocations/s"] : []), "p50 ms", "p95 ms", "p99 ms", "CPU s / 1k ops, per process", "peak RSS MB, per process", "Eddy/Restate throughput", "Eddy/Restate p99", "check"]
-console.log(`\n${workloadName}: ${runs} runs per row, ${values.seconds} s measured after ${values.warmup} s warm-up; medians [min–max]; Eddy epoch-ms ${values["epoch-ms"]}, ${values.checked ? "checked" : "unchecked"} mode\n`)
+console.log(`\n${workloadName}: ${runs} runs per row, ${values.seconds} s measured after ${values.warmup} s warm-up; medians [min–max]; Eddy epoch-ms ${values["epoch-ms"]}, snapshot every ${values["snapshot-every"] ?? 100} epochs, ${values.checked ? "checked" : "unchecked"} mode\n`)
 console.log(`| ${header.join(" | ")} |`)
 console.log(`|${header.map(() => "---").join("|")}|`)
 for (const v of variants) {

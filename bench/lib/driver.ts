@@ -28,6 +28,7 @@ export interface DriverConfig {
   readonly warmupSeconds: number
   readonly epochMs: number
   readonly checked: boolean
+  readonly snapshotEvery?: number
 }
 
 export interface DriverResult {
@@ -57,7 +58,7 @@ if (config.system === "restate") {
   close = () => client.close()
 } else {
   const dataDir = mkdtempSync(join(tmpdir(), "eddy-bench-local-"))
-  const running = Eddy.start(eddyAppFor(config.workload), { ...eddyRunOptions({ dataDir, epochMs: config.epochMs, checked: config.checked }), stopWhenIdle: false })
+  const running = Eddy.start(eddyAppFor(config.workload), { ...eddyRunOptions({ dataDir, epochMs: config.epochMs, checked: config.checked, ...(config.snapshotEvery === undefined ? {} : { snapshotEvery: config.snapshotEvery }) }), stopWhenIdle: false })
   invoker = new EddyInvoker(running.client)
   close = async () => {
     await running.stop()

@@ -24,6 +24,8 @@ export interface EddyServeOptions {
   /** Epoch length when idle / ingress wait (RunOptions.epochMs). */
   readonly epochMs: number
   readonly checked: boolean
+  /** Snapshot every this many epochs (RunOptions.snapshotEvery; Eddy's default is 100). */
+  readonly snapshotEvery?: number
 }
 
 /** The runtime options of every Eddy benchmark run: embedded default, file log (fsync at each COMMIT). */
@@ -31,6 +33,7 @@ export const eddyRunOptions = (o: EddyServeOptions) => ({
   dataDir: o.dataDir,
   epochMs: o.epochMs,
   checked: o.checked,
+  ...(o.snapshotEvery === undefined ? {} : { snapshotEvery: o.snapshotEvery }),
   partitions: 1,
   roundLimit: 1000,
   onFailure: (f: { task: string; error: string }) => process.stderr.write(`eddy: task ${f.task} failed: ${f.error}\n`),

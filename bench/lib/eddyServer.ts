@@ -1,6 +1,6 @@
 // An Eddy app of the benchmark served over HTTP, as its own process (so its CPU and memory are measured apart):
 //   node --import tsx bench/lib/eddyServer.ts --workload counter --data-dir DIR [--epoch-ms 10] [--checked]
-//     [--initial 1000] [--stock 100]
+//     [--initial 1000] [--stock 100] [--snapshot-every N]
 // Prints "url <url>" once it listens; stops at the next epoch boundary on SIGTERM.
 import { parseArgs } from "node:util"
 import { Eddy } from "eddy/runtime"
@@ -15,10 +15,11 @@ const { values } = parseArgs({
     checked: { type: "boolean", default: false },
     initial: { type: "string", default: "1000" },
     stock: { type: "string", default: "100" },
+    "snapshot-every": { type: "string" },
   },
 })
 const app = eddyAppFor({ workload: values.workload as WorkloadConfig["workload"], initial: Number(values.initial), stock: Number(values.stock) })
-const running = Eddy.start(app, { ...eddyRunOptions({ dataDir: values["data-dir"]!, epochMs: Number(values["epoch-ms"]), checked: values.checked }), serve: { port: 0 } })
+const running = Eddy.start(app, { ...eddyRunOptions({ dataDir: values["data-dir"]!, epochMs: Number(values["epoch-ms"]), checked: values.checked, ...(values["snapshot-every"] === undefined ? {} : { snapshotEvery: Number(values["snapshot-every"]) }) }), serve: { port: 0 } })
 running.done.catch((err: unknown) => {
   process.stderr.write(`eddy server failed: ${err instanceof Error ? err.stack : String(err)}\n`)
   process.exit(1)
