@@ -207,7 +207,8 @@ const range = (xs: number[], f: (n: number) => string = fmt): string => {
   const s = summary(xs)
   return `${f(s.median)} [${f(s.min)}–${f(s.max)}]`
 }
-const ms = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2))
+const ms = (n: number | null) => (n === null || !Number.isFinite(n) ? "–" : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2))
+const ratio = (a: number, b: number, digits: number, unit = "") => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(digits)}${unit}` : "n/a")
 const med = (xs: number[]) => summary(xs).median
 
 const header = ["configuration", "system", "calls/s", ...(workloadName === "fib" ? ["invocations/s"] : []), "p50 ms", "p95 ms", "p99 ms", "CPU s / 1k ops, per process", "peak RSS MB, per process", "Eddy/Restate throughput", "Eddy/Restate p99", "check"]
@@ -226,7 +227,7 @@ for (const v of variants) {
   for (const s of systems) {
     const rs = records.get(s)!
     const procNames = Object.keys(rs[0]!.cpuPer1k)
-    const ratio = s !== "restate" && systems.includes("restate")
+    const vs = s !== "restate" && systems.includes("restate")
     const cells = [
       v.label,
       s,
@@ -237,8 +238,8 @@ for (const v of variants) {
       `${ms(med(p99(s)))} [${ms(summary(p99(s)).min)}–${ms(summary(p99(s)).max)}]`,
       procNames.map((p) => `${p} ${med(rs.map((x) => x.cpuPer1k[p]!)).toFixed(3)}`).join(", "),
       procNames.map((p) => `${p} ${med(rs.map((x) => x.rssMb[p]!)).toFixed(0)}`).join(", "),
-      ratio ? `${(med(tput(s)) / med(tput("restate"))).toFixed(1)}x` : "",
-      ratio ? `${(med(p99(s)) / med(p99("restate"))).toFixed(3)}` : "",
+      vs ? ratio(med(tput(s)), med(tput("restate")), 1, "x") : "",
+      vs ? ratio(med(p99(s)), med(p99("restate")), 3) : "",
       (rs.every((x) => x.result.errors === 0 && x.result.verdict.startsWith("ok"))
         ? `ok ×${rs.length}`
         : rs.map((x) => (x.result.errors > 0 ? `${x.result.errors} errors (${x.result.firstError}); ` : "") + x.result.verdict).join(" / ")) +

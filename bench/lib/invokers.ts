@@ -51,7 +51,8 @@ export class RestateInvoker implements Invoker {
           res.on("error", reject)
         },
       )
-      req.setTimeout(60_000, () => req.destroy(new Error(`restate ${path}: no answer within 60 s`)))
+      // fib(20) is 21,891 invocations: one call can take minutes on a loaded machine.
+      req.setTimeout(900_000, () => req.destroy(new Error(`restate ${path}: no answer within 900 s`)))
       req.on("error", reject)
       req.end(body)
     })
