@@ -100,6 +100,8 @@ interface RunRecord {
   readonly result: DriverResult
   readonly cpuPer1k: Readonly<Record<string, number>>
   readonly rssMb: Readonly<Record<string, number>>
+  /** Eddy (served): epochs committed per second in the window. */
+  readonly epochsPerSecond?: number
 }
 
 const lines = (stream: NodeJS.ReadableStream, on: (line: string) => void) => {
@@ -114,22 +116,29 @@ const lines = (stream: NodeJS.ReadableStream, on: (line: string) => void) => {
   })
 }
 
-const startEddy = async (w: WorkloadConfig): Promise<{ url: string; procs: Proc[]; stop: () => Promise<void> }> => {
+const startEddy = async (w: WorkloadConfig): Promise<{ url: string; procs: Proc[]; commits: () => Promise<number>; stop: () => Promise<void> }> => {
   const dataDir = mkdtempSync(join(tmpdir(), "eddy-bench-server-"))
   const child = spawn(
     process.execPath,
     [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]), "--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : []), ...(values["snapshot-every"] === undefined ? [] : ["--snapshot-every", values["snapshot-every"]])],
     { stdio: ["ignore", "pipe", "inherit"] },
   )
+  const asked: Array<(n: number) => void> = []
   const url = await new Promise<string>((resolve, reject) => {
     lines(child.stdout, (l) => {
       if (l.startsWith("url ")) resolve(l.slice(4))
+      else if (l.startsWith("commits ")) asked.shift()?.(Number(l.slice(8)))
     })
     child.once("exit", (code) => reject(new Error(`eddy server exited with ${code}`)))
   })
   return {
     url,
     procs: [{ name: "eddy", pid: child.pid! }],
+    commits: () =>
+      new Promise<number>((resolve) => {
+        asked.push(resolve)
+        child.kill("SIGUSR2")
+      }),
     stop: async () => {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once("exit", r))
@@ -148,6 +157,7 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
   let admin: string | undefined
   let procs: Proc[] = []
   let stop = async () => {}
+  let commits: (() => Promise<number>) | undefined
   if (system === "restate") {
     const r = await startRestate({ initial: v.workload.initial, stock: v.workload.stock })
     url = r.ingress
@@ -161,6 +171,7 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
     const e = await startEddy(v.workload)
     url = e.url
     procs = e.procs
+    commits = e.commits
     stop = e.stop
   }
   try {
@@ -182,11 +193,14 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
     const cpu0 = new Map<string, number>()
     const cpu1 = new Map<string, number>()
     const rss = new Map<string, number>()
+    const epochMarks: Array<Promise<number>> = []
     const result = await new Promise<DriverResult>((resolve, reject) => {
       let got: DriverResult | undefined
       lines(driver.stdout, (l) => {
-        if (l === "start") for (const p of all) cpu0.set(p.name, cpuSeconds(p.pid) ?? NaN)
-        else if (l === "end") for (const p of all) cpu1.set(p.name, cpuSeconds(p.pid) ?? NaN)
+        if (l === "start" || l === "end") {
+          for (const p of all) (l === "start" ? cpu0 : cpu1).set(p.name, cpuSeconds(p.pid) ?? NaN)
+          if (commits !== undefined) epochMarks.push(commits())
+        }
         else if (l.startsWith("result ")) {
           for (const p of all) rss.set(p.name, peakRssMb(p.pid) ?? NaN)
           got = JSON.parse(l.slice(7)) as DriverResult
@@ -197,7 +211,8 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
     const ops = result.calls * result.invocationsPerCall
     const cpuPer1k: Record<string, number> = {}
     for (const p of all) cpuPer1k[p.name] = ((cpu1.get(p.name)! - cpu0.get(p.name)!) / ops) * 1000
-    return { result, cpuPer1k, rssMb: Object.fromEntries(rss) }
+    const [e0, e1] = await Promise.all(epochMarks)
+    return { result, cpuPer1k, rssMb: Object.fromEntries(rss), ...(e0 === undefined || e1 === undefined ? {} : { epochsPerSecond: (e1 - e0) / result.seconds }) }
   } finally {
     await stop()
   }
@@ -211,7 +226,7 @@ const ms = (n: number | null) => (n === null || !Number.isFinite(n) ? "–" : n 
 const ratio = (a: number, b: number, digits: number, unit = "") => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(digits)}${unit}` : "n/a")
 const med = (xs: number[]) => summary(xs).median
 
-const header = ["configuration", "system", "calls/s", ...(workloadName === "fib" ? ["invocations/s"] : []), "p50 ms", "p95 ms", "p99 ms", "CPU s / 1k ops, per process", "peak RSS MB, per process", "Eddy/Restate throughput", "Eddy/Restate p99", "check"]
+const header = ["configuration", "system", "calls/s", ...(workloadName === "fib" ? ["invocations/s"] : []), "p50 ms", "p95 ms", "p99 ms", "CPU s / 1k ops, per process", "peak RSS MB, per process", "Eddy calls per epoch", "Eddy/Restate throughput", "Eddy/Restate p99", "check"]
 console.log(`\n${workloadName}: ${runs} runs per row, ${values.seconds} s measured after ${values.warmup} s warm-up; medians [min–max]; Eddy epoch-ms ${values["epoch-ms"]}, snapshot every ${values["snapshot-every"] ?? 100} epochs, ${values.checked ? "checked" : "unchecked"} mode\n`)
 console.log(`| ${header.join(" | ")} |`)
 console.log(`|${header.map(() => "---").join("|")}|`)
@@ -238,6 +253,7 @@ for (const v of variants) {
       `${ms(med(p99(s)))} [${ms(summary(p99(s)).min)}–${ms(summary(p99(s)).max)}]`,
       procNames.map((p) => `${p} ${med(rs.map((x) => x.cpuPer1k[p]!)).toFixed(3)}`).join(", "),
       procNames.map((p) => `${p} ${med(rs.map((x) => x.rssMb[p]!)).toFixed(0)}`).join(", "),
+      rs[0]!.epochsPerSecond === undefined ? "" : med(rs.map((x) => x.result.calls / x.result.seconds / x.epochsPerSecond!)).toFixed(1),
       vs ? ratio(med(tput(s)), med(tput("restate")), 1, "x") : "",
       vs ? ratio(med(p99(s)), med(p99("restate")), 3) : "",
       (rs.every((x) => x.result.errors === 0 && x.result.verdict.startsWith("ok"))

@@ -1,7 +1,7 @@
 // An Eddy app of the benchmark served over HTTP, as its own process (so its CPU and memory are measured apart):
 //   node --import tsx bench/lib/eddyServer.ts --workload counter --data-dir DIR [--epoch-ms 10] [--checked]
 //     [--initial 1000] [--stock 100] [--snapshot-every N]
-// Prints "url <url>" once it listens; stops at the next epoch boundary on SIGTERM.
+// Prints "url <url>" once it listens; stops at the next epoch boundary on SIGTERM; SIGUSR2: "commits <n>".
 import { parseArgs } from "node:util"
 import { Eddy } from "eddy/runtime"
 import { eddyAppFor, eddyRunOptions } from "./eddyApps.ts"
@@ -19,7 +19,10 @@ const { values } = parseArgs({
   },
 })
 const app = eddyAppFor({ workload: values.workload as WorkloadConfig["workload"], initial: Number(values.initial), stock: Number(values.stock) })
-const running = Eddy.start(app, { ...eddyRunOptions({ dataDir: values["data-dir"]!, epochMs: Number(values["epoch-ms"]), checked: values.checked, ...(values["snapshot-every"] === undefined ? {} : { snapshotEvery: Number(values["snapshot-every"]) }) }), serve: { port: 0 } })
+// SIGUSR2 prints how many epochs have committed so far (the harness asks at the start and end of its window).
+let commits = 0
+process.on("SIGUSR2", () => process.stdout.write(`commits ${commits}\n`))
+const running = Eddy.start(app, { onCommit: () => commits++, ...eddyRunOptions({ dataDir: values["data-dir"]!, epochMs: Number(values["epoch-ms"]), checked: values.checked, ...(values["snapshot-every"] === undefined ? {} : { snapshotEvery: Number(values["snapshot-every"]) }) }), serve: { port: 0 } })
 running.done.catch((err: unknown) => {
   process.stderr.write(`eddy server failed: ${err instanceof Error ? err.stack : String(err)}\n`)
   process.exit(1)
