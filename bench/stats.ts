@@ -7,7 +7,7 @@ export const summary = (xs: ReadonlyArray<number>): { median: number; min: numbe
   return { median, min: s[0]!, max: s.at(-1)! }
 }
 
-export const fmt = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : n.toFixed(1))
+export const fmt = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : n >= 1 || n === 0 ? n.toFixed(1) : n.toPrecision(2))
 
 /** Index of the p-th percentile in a sorted sample of `n` (nearest rank: the smallest value with ≥ p% at or below it). */
 const rank = (n: number, p: number): number => Math.min(n - 1, Math.max(0, Math.ceil((p / 100) * n) - 1))
