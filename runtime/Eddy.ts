@@ -118,6 +118,8 @@ export interface Deployment {
   readonly ports: Layer.Layer<Log | BlobStore | Transport, unknown>
   readonly host: { readonly coordinator: boolean; readonly partitions: ReadonlyArray<number> }
   readonly livenessMs?: number
+  /** Opens the process's client endpoint (a cluster worker: NATS); closed when the run ends. */
+  readonly serve?: (front: RequestFront, state: StateAccess, keyGroups: number) => Promise<{ readonly close: () => Promise<void> }>
 }
 
 /** Starts an app on the embedded default: in-process transport, file log (or memory), file and memory sinks. */
@@ -199,8 +201,12 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
           if (endpointFile !== undefined) writeFileSync(endpointFile, JSON.stringify({ url, pid: process.pid }) + "\n")
           return url
         })
+  const served = deployment?.serve?.(front, state, plan.keyGroups)
+  // A front that cannot open leaves the app running without it: say so rather than fail silently.
+  served?.catch((err: unknown) => process.stderr.write(`eddy: the client endpoint did not open: ${err instanceof Error ? err.message : String(err)}\n`))
   const done = Effect.runPromiseExit(program).then(async (exit): Promise<RunSummary> => {
     front.close(`app '${app.name}' stopped`)
+    if (served !== undefined) await served.then((x) => x.close()).catch(() => undefined)
     if (http !== undefined) {
       const { server } = await http.catch(() => ({ server: undefined }))
       server?.closeAllConnections()

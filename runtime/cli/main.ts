@@ -62,6 +62,8 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
   const segmentBytes = int(take(flags, "log-segment-bytes"), "log-segment-bytes")
   const unchecked = flags["unchecked"] === true
   delete flags["unchecked"]
+  const port = int(take(flags, "port"), "port")
+  const host = take(flags, "host")
   const app = await loadApp(appSpec, flags)
   const dataDir = dataDirFlag ?? mkdtempSync(join(tmpdir(), `eddy-${app.name}-`))
   const started = Date.now()
@@ -73,9 +75,17 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
     ...(snapshotEvery === undefined ? {} : { snapshotEvery }),
     ...(segmentBytes === undefined ? {} : { logSegmentBytes: segmentBytes }),
     checked: !unchecked,
+    ...(port === undefined ? {} : { serve: { port, ...(host === undefined ? {} : { host }) } }),
     // EDDY_PROGRESS=1: one line per committed epoch on stderr (tests use it to kill at known points).
     ...(process.env["EDDY_PROGRESS"] === "1" ? { onCommit: (e: number) => process.stderr.write(`eddy: committed epoch ${e}\n`) } : {}),
   })
+  if (running.url !== undefined) {
+    const url = await running.url.catch(async (err: unknown) => {
+      await running.stop()
+      throw new Error(`cannot serve on port ${port}: ${err instanceof Error ? err.message : String(err)}`)
+    })
+    process.stderr.write(`eddy: app '${app.name}' serves clients at ${url} (data in ${dataDir}; stop with Ctrl-C)\n`)
+  }
   const onSignal = () => void running.stop()
   process.once("SIGINT", onSignal)
   process.once("SIGTERM", onSignal)
@@ -101,12 +111,16 @@ const engineFlags = (flags: Record<string, string | boolean>) => {
   const stopAfter = int(take(flags, "stop-after"), "stop-after")
   const unchecked = flags["unchecked"] === true
   delete flags["unchecked"]
+  // A served cluster keeps running when idle, for its clients, until stopped (SIGTERM to the coordinator).
+  const serve = flags["serve"] === true
+  delete flags["serve"]
   let committed = 0
   const progress = process.env["EDDY_PROGRESS"] === "1"
   return {
     ...(stopAfter === undefined ? {} : { stopAfter: () => committed >= stopAfter }),
     ...(epochMs === undefined ? {} : { epochMs }),
     ...(epochAtoms === undefined ? {} : { epochAtoms }),
+    ...(serve ? { stopWhenIdle: false } : {}),
     checked: !unchecked,
     onCommit: (e: number, _votes: unknown, t: { commitMs: number; epochMs: number }) => {
       committed++
@@ -179,7 +193,14 @@ const clusterCommand = async (appSpec: string, argv: ReadonlyArray<string>, flag
   const { checkEndpoints, clusterState } = await import("../cluster/ClusterProcess.ts")
   await checkEndpoints(ns)
   const started = Date.now()
-  const r = await supervise({ appSpec, partitions, namespace: ns, dataDir, flags: passed, maxRestarts })
+  const stopping = new AbortController()
+  const onSignal = () => stopping.abort()
+  process.once("SIGINT", onSignal)
+  process.once("SIGTERM", onSignal)
+  const r = await supervise({ appSpec, partitions, namespace: ns, dataDir, flags: passed, maxRestarts, signal: stopping.signal }).finally(() => {
+    process.off("SIGINT", onSignal)
+    process.off("SIGTERM", onSignal)
+  })
   const state = await clusterState(ns)
   if (app.report !== undefined) process.stdout.write((await app.report(stateReader(state))) + "\n")
   process.stderr.write(`eddy cluster: app '${app.name}' done through epoch ${state.epoch} in ${Date.now() - started} ms on ${partitions} worker(s), ${r.restarts} restart(s)\n`)

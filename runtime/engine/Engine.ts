@@ -187,6 +187,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
 
     let records = 0
     let failures = 0
+    let committedHeard = { e: 0, n: 0 }
     let wakeAt: number | undefined
     let idleAfter = 0
     let woken = false
@@ -364,7 +365,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         wakeAt = undefined
         woken = false
         if (options.shouldStop?.() === true) yield* finish(idleAfter)
-        else coord.open()
+        else {
+          coord.open()
+          epochStarted = Date.now()
+        }
         yield* drainCoordinator
         continue
       }
@@ -439,7 +443,13 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         core.onOpen(env, batches)
       } else if (env.t !== "vote" && env.t !== "ready" && env.t !== "snapshot" && env.t !== "wake") core.handle(env)
       yield* drainPartition(to)
-      if (env.t === "committed") yield* onCommitted(env.e, core)
+      if (env.t === "committed") {
+        yield* onCommitted(env.e, core)
+        // A process without the coordinator reaches a commit boundary when all its partitions heard of the commit.
+        if (!host.coordinator && (committedHeard = committedHeard.e === env.e ? { e: env.e, n: committedHeard.n + 1 } : { e: env.e, n: 1 }).n === hosted.length) {
+          options.onCommitBoundary?.(reader(env.e))
+        }
+      }
     }
     yield* egress.flush
     const result: RunResult = { generation: g, recoveredEpoch: rec.lastEpoch, lastEpoch: finishedAt ?? stopAt ?? rec.lastEpoch, epochs, records, failures }
