@@ -93,6 +93,16 @@ export interface RunningApp {
   readonly client: EddyClient
   /** The HTTP endpoint's URL once it listens (only with `serve`). */
   readonly url: Promise<string> | undefined
+  /** Counters for progress lines: last committed epoch, source records, client requests. */
+  stats(): RunStats
+}
+
+export interface RunStats {
+  readonly epoch: number
+  readonly records: number
+  readonly requests: number
+  readonly answered: number
+  readonly failures: number
 }
 
 const defaultReporter = (options: RunOptions, failures: TaskFailure[]): Reporter => ({
@@ -148,6 +158,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
       else waiting.push(answer)
     })
   const partitions = options.partitions ?? 1
+  let lastCommitted = 0
+  let recordsIn = 0
   if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true })
   const hosted = new Set(deployment?.host.partitions ?? Array.from({ length: partitions }, (_, p) => p))
   const front = new RequestFront(plan, {
@@ -182,7 +194,11 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     stopWhenIdle: options.stopWhenIdle ?? options.serve === undefined,
     requests: front,
     reporter: defaultReporter(options, failures),
-    ...(options.onCommit ? { onCommit: options.onCommit } : {}),
+    onCommit: (e, votes, timing) => {
+      lastCommitted = e
+      for (const v of votes) recordsIn += v.records
+      options.onCommit?.(e, votes, timing)
+    },
     ...(options.onOpen ? { onOpen: options.onOpen } : {}),
     ...(options.onRecovered ? { onRecovered: options.onRecovered } : {}),
     shouldStop: () => stopRequested || options.stopWhen?.() === true,
@@ -231,6 +247,7 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     },
     client: localClient(front, state),
     url,
+    stats: () => ({ epoch: lastCommitted, records: recordsIn, requests: front.admitted, answered: front.answered, failures: failures.length }),
   }
 }
 
