@@ -32,7 +32,7 @@ describe("client retries across SIGKILLs of an embedded app", () => {
     let kills = 0
     let finished = false
     const start = () => {
-      server = spawn(process.execPath, [eddyBin, "run", "test/apps/counter.ts", "--port", String(port), "--data-dir", dir, "--epoch-ms", "5"], { cwd: repoRoot, stdio: "ignore" })
+      server = spawn(process.execPath, [eddyBin, "run", "examples/counter", "--port", String(port), "--data-dir", dir, "--epoch-ms", "5"], { cwd: repoRoot, stdio: "ignore" })
       return server
     }
     // The app is restarted whenever it dies, and killed at random moments until 6 kills.

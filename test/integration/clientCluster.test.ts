@@ -20,7 +20,7 @@ describe("client over NATS against a cluster", () => {
     const live = new Map<string, ChildProcess>()
     const stopping = new AbortController()
     const cluster = supervise({
-      appSpec: "test/apps/counter.ts",
+      appSpec: "examples/counter",
       partitions: 3,
       namespace: ns,
       dataDir: dir,

@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from "vitest"
 import { Client, InvalidPayload, Rejected, UnknownActorType, type EddyClient } from "../../client/index.ts"
 import { Eddy, type RunningApp } from "../../runtime/index.ts"
-import { counterApp } from "../apps/counter.ts"
+import { counterApp } from "../../examples/counter/app.ts"
 import { removeDir } from "../helpers.ts"
 
 const dirs: string[] = []

@@ -1,5 +1,6 @@
-// Counters as actors, for the client tests: `add` replies with the new value; `boom` throws.
-//   eddy run test/apps/counter.ts --port 0
+// Counters as actors served to clients: `add` replies with the new value, `get` with the value; `boom` throws
+// (the caller gets Rejected and nothing the handler did survives).
+//   eddy run examples/counter --port 7070, then: eddy send examples/counter counter/a '{"add": 2}'
 import { Actors } from "eddy/actors"
 import { App } from "eddy/workflows"
 
