@@ -140,6 +140,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
   let stopRequested = false
   let reader: StateReader | undefined
   let finished = false
+  // Between an idle coordinator's commit and its next open, the live state is the committed state.
+  let idle = false
   const waiting: Array<(r: StateReader) => void> = []
   const onCommitBoundary = (r: StateReader) => {
     reader = r
@@ -154,7 +156,7 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
           reject(err instanceof Error ? err : new Error(String(err)))
         }
       }
-      if (finished && reader !== undefined) answer(reader)
+      if ((finished || idle) && reader !== undefined) answer(reader)
       else waiting.push(answer)
     })
   const partitions = options.partitions ?? 1
@@ -199,7 +201,13 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
       for (const v of votes) recordsIn += v.records
       options.onCommit?.(e, votes, timing)
     },
-    ...(options.onOpen ? { onOpen: options.onOpen } : {}),
+    onOpen: (e) => {
+      idle = false
+      options.onOpen?.(e)
+    },
+    onIdle: () => {
+      idle = true
+    },
     ...(options.onRecovered ? { onRecovered: options.onRecovered } : {}),
     shouldStop: () => stopRequested || options.stopWhen?.() === true,
     onCommitBoundary,

@@ -25,6 +25,8 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   /** Called when the coordinator opens an epoch, and once at start with the epoch recovered from the log. */
   readonly onOpen?: (e: number) => void
   readonly onRecovered?: (e: number) => void
+  /** The coordinator found nothing to do after the last commit: until the next open, state is the committed state. */
+  readonly onIdle?: () => void
   /** Called after each COMMIT is durable. */
   readonly onCommit?: (e: number, votes: ReadonlyArray<Vote>, timing: CommitTiming) => void
   /** Polled after each commit: true stops the run cleanly at that epoch boundary. */
@@ -273,7 +275,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           case "idle":
             // Wait in the receive loop, so a wake (client requests arrived) can cut the wait short.
             idleAfter = o.e
-            wakeAt = Date.now() + options.epochMs
+            // Only client requests can bring work now, and they wake the coordinator: wait longer (fewer empty
+            // epochs, each an fsync), but well within the workers' liveness timeout.
+            wakeAt = Date.now() + (replySinks.size > 0 ? Math.max(options.epochMs, Math.min(500, (options.livenessMs ?? 2000) / 4)) : options.epochMs)
+            options.onIdle?.()
             break
         }
       }

@@ -663,7 +663,9 @@ export class PartitionCore {
           const kks = canonicalKey(k)
           const kg = keyGroupOf(kks, this.plan.keyGroups)
           const out = node.out
-          for (let i = 0; i < out.length; i++) this.hop(out[i]!.to, value, kg, k, kks)
+          if (node.chainLocal && kg === this.cur.kg) {
+            for (let i = 0; i < out.length; i++) this.run(this.plan.nodes[out[i]!.to]!, value, k, kks, undefined)
+          } else for (let i = 0; i < out.length; i++) this.hop(out[i]!.to, value, kg, k, kks)
           return
         }
         case K_PROCESSOR: {

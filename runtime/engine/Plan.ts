@@ -25,6 +25,12 @@ export interface PlanNode {
   readonly asker: AskerConfig | undefined
   readonly replier: ReplierConfig | undefined
   readonly continuations: ReadonlyMap<string, Continuation<unknown, unknown, unknown, unknown>>
+  /**
+   * A keyBy right after a live source (client requests): a record already in its key's group runs on in the same
+   * step instead of a round later. Live records have no replay order to keep, and the front puts each request in
+   * the split of its key's group, so a request's first hop costs no round.
+   */
+  readonly chainLocal: boolean
 }
 
 export interface SourceSplit {
@@ -48,6 +54,8 @@ export interface Plan {
   readonly portals: ReadonlyMap<string, number>
 }
 
+const liveSource = (n: GraphNode | undefined): boolean => n?.kind === "source" && n.source.live === true
+
 const statefulUnkeyed = (n: GraphNode): boolean => !n.keyed && (n.kind === "processor" || n.kind === "extension")
 
 export const compile = (app: App): Plan => {
@@ -61,6 +69,12 @@ export const compile = (app: App): Plan => {
     all.push(...g.nodes)
   }
   const gid = (w: number, local: number): number => offsets[w]! + local
+  /** The offset of the workflow holding global node `id` (graph nodes name their inputs by local ids). */
+  const offsetOf = (id: number): number => {
+    let o = 0
+    for (const off of offsets) if (off <= id) o = off
+    return o
+  }
   const published = new Map<string, number>()
   graphs.forEach((g, w) => {
     for (const [name, local] of g.published) {
@@ -110,6 +124,7 @@ export const compile = (app: App): Plan => {
       out: outs[id]!,
       taskKeyGroup: keyGroupOf(canonicalKey(node.name), keyGroups),
       singleton: statefulUnkeyed(node),
+      chainLocal: node.kind === "keyBy" && node.inputs.length === 1 && liveSource(all[offsetOf(id) + node.inputs[0]!]),
       asker,
       replier,
       continuations,
