@@ -55,7 +55,7 @@ type RequestOut = Envelope | { readonly t: "answer"; readonly a: EndpointReply }
  * or done (with the answer). It commits in the same epoch as the request's effect, so a retry after a crash finds
  * either both or neither.
  */
-type RequestEntry = { readonly s: "p"; readonly w: ReadonlyArray<string> } | { readonly s: "d"; readonly r?: unknown; readonly x?: EndpointFailure }
+type RequestEntry = { readonly s: "p"; readonly w: ReadonlyArray<string> } | { readonly s: "d"; readonly r?: unknown; readonly x?: EndpointFailure; readonly at: number }
 
 export interface ActorSystemOptions {
   /** Name of the system's workflow (its state lives under `<name>/actors`). */
@@ -65,6 +65,11 @@ export interface ActorSystemOptions {
   readonly output?: SinkSpec<unknown>
   /** Where dead letters go (default: memory sink `<name>.dead-letters`). */
   readonly deadLetters?: SinkSpec<DeadLetter>
+  /**
+   * How long a client request's answer is kept for retries with its idempotency key, in epoch time (default 24 h).
+   * A retry after that runs the request again.
+   */
+  readonly requestRetentionMs?: number
 }
 
 type RunBehavior = Behavior<unknown, unknown>
@@ -177,6 +182,7 @@ export class ActorSystem {
       }
       return rec
     }
+    const retention = this.options.requestRetentionMs ?? 24 * 60 * 60 * 1000
     const answered = Continuation.define<unknown, string, RequestOut, RequestEntry>(`${this.name}.answered`, (ctx, reply, id) => {
       const entry = ctx.state.get()
       if (entry?.s !== "p") throw new Error(`assertion: answer for request '${id}', which is not pending`)
@@ -185,7 +191,7 @@ export class ActorSystem {
         : isDeadLetterReply(reply)
           ? { tag: "Rejected", message: `dead letter: ${reply.deadLetter}` }
           : undefined
-      const done: RequestEntry = x === undefined ? { s: "d", r: reply } : { s: "d", x }
+      const done: RequestEntry = x === undefined ? { s: "d", r: reply, at: ctx.now() } : { s: "d", x, at: ctx.now() }
       ctx.state.set(done)
       for (const w of entry.w) ctx.emit({ t: "answer", a: answer(id, w, done) })
     })
@@ -202,7 +208,7 @@ export class ActorSystem {
         ctx.ask(this.portal, { to, m: req.m }).then(answered, req.id)
       } else {
         ctx.emit({ t: "tell", to, m: req.m })
-        ctx.state.set({ s: "d" })
+        ctx.state.set({ s: "d", at: ctx.now() })
         ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
       }
     }
@@ -211,7 +217,14 @@ export class ActorSystem {
       const requests = wf
         .source(Source.inbox<EndpointRequest>(`${this.name}.requests`), { name: "requests" })
         .keyBy((r) => ["$request", r.id], { name: "request-id" })
-        .via<RequestOut>(Portal.asker(onClientRequest, { name: "request", continuations: [answered] }))
+        .via<RequestOut>(
+          Portal.asker(onClientRequest, {
+            name: "request",
+            continuations: [answered],
+            // A done entry answers retries for the retention window, then goes (pending ones stay until answered).
+            expire: (e: RequestEntry) => (e.s === "d" ? e.at + retention : undefined),
+          }),
+        )
       const all = loop.stream.merge(
         requests.filter((o): o is Envelope => o.t !== "answer", { name: "request-sends" }),
         ...this.inputs.map((name) => wf.subscribe<Envelope>(name)),

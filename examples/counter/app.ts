@@ -24,9 +24,9 @@ export const counter = Actors.define<CounterMsg, number>("counter", {
   },
 })
 
-export const counterApp = () => {
-  const system = Actors.system({ name: "counters", behaviors: [counter] })
+export const counterApp = (options: { readonly requestRetentionMs?: number } = {}) => {
+  const system = Actors.system({ name: "counters", behaviors: [counter], ...options })
   return App.define({ name: "counters", workflows: [system.workflow], views: [system.view] })
 }
 
-export default counterApp
+export default () => counterApp()

@@ -113,6 +113,19 @@ describe("HTTP endpoint", () => {
     expect(await (await fetch(`${url}/v1/info`)).json()).toMatchObject({ app: "counters", types: ["counter"] })
   })
 
+  it("an answer is kept for the retention window; a retry after it runs the request again", async () => {
+    const app = Eddy.start(counterApp({ requestRetentionMs: 300 }), { serve: { port: 0 }, onFailure: () => undefined })
+    running.push(app)
+    const client = app.client
+    expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(1)
+    expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(1)
+    expect(await app.keys("counters/request")).toEqual([["$request", "kept"]])
+    // Idle epochs come at least every 500 ms; the entry goes at the first one past its time.
+    for (let i = 0; i < 40 && (await app.keys("counters/request")).length > 0; i++) await new Promise((r) => setTimeout(r, 100))
+    expect(await app.keys("counters/request")).toEqual([])
+    expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(2)
+  })
+
   it("a stopped app answers Unavailable; the client does not hang", async () => {
     const app = serve()
     const client = Client.http(await app.url!, { timeoutMs: 1500 })
