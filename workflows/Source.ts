@@ -1,4 +1,6 @@
 import { readFileSync } from "node:fs"
+import { kafkaSource, type KafkaSourceConfig, type KafkaSourceOptions } from "./kafka.ts"
+import type { Stream } from "./Workflow.ts"
 
 /**
  * A source yields atoms: arrays of records whose effects commit together. A source is replayable: `open(split)`
@@ -12,6 +14,13 @@ export interface SourceSpec<T> {
   readonly splits: number
   /** Atoms of split `split`, from the first. Sync iterables are read synchronously; async ones are awaited. */
   readonly open: (split: number) => Iterable<ReadonlyArray<T>> | AsyncIterable<ReadonlyArray<T>>
+  /**
+   * A seekable source read by a runtime connector instead of `open`: positions are the source's own (Kafka: the
+   * next offset), so resuming seeks instead of skipping atoms.
+   */
+  readonly connector?: KafkaSourceConfig
+  /** Tasks the workflow adds after the source's node (decoding, dead letters); the source's stream is its result. */
+  readonly attach?: (raw: Stream<unknown>) => Stream<T>
   readonly __type?: (t: T) => T
 }
 
@@ -102,6 +111,14 @@ export const Source = {
         return chunk(lines, size, split, splits)
       },
     }
+  },
+
+  /**
+   * A Kafka topic: its partitions are the splits, positions are offsets (logged with each epoch, no consumer-group
+   * commits), read with isolation read_committed. Malformed records go to `deadLetterTopic`.
+   */
+  kafka<T>(options: KafkaSourceOptions<T>): SourceSpec<T> {
+    return kafkaSource(options)
   },
 
   /** A source with no records: for workflows driven only by a cycle or a portal. */

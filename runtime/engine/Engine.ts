@@ -8,7 +8,7 @@ import { encode } from "./codec.ts"
 import { CoordinatorCore, type CoordinatorOptions } from "./CoordinatorCore.ts"
 import { encodeRecord } from "./EpochRecord.ts"
 import { ConfigError } from "./errors.ts"
-import { SplitReader } from "./ingress.ts"
+import { SplitReader, type SplitOpener } from "./ingress.ts"
 import { PartitionCore, type IngressBatch, type Reporter } from "./PartitionCore.ts"
 import type { Plan } from "./Plan.ts"
 import type { FenceRecord, SnapshotWritten, Vote } from "./protocol.ts"
@@ -44,6 +44,8 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   /** Snapshot every this many committed epochs (0: never). */
   readonly snapshotEvery: number
   readonly onSnapshot?: (epoch: number) => void
+  /** Opens splits of seekable sources (Kafka); needed only if the app has such sources. */
+  readonly openSplit?: SplitOpener
 }
 
 /** Reads the live state of the partitions hosted here; valid only at a commit boundary (then it is committed state). */
@@ -115,7 +117,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
     const splitKg = new Map(plan.splits.map((s) => [s.id, s.keyGroup]))
     const ownsSplit = (id: string) => ownsKg(splitKg.get(id) ?? -1)
-    yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })))
+    yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })), rec.lastEpoch)
 
     const cores: Array<PartitionCore | undefined> = new Array<PartitionCore | undefined>(P).fill(undefined)
     for (const p of host.partitions) {
@@ -141,7 +143,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         )
       }
     }
-    const readers = cores.map((core) => (core === undefined ? [] : [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos) }))))
+    const readers = cores.map((core) => (core === undefined ? [] : [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos, options.openSplit) }))))
+    yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(readers.flat().map((r) => r.reader.close().catch(() => undefined)))))
+    for (const r of readers.flat()) r.reader.prepare()
     let inTransit = 0
     for (const msgs of rec.inTransit.values()) inTransit += msgs.length
     const coord = new CoordinatorCore(g, rec.lastEpoch, inTransit, { ...options, partitions: P })
