@@ -117,7 +117,7 @@ export const Source = {
    * A Kafka topic: its partitions are the splits, positions are offsets (logged with each epoch, no consumer-group
    * commits), read with isolation read_committed. Malformed records go to `deadLetterTopic`.
    */
-  kafka<T>(options: KafkaSourceOptions<T>): SourceSpec<T> {
+  kafka<T, I = unknown>(options: KafkaSourceOptions<T, I>): SourceSpec<T> {
     return kafkaSource(options)
   },
 

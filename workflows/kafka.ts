@@ -21,7 +21,7 @@ export interface KafkaRecord {
 }
 
 /** Turns a Kafka record into a value of the workflow; throw (or fail the Schema) to reject it as malformed. */
-export type KafkaDecode<T> = ((record: KafkaRecord) => T) | Schema.Schema<T, unknown>
+export type KafkaDecode<T, I = unknown> = ((record: KafkaRecord) => T) | Schema.Schema<T, I>
 
 /** What a malformed record becomes in the dead-letter topic (published with its original key and value). */
 export interface KafkaDeadLetter {
@@ -43,13 +43,13 @@ export interface KafkaSourceConfig {
   readonly bounded: boolean
 }
 
-export interface KafkaSourceOptions<T> {
+export interface KafkaSourceOptions<T, I = unknown> {
   readonly topic: string
   /**
    * Records to workflow values. A function taking the record, or an Effect Schema applied to the value parsed as
    * JSON. A record it rejects goes to `deadLetterTopic` (or, without one, is reported as a task failure).
    */
-  readonly decode: KafkaDecode<T>
+  readonly decode: KafkaDecode<T, I>
   /** Malformed records go here, with headers eddy-dlq-reason, -topic, -partition and -offset, exactly once. */
   readonly deadLetterTopic?: string
   /** How many partitions the topic has (default 1): they are the source's splits. A mismatch fails at start. */
@@ -75,9 +75,9 @@ const checkTopic = (what: string, topic: string): string => {
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
 /** Applies `decode` to a record; a Schema decodes the value parsed as JSON. */
-const decoder = <T>(decode: KafkaDecode<T>): ((r: KafkaRecord) => T) => {
+const decoder = <T, I>(decode: KafkaDecode<T, I>): ((r: KafkaRecord) => T) => {
   if (!Schema.isSchema(decode)) return decode as (r: KafkaRecord) => T
-  const parse = Schema.decodeUnknownSync(decode as Schema.Schema<T, unknown>)
+  const parse = Schema.decodeUnknownSync(decode as Schema.Schema<T, I>)
   return (r) => {
     if (r.value === null) throw new Error("record has no value")
     return parse(JSON.parse(textDecoder.decode(r.value)))
@@ -88,7 +88,7 @@ const reasonOf = (err: unknown): string => (err instanceof Error ? err.message :
 
 type Decoded<T> = { readonly ok: true; readonly v: T } | { readonly ok: false; readonly d: KafkaDeadLetter }
 
-export const kafkaSource = <T>(options: KafkaSourceOptions<T>): SourceSpec<T> => {
+export const kafkaSource = <T, I = unknown>(options: KafkaSourceOptions<T, I>): SourceSpec<T> => {
   const topic = checkTopic("Source.kafka topic", options.topic)
   if (options.deadLetterTopic !== undefined) checkTopic("Source.kafka deadLetterTopic", options.deadLetterTopic)
   const partitions = options.partitions ?? 1
