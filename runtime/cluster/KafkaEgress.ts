@@ -25,7 +25,7 @@ import { forEachEgress, type EgressBatch } from "../engine/EpochRecord.ts"
 import { EgressError, type EgressService } from "../ports/Egress.ts"
 import { decodeMarker, encodeMarker, markerAheadOfLog, MARKER_VERSION, toRepublish, type Committed, type EgressMarker } from "./egressMarkers.ts"
 import { isUnreachable, reasonOf } from "./kafkaErrors.ts"
-import { readPartitionToEnd } from "./KafkaIngress.ts"
+import { readPartitionThrough } from "./KafkaIngress.ts"
 
 export interface KafkaEgressOptions {
   readonly brokers: ReadonlyArray<string>
@@ -47,6 +47,9 @@ export const markerTopicOf = (namespace: string): string => `eddy.${namespace}.e
 export const slotOf = (namespace: string, lo: number, hi: number): string => `eddy.${namespace}.egress.${lo}-${hi}`
 
 const encoder = new TextEncoder()
+const TRANSACTION_TIMEOUT_MS = 15_000
+/** Suffix of the key of the record a slot writes when it recovers (not a marker: readers skip it). */
+const RECOVERY_KEY = ".recovering"
 const toBuffer = (v: Uint8Array | string): Buffer => (typeof v === "string" ? Buffer.from(v) : Buffer.from(v.buffer, v.byteOffset, v.byteLength))
 
 interface Ready {
@@ -91,6 +94,9 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
+      // A transaction left open by a killed process holds read_committed readers back until its successor fences
+      // it or this times out.
+      transactionTimeout: TRANSACTION_TIMEOUT_MS,
       // CONCURRENT_TRANSACTIONS right after a commit is retried soon rather than after 300 ms.
       retry: { retries: 12, initialRetryTime: 5, maxRetryTime: 1_000 },
     })
@@ -221,13 +227,25 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
     const service: EgressService = {
       recover: (committed, lastEpoch) =>
         attempt(`recovering (transactional id ${slot})`, async () => {
-          // InitProducerId: fences a zombie holding this transactional id and aborts its open transaction.
+          // InitProducerId (the first transaction): fences a zombie holding this transactional id and aborts its
+          // open transaction. The transaction writes a recovery record to the marker topic; every marker committed
+          // before it is below its offset, so reading through it sees them all, even while another slot's open
+          // transaction holds the topic's last stable offset back (markers of all slots share the topic).
           const fence = await producer.transaction()
-          await fence.abort()
-          const records = await readPartitionToEnd(kafka, { brokers }, markerTopic, 0, 1)
+          let at: number
+          try {
+            const meta = await fence.send({ topic: markerTopic, acks: -1, messages: [{ key: slot + RECOVERY_KEY, value: String(Date.now()), partition: 0 }] })
+            at = Number(meta[0]?.baseOffset)
+            await fence.commit()
+          } catch (err) {
+            await fence.abort().catch(() => undefined)
+            throw err
+          }
+          if (!Number.isSafeInteger(at)) throw new EgressError({ message: `Kafka egress: no offset for the recovery record in ${markerTopic}` })
+          const records = await readPartitionThrough(kafka, { brokers }, markerTopic, 0, 1, at, TRANSACTION_TIMEOUT_MS * 2)
           const markers: EgressMarker[] = []
           for (const r of records) {
-            if (r.value === null) continue
+            if (r.value === null || (r.key !== null && Buffer.from(r.key).toString("utf8").endsWith(RECOVERY_KEY))) continue
             const m = decodeMarker(Buffer.from(r.value).toString("utf8"))
             if (typeof m === "string") throw new EgressError({ message: `Kafka egress: ${markerTopic} offset ${r.offset}: ${m}` })
             markers.push(m)

@@ -255,15 +255,31 @@ export const kafkaSplitOpener = (options: KafkaIngressOptions): SplitOpener => {
   }
 }
 
-/** Every record of one topic partition up to its current end (read_committed), e.g. a marker topic at recovery. */
-export const readPartitionToEnd = async (kafka: Kafka, options: KafkaIngressOptions, topic: string, partition: number, partitions: number): Promise<KafkaRecord[]> => {
-  const split = new KafkaSplit(kafka, options, topic, partition, partitions, true, 0, `${topic}#${partition}`)
+/**
+ * Every record of one topic partition (read_committed) up to and including the one at offset `through`. Reading
+ * until a given committed record, rather than to the last stable offset found at the start, sees every record
+ * committed before it even while another producer's transaction holds the last stable offset back.
+ */
+export const readPartitionThrough = async (
+  kafka: Kafka,
+  options: KafkaIngressOptions,
+  topic: string,
+  partition: number,
+  partitions: number,
+  through: number,
+  timeoutMs: number,
+): Promise<KafkaRecord[]> => {
+  const split = new KafkaSplit(kafka, options, topic, partition, partitions, false, 0, `${topic}#${partition}`)
   const out: KafkaRecord[] = []
+  const deadline = Date.now() + timeoutMs
   try {
     for (;;) {
-      const r = await split.read(1_000_000, 0)
+      const r = await split.read(1_000_000, 200)
       for (const atom of r.atoms) out.push(atom[0] as KafkaRecord)
-      if (r.exhausted) return out
+      if (r.position > through) return out
+      if (Date.now() > deadline) {
+        throw new KafkaIngressError(`reading ${topic}[${partition}] did not reach offset ${through} within ${timeoutMs} ms (stopped at ${r.position}): a transaction holds it back`)
+      }
     }
   } finally {
     await split.close()

@@ -81,6 +81,35 @@ describe("Kafka egress recovery (real Kafka)", () => {
     expect(out.map((r) => r.value).sort()).toEqual(valuesOf([1, 2]))
   }, 120_000)
 
+  it("markers committed behind another slot's open transaction are seen: no duplicates after a restart", async () => {
+    const ns = uniqueName("kio-lso")
+    const topic = uniqueName("kio-lso-out")
+    const first = await open(ns, topic)
+    await run(first.egress.recover([], 0))
+    await run(first.egress.publish(1, 0, epoch(1).egress))
+    await run(first.egress.flush)
+    // Another slot (key groups 8..16) opens a transaction on the shared marker topic and keeps it open: the topic's
+    // last stable offset stays below it, while this slot commits the markers of epochs 2 and 3 after it.
+    const kafka = kafkaClient()
+    const other = kafka.producer({ transactionalId: slotOf(ns, 8, 16), idempotent: true, maxInFlightRequests: 1 })
+    await other.connect()
+    const open8 = await other.transaction()
+    await open8.send({ topic: markerTopicOf(ns), messages: [{ key: "x.recovering", value: "open", partition: 0 }] })
+    for (const e of [2, 3]) await run(first.egress.publish(e, 0, epoch(e).egress))
+    await run(first.egress.flush)
+    await first.close()
+    // The restarted slot must see the markers of 2 and 3 and publish nothing again; it waits for the open transaction.
+    const second = await open(ns, topic)
+    const recovering = run(second.egress.recover([1, 2, 3].map(epoch), 3))
+    await new Promise((r) => setTimeout(r, 1000))
+    await open8.abort()
+    await other.disconnect()
+    await recovering
+    await second.close()
+    const out = await readCommitted(kafka, topic)
+    expect(out.map((r) => r.value).sort()).toEqual(valuesOf([1, 2, 3]))
+  }, 120_000)
+
   it("an unreachable broker fails with an error naming the endpoint", async () => {
     const port = await closedPort()
     const sinks = new Map([["out", Sink.kafka<string>({ topic: "never", name: "out" }) as KafkaSinkSpec<unknown>]])
