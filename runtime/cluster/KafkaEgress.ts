@@ -52,6 +52,31 @@ const TRANSACTION_TIMEOUT_MS = 15_000
 const RECOVERY_KEY = ".recovering"
 const toBuffer = (v: Uint8Array | string): Buffer => (typeof v === "string" ? Buffer.from(v) : Buffer.from(v.buffer, v.byteOffset, v.byteLength))
 
+/** Records per produce request (see transact). */
+const REQUEST_RECORDS = 4000
+
+/** Splits per-topic messages into requests of at most `max` records, keeping order within each topic. */
+const chunks = (topics: ReadonlyArray<TopicMessages>, max: number): TopicMessages[][] => {
+  const out: TopicMessages[][] = []
+  let current: TopicMessages[] = []
+  let n = 0
+  for (const t of topics) {
+    for (let i = 0; i < t.messages.length; ) {
+      const take = Math.min(max - n, t.messages.length - i)
+      current.push({ topic: t.topic, messages: t.messages.slice(i, i + take) })
+      n += take
+      i += take
+      if (n >= max) {
+        out.push(current)
+        current = []
+        n = 0
+      }
+    }
+  }
+  if (current.length > 0) out.push(current)
+  return out
+}
+
 interface Ready {
   readonly e: number
   readonly batches: ReadonlyArray<EgressBatch>
@@ -176,7 +201,9 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       topicMessages.push({ topic: markerTopic, messages: [{ key: slot, value: Buffer.from(encoder.encode(encodeMarker(marker))) }] })
       const tx = await producer.transaction()
       try {
-        await tx.sendBatch({ topicMessages, acks: -1 })
+        // kafkajs encodes a produce request into one growing buffer: its cost grows faster than the record count
+        // (measured: 20k records per request ~9k records/s, 4k ~27k records/s), so a transaction sends several.
+        for (const part of chunks(topicMessages, REQUEST_RECORDS)) await tx.sendBatch({ topicMessages: part, acks: -1 })
         await tx.commit()
       } catch (err) {
         await tx.abort().catch(() => undefined)

@@ -379,12 +379,14 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       if (env.t === "open") {
         opened = true
         const batches: IngressBatch[] = []
-        for (const r of readers[to]!) {
-          const atoms = yield* Effect.promise(() => r.reader.read(env.budget, options.epochMs))
+        // Splits are read concurrently (an epoch waits for async sources once, not once per split); batches stay
+        // in split order.
+        const read = yield* Effect.promise(() => Promise.all(readers[to]!.map((r) => r.reader.read(env.budget, options.epochMs))))
+        readers[to]!.forEach((r, k) => {
           r.pos.position = r.reader.position
           r.pos.exhausted = r.reader.exhausted
-          if (atoms.length > 0) batches.push({ split: r.i, atoms })
-        }
+          if (read[k]!.length > 0) batches.push({ split: r.i, atoms: read[k]! })
+        })
         core.onOpen(env, batches)
       } else if (env.t !== "vote" && env.t !== "ready" && env.t !== "snapshot") core.handle(env)
       yield* drainPartition(to)
