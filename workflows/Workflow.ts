@@ -170,7 +170,8 @@ export class Workflow {
   }
 
   source<T>(source: SourceSpec<T>, options?: TaskOptions): Stream<T> {
-    return new Stream<T>(this, this.builder.add({ kind: "source", source: source as SourceSpec<unknown> }, [], false, options?.name ?? source.name), false)
+    const raw = new Stream<T>(this, this.builder.add({ kind: "source", source: source as SourceSpec<unknown> }, [], false, options?.name ?? source.name), false)
+    return source.attach === undefined ? raw : source.attach(raw as Stream<unknown>)
   }
 
   /** Another workflow's published stream. */

@@ -30,6 +30,7 @@ export const clusterDeployment = (app: App, options: ClusterOptions): Deployment
   return {
     ports: Layer.mergeAll(KafkaLog.layer({ app: ns }), S3BlobStore.layer({ prefix: ns }), NatsTransport.layer({ app: ns, endpoints: coordinator ? [COORDINATOR] : partitions })),
     host: { coordinator, partitions },
+    namespace: ns,
     livenessMs: options.livenessMs ?? 10_000,
     // Workers take client requests for their partitions; the coordinator hosts none.
     ...(coordinator

@@ -8,7 +8,7 @@ import { encode } from "./codec.ts"
 import { CoordinatorCore, type CoordinatorOptions } from "./CoordinatorCore.ts"
 import { encodeRecord, forEachEgress } from "./EpochRecord.ts"
 import { ConfigError } from "./errors.ts"
-import { SplitReader } from "./ingress.ts"
+import { SplitReader, type SplitOpener } from "./ingress.ts"
 import { PartitionCore, type IngressBatch, type Reporter } from "./PartitionCore.ts"
 import type { Plan } from "./Plan.ts"
 import type { FenceRecord, SnapshotWritten, Vote, Wake } from "./protocol.ts"
@@ -46,13 +46,15 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   /** Snapshot every this many committed epochs (0: never). */
   readonly snapshotEvery: number
   readonly onSnapshot?: (epoch: number) => void
+  /** Opens splits of seekable sources (Kafka); needed only if the app has such sources. */
+  readonly openSplit?: SplitOpener
   /** Client requests into the live sources this process hosts, and their committed answers. */
   readonly requests?: RequestChannel
 }
 
 /**
  * Where a process's client requests wait until an epoch takes them (runtime/front implements it). Requests in an
- * epoch that aborts are gone from here: the front resends whatever is still unanswered (requests are idempotent).
+ * epoch that aborts are gone with the process (recovery restarts it): callers retry with the same idempotency key.
  */
 export interface RequestChannel {
   /** Up to `max` requests pushed into live split `split` (an index into plan.splits), one atom each. */
@@ -134,7 +136,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
     const splitKg = new Map(plan.splits.map((s) => [s.id, s.keyGroup]))
     const ownsSplit = (id: string) => ownsKg(splitKg.get(id) ?? -1)
-    yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })))
+    yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })), rec.lastEpoch)
 
     const cores: Array<PartitionCore | undefined> = new Array<PartitionCore | undefined>(P).fill(undefined)
     for (const p of host.partitions) {
@@ -160,7 +162,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         )
       }
     }
-    const readers = cores.map((core) => (core === undefined ? [] : [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos) }))))
+    const readers = cores.map((core) => (core === undefined ? [] : [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos, options.openSplit) }))))
+    yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(readers.flat().map((r) => r.reader.close().catch(() => undefined)))))
+    for (const r of readers.flat()) r.reader.prepare()
     let inTransit = 0
     for (const msgs of rec.inTransit.values()) inTransit += msgs.length
     const coord = new CoordinatorCore(g, rec.lastEpoch, inTransit, { ...options, partitions: P })
@@ -439,12 +443,14 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             if (atoms.length > 0) batches.push({ split: i, atoms })
           }
         }
-        for (const r of readers[to]!) {
-          const atoms = yield* Effect.promise(() => r.reader.read(env.budget, options.epochMs))
+        // Splits are read concurrently (an epoch waits for async sources once, not once per split); batches stay
+        // in split order.
+        const read = yield* Effect.promise(() => Promise.all(readers[to]!.map((r) => r.reader.read(env.budget, options.epochMs))))
+        readers[to]!.forEach((r, k) => {
           r.pos.position = r.reader.position
           r.pos.exhausted = r.reader.exhausted
-          if (atoms.length > 0) batches.push({ split: r.i, atoms })
-        }
+          if (read[k]!.length > 0) batches.push({ split: r.i, atoms: read[k]! })
+        })
         core.onOpen(env, batches)
       } else if (env.t !== "vote" && env.t !== "ready" && env.t !== "snapshot" && env.t !== "wake") core.handle(env)
       yield* drainPartition(to)
