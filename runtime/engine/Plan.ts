@@ -26,9 +26,10 @@ export interface PlanNode {
   readonly replier: ReplierConfig | undefined
   readonly continuations: ReadonlyMap<string, Continuation<unknown, unknown, unknown, unknown>>
   /**
-   * A keyBy right after a live source (client requests): a record already in its key's group runs on in the same
-   * step instead of a round later. Live records have no replay order to keep, and the front puts each request in
-   * the split of its key's group, so a request's first hop costs no round.
+   * A keyBy right after a live source (client requests), or after a merge with one: a record already in its key's
+   * group runs on in the same step instead of a round later. The front puts each request in the split of its key's
+   * group, so a request's first hop costs no round. Deterministic for replayable records merged in too: whether a
+   * record chains depends only on its key and its split's key group, never on P.
    */
   readonly chainLocal: boolean
 }
@@ -55,6 +56,10 @@ export interface Plan {
 }
 
 const liveSource = (n: GraphNode | undefined): boolean => n?.kind === "source" && n.source.live === true
+
+/** A live source, or a merge of streams one of which is a live source (chained: the same step). */
+const fedByLive = (all: ReadonlyArray<GraphNode>, offset: number, n: GraphNode | undefined): boolean =>
+  liveSource(n) || (n?.kind === "merge" && n.inputs.some((i) => liveSource(all[offset + i])))
 
 const statefulUnkeyed = (n: GraphNode): boolean => !n.keyed && (n.kind === "processor" || n.kind === "extension")
 
@@ -124,7 +129,7 @@ export const compile = (app: App): Plan => {
       out: outs[id]!,
       taskKeyGroup: keyGroupOf(canonicalKey(node.name), keyGroups),
       singleton: statefulUnkeyed(node),
-      chainLocal: node.kind === "keyBy" && node.inputs.length === 1 && liveSource(all[offsetOf(id) + node.inputs[0]!]),
+      chainLocal: node.kind === "keyBy" && node.inputs.length === 1 && fedByLive(all, offsetOf(id), all[offsetOf(id) + node.inputs[0]!]),
       asker,
       replier,
       continuations,
