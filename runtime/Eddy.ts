@@ -112,6 +112,8 @@ export interface RunningApp {
 export interface RunStats {
   readonly epoch: number
   readonly records: number
+  /** Records committed to sinks (replies to clients included). */
+  readonly out: number
   readonly requests: number
   readonly answered: number
   readonly failures: number
@@ -180,6 +182,7 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
   const partitions = options.partitions ?? 1
   let lastCommitted = 0
   let recordsIn = 0
+  let recordsOut = 0
   if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true })
   const hostedPartitions = new Set(deployment?.host.partitions ?? Array.from({ length: partitions }, (_, p) => p))
   const front = new RequestFront(plan, {
@@ -243,7 +246,10 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     reporter: defaultReporter(options, failures),
     onCommit: (e, votes, timing) => {
       lastCommitted = e
-      for (const v of votes) recordsIn += v.records
+      for (const v of votes) {
+        recordsIn += v.records
+        recordsOut += v.out ?? 0
+      }
       options.onCommit?.(e, votes, timing)
     },
     onOpen: (e) => {
@@ -301,7 +307,7 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     },
     client: localClient(front, state),
     url,
-    stats: () => ({ epoch: lastCommitted, records: recordsIn, requests: front.admitted, answered: front.answered, failures: failures.length }),
+    stats: () => ({ epoch: lastCommitted, records: recordsIn, out: recordsOut, requests: front.admitted, answered: front.answered, failures: failures.length }),
   }
 }
 

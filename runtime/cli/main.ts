@@ -111,7 +111,7 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
     process.stderr.isTTY === true || showProgress
       ? progressLine(() => {
           const s = running.stats()
-          return `eddy: epoch ${s.epoch} · ${s.records} records in · ${s.requests} requests, ${s.answered} answered · ${s.failures} failures`
+          return `eddy: epoch ${s.epoch} · ${s.records} records in · ${s.out} out · ${s.requests} requests, ${s.answered} answered · ${s.failures} failures`
         })
       : undefined
   try {
