@@ -7,6 +7,7 @@ import { findUnserializable } from "../workflows/serializable.ts"
 import { EndpointError, type EndpointFailure, type EndpointReply, type EndpointRequest, type RequestEndpoint } from "../workflows/Endpoint.ts"
 import { Sink, type SinkSpec } from "../workflows/Sink.ts"
 import { Source } from "../workflows/Source.ts"
+import type { KafkaRecord } from "../workflows/kafka.ts"
 import { Workflow, type Stream } from "../workflows/Workflow.ts"
 import type { ActorContext, ActorFuture } from "./ActorContext.ts"
 import { checkUserId, isSpawnedId, refString, type ActorRef } from "./ActorRef.ts"
@@ -55,7 +56,7 @@ type RequestOut = Envelope | { readonly t: "answer"; readonly a: EndpointReply }
  * or done (with the answer). It commits in the same epoch as the request's effect, so a retry after a crash finds
  * either both or neither.
  */
-type RequestEntry = { readonly s: "p"; readonly w: ReadonlyArray<string> } | { readonly s: "d"; readonly r?: unknown; readonly x?: EndpointFailure }
+type RequestEntry = { readonly s: "p"; readonly w: ReadonlyArray<string> } | { readonly s: "d"; readonly r?: unknown; readonly x?: EndpointFailure; readonly at: number }
 
 export interface ActorSystemOptions {
   /** Name of the system's workflow (its state lives under `<name>/actors`). */
@@ -65,7 +66,46 @@ export interface ActorSystemOptions {
   readonly output?: SinkSpec<unknown>
   /** Where dead letters go (default: memory sink `<name>.dead-letters`). */
   readonly deadLetters?: SinkSpec<DeadLetter>
+  /**
+   * How long a client request's answer is kept for retries with its idempotency key, in epoch time (default 24 h).
+   * A retry after that runs the request again.
+   */
+  readonly requestRetentionMs?: number
+  /**
+   * Requests from a Kafka topic too (for high-volume producers), answered on another topic, exactly once (Kafka
+   * egress). A request is a JSON value `{ "target": "type/id", "message": ..., "key"?: "...", "tell"?: true }`; its
+   * idempotency key is `key`, else the record's Kafka key, else topic/partition/offset. An answer is JSON
+   * `{ "key", "reply" }` or `{ "key", "error": { "tag", "message" } }` with the request's key as Kafka key. A
+   * malformed request goes to `deadLetterTopic` (or is a reported task failure).
+   */
+  readonly kafka?: {
+    readonly requests: string
+    readonly replies: string
+    readonly partitions?: number
+    readonly deadLetterTopic?: string
+  }
 }
+
+/** An answer on the Kafka replies topic. */
+export interface KafkaAnswer {
+  readonly key: string
+  readonly reply?: unknown
+  readonly error?: EndpointFailure
+}
+
+/** Where answers to Kafka requests go (the `w` of their request records). */
+const KAFKA_ADDRESS = "kafka"
+
+const kafkaRequest =
+  (check: (to: string, message: unknown) => void) =>
+  (r: KafkaRecord): EndpointRequest => {
+    if (r.value === null) throw new Error("a request record needs a value")
+    const body = JSON.parse(new TextDecoder().decode(r.value)) as { target?: unknown; message?: unknown; key?: unknown; tell?: unknown }
+    if (typeof body !== "object" || body === null || typeof body.target !== "string") throw new Error("a request is a JSON object with a string 'target' (type/id)")
+    check(body.target, body.message)
+    const key = typeof body.key === "string" && body.key !== "" ? body.key : r.key !== null && r.key.length > 0 ? new TextDecoder().decode(r.key) : `${r.topic}/${r.partition}/${r.offset}`
+    return { id: key, to: body.target, m: body.message, ask: body.tell !== true, w: KAFKA_ADDRESS }
+  }
 
 type RunBehavior = Behavior<unknown, unknown>
 
@@ -177,6 +217,7 @@ export class ActorSystem {
       }
       return rec
     }
+    const retention = this.options.requestRetentionMs ?? 24 * 60 * 60 * 1000
     const answered = Continuation.define<unknown, string, RequestOut, RequestEntry>(`${this.name}.answered`, (ctx, reply, id) => {
       const entry = ctx.state.get()
       if (entry?.s !== "p") throw new Error(`assertion: answer for request '${id}', which is not pending`)
@@ -185,7 +226,7 @@ export class ActorSystem {
         : isDeadLetterReply(reply)
           ? { tag: "Rejected", message: `dead letter: ${reply.deadLetter}` }
           : undefined
-      const done: RequestEntry = x === undefined ? { s: "d", r: reply } : { s: "d", x }
+      const done: RequestEntry = x === undefined ? { s: "d", r: reply, at: ctx.now() } : { s: "d", x, at: ctx.now() }
       ctx.state.set(done)
       for (const w of entry.w) ctx.emit({ t: "answer", a: answer(id, w, done) })
     })
@@ -202,16 +243,38 @@ export class ActorSystem {
         ctx.ask(this.portal, { to, m: req.m }).then(answered, req.id)
       } else {
         ctx.emit({ t: "tell", to, m: req.m })
-        ctx.state.set({ s: "d" })
+        ctx.state.set({ s: "d", at: ctx.now() })
         ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
       }
     }
     return Workflow.create(this.options.name, (wf) => {
       const loop = wf.cycle<Envelope>({ name: "mailbox" })
-      const requests = wf
-        .source(Source.inbox<EndpointRequest>(`${this.name}.requests`), { name: "requests" })
+      const inbox = wf.source(Source.inbox<EndpointRequest>(`${this.name}.requests`), { name: "requests" })
+      const kafka = this.options.kafka
+      const incoming =
+        kafka === undefined
+          ? inbox
+          : inbox.merge(
+              wf.source(
+                Source.kafka<EndpointRequest>({
+                  topic: kafka.requests,
+                  decode: kafkaRequest((to, m) => this.endpoint.check(to, m)),
+                  ...(kafka.partitions === undefined ? {} : { partitions: kafka.partitions }),
+                  ...(kafka.deadLetterTopic === undefined ? {} : { deadLetterTopic: kafka.deadLetterTopic }),
+                  name: `${this.name}.kafka-requests`,
+                }),
+              ),
+            )
+      const requests = incoming
         .keyBy((r) => ["$request", r.id], { name: "request-id" })
-        .via<RequestOut>(Portal.asker(onClientRequest, { name: "request", continuations: [answered] }))
+        .via<RequestOut>(
+          Portal.asker(onClientRequest, {
+            name: "request",
+            continuations: [answered],
+            // A done entry answers retries for the retention window, then goes (pending ones stay until answered).
+            expire: (e: RequestEntry) => (e.s === "d" ? e.at + retention : undefined),
+          }),
+        )
       const all = loop.stream.merge(
         requests.filter((o): o is Envelope => o.t !== "answer", { name: "request-sends" }),
         ...this.inputs.map((name) => wf.subscribe<Envelope>(name)),
@@ -229,10 +292,14 @@ export class ActorSystem {
         .map((o) => o.v)
         .sink(this.options.output ?? Sink.memory(`${this.options.name}.output`), { name: "output" })
       // Answers are handed to whoever waits by the runtime, after commit; the sink itself keeps nothing.
-      requests
-        .filter((o): o is { t: "answer"; a: EndpointReply } => o.t === "answer", { name: "answers" })
-        .map((o) => o.a)
-        .sink(Sink.discard(this.replySink), { name: "replies" })
+      const answers = requests.filter((o): o is { t: "answer"; a: EndpointReply } => o.t === "answer", { name: "answers" }).map((o) => o.a)
+      answers.filter((a) => a.w !== KAFKA_ADDRESS, { name: "front-answers" }).sink(Sink.discard(this.replySink), { name: "replies" })
+      if (kafka !== undefined) {
+        answers
+          .filter((a) => a.w === KAFKA_ADDRESS, { name: "kafka-answers" })
+          .map((a): KafkaAnswer => (a.x !== undefined ? { key: a.id, error: a.x } : { key: a.id, reply: a.r }))
+          .sink(Sink.kafka<KafkaAnswer>({ topic: kafka.replies, key: (a) => a.key }), { name: "kafka-replies" })
+      }
       wf.serve(this.endpoint)
     })
   }

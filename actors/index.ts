@@ -5,7 +5,7 @@ import { defineContinuation } from "./ActorContinuation.ts"
 export type { ActorContext, ActorFuture } from "./ActorContext.ts"
 export type { ActorContinuation } from "./ActorContinuation.ts"
 export type { ActorRef } from "./ActorRef.ts"
-export { ActorSystem, type ActorAsk, type ActorRecord, type ActorSystemOptions, type DeadLetter, type DeadLetterReply, type Envelope } from "./ActorSystem.ts"
+export { ActorSystem, type ActorAsk, type ActorRecord, type ActorSystemOptions, type DeadLetter, type DeadLetterReply, type Envelope, type KafkaAnswer } from "./ActorSystem.ts"
 export type { AnyBehavior, Become, Behavior, BehaviorSpec, Next } from "./Behavior.ts"
 
 export const Actors = {

@@ -30,10 +30,12 @@ export interface ReplierConfig extends AskerConfig {
   readonly onRequest: (ctx: PortalContext<unknown, unknown>, request: unknown) => void
 }
 
-export interface AskerOptions {
+export interface AskerOptions<S = unknown> {
   readonly name?: string
   /** Every continuation this task passes to `then`: they are looked up by name after a restart. */
   readonly continuations?: ReadonlyArray<Continuation<never, never, never, never>>
+  /** When a key's state may be dropped (see StatefulTaskOptions.expire). */
+  readonly expire?: (state: S) => number | undefined
 }
 
 export interface ReplierOptions<T, O, S> extends AskerOptions {
@@ -63,12 +65,17 @@ export const Portal = {
   },
 
   /** A task that may ask portals for each record and continue, when the reply arrives, in a named continuation. */
-  asker<T, O, S = unknown>(handler: (ctx: PortalContext<O, S>, value: T) => void, options: AskerOptions = {}): StreamExtension<T, O> {
+  asker<T, O, S = unknown>(handler: (ctx: PortalContext<O, S>, value: T) => void, options: AskerOptions<S> = {}): StreamExtension<T, O> {
     const config: AskerConfig = {
       onRecord: handler as AskerConfig["onRecord"],
       continuations: (options.continuations ?? []) as AskerConfig["continuations"],
     }
-    return { extension: ASKER, config, ...(options.name === undefined ? {} : { name: options.name }) }
+    return {
+      extension: ASKER,
+      config,
+      ...(options.name === undefined ? {} : { name: options.name }),
+      ...(options.expire === undefined ? {} : { expire: options.expire as (state: unknown) => number | undefined }),
+    }
   },
 
   /** The one task serving `portal`: `onRequest` replies with `ctx.reply`, now or in a continuation. */

@@ -1,5 +1,6 @@
+import { createHash, randomUUID } from "node:crypto"
 import { mkdirSync, rmSync, writeFileSync } from "node:fs"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import { Effect, Exit, Layer } from "effect"
 import type { App, CommittedStateReader } from "../workflows/App.ts"
 import type { EddyClient } from "../client/Client.ts"
@@ -24,6 +25,12 @@ import { Log } from "./ports/Log.ts"
 import type { Transport } from "./ports/Transport.ts"
 import { BlobStore } from "./ports/BlobStore.ts"
 import { SnapshotManager } from "./engine/snapshots.ts"
+import { Egress } from "./ports/Egress.ts"
+import { composeEgress } from "./ports/CompositeEgress.ts"
+import { KafkaEgress } from "./cluster/KafkaEgress.ts"
+import { kafkaSplitOpener } from "./cluster/KafkaIngress.ts"
+import { readEndpoints } from "./config/Endpoints.ts"
+import type { KafkaSinkSpec } from "../workflows/kafka.ts"
 
 export interface RunOptions {
   /** Partitions (single-threaded workers) in this process. Default 1. */
@@ -68,6 +75,11 @@ export interface RunOptions {
   readonly serve?: { readonly port?: number; readonly host?: string }
   /** Requests waiting for an epoch above which clients get Busy (default 100,000). */
   readonly maxQueuedRequests?: number
+  /**
+   * Names the Kafka egress's marker topic and transactional ids (Sink.kafka). Default: derived from the app's name
+   * and the data directory (a fresh one for an in-memory run). One namespace belongs to one log.
+   */
+  readonly namespace?: string
 }
 
 export interface RunSummary extends RunResult {
@@ -93,6 +105,18 @@ export interface RunningApp {
   readonly client: EddyClient
   /** The HTTP endpoint's URL once it listens (only with `serve`). */
   readonly url: Promise<string> | undefined
+  /** Counters for progress lines: last committed epoch, source records, client requests. */
+  stats(): RunStats
+}
+
+export interface RunStats {
+  readonly epoch: number
+  readonly records: number
+  /** Records committed to sinks (replies to clients included). */
+  readonly out: number
+  readonly requests: number
+  readonly answered: number
+  readonly failures: number
 }
 
 const defaultReporter = (options: RunOptions, failures: TaskFailure[]): Reporter => ({
@@ -118,7 +142,15 @@ export interface Deployment {
   readonly ports: Layer.Layer<Log | BlobStore | Transport, unknown>
   readonly host: { readonly coordinator: boolean; readonly partitions: ReadonlyArray<number> }
   readonly livenessMs?: number
+  /** Opens the process's client endpoint (a cluster worker: NATS); closed when the run ends. */
+  readonly serve?: (front: RequestFront, state: StateAccess, keyGroups: number) => Promise<{ readonly close: () => Promise<void> }>
+  /** The deployment's namespace (Kafka egress markers and transactional ids). */
+  readonly namespace?: string
 }
+
+/** Kafka I/O namespace of an embedded run: one per data directory, so two runs never share markers. */
+const embeddedNamespace = (app: App, dataDir: string | undefined): string =>
+  `${app.name}.${dataDir === undefined ? `mem-${randomUUID().slice(0, 8)}` : createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 12)}`
 
 /** Starts an app on the embedded default: in-process transport, file log (or memory), file and memory sinks. */
 export const start = (app: App, options: RunOptions = {}, deployment?: Deployment): RunningApp => {
@@ -128,6 +160,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
   let stopRequested = false
   let reader: StateReader | undefined
   let finished = false
+  // Between an idle coordinator's commit and its next open, the live state is the committed state.
+  let idle = false
   const waiting: Array<(r: StateReader) => void> = []
   const onCommitBoundary = (r: StateReader) => {
     reader = r
@@ -142,23 +176,53 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
           reject(err instanceof Error ? err : new Error(String(err)))
         }
       }
-      if (finished && reader !== undefined) answer(reader)
+      if ((finished || idle) && reader !== undefined) answer(reader)
       else waiting.push(answer)
     })
   const partitions = options.partitions ?? 1
+  let lastCommitted = 0
+  let recordsIn = 0
+  let recordsOut = 0
   if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true })
-  const hosted = new Set(deployment?.host.partitions ?? Array.from({ length: partitions }, (_, p) => p))
+  const hostedPartitions = new Set(deployment?.host.partitions ?? Array.from({ length: partitions }, (_, p) => p))
   const front = new RequestFront(plan, {
-    hosts: (kg) => Number.isInteger(partitions) && partitions >= 1 && hosted.has(ownerOf(kg, plan.keyGroups, partitions)),
+    hosts: (kg) => Number.isInteger(partitions) && partitions >= 1 && hostedPartitions.has(ownerOf(kg, plan.keyGroups, partitions)),
     ...(options.maxQueuedRequests === undefined ? {} : { maxQueued: options.maxQueuedRequests }),
   })
-  const egress = EmbeddedEgress.layer({
+  const embeddedOptions = {
     sinks: plan.sinks,
     partitions: deployment?.host.partitions.length ?? partitions,
     dataDir: options.dataDir,
     outputs,
     ...(options.print ? { print: options.print } : {}),
-  })
+  }
+  const kafkaSinks = new Map<string, KafkaSinkSpec<unknown>>()
+  for (const [name, spec] of plan.sinks) if (spec.kind === "kafka") kafkaSinks.set(name, spec)
+  const kafkaBrokers = () => readEndpoints().kafka.brokers
+  let egress: Layer.Layer<Egress, unknown> = EmbeddedEgress.layer(embeddedOptions)
+  if (kafkaSinks.size > 0) {
+    // Sink.kafka next to the embedded sinks: the Kafka egress publishes the key groups of the hosted partitions.
+    const hosted = deployment?.host.partitions ?? Array.from({ length: partitions }, (_, p) => p)
+    const kgs: number[] = []
+    for (let kg = 0; kg < plan.keyGroups; kg++) if (hosted.includes(ownerOf(kg, plan.keyGroups, partitions))) kgs.push(kg)
+    const lo = kgs[0] ?? 0
+    const hi = kgs.length === 0 ? 0 : kgs.at(-1)! + 1
+    if (hi - lo !== kgs.length) throw new Error(`the Kafka egress needs this process's partitions to be contiguous, got ${hosted.join(", ")}`)
+    const namespace = options.namespace ?? deployment?.namespace ?? embeddedNamespace(app, options.dataDir)
+    const isKafka = (sink: string) => kafkaSinks.has(sink)
+    egress = Layer.scoped(
+      Egress,
+      Effect.gen(function* () {
+        const embedded = yield* EmbeddedEgress.make(embeddedOptions)
+        const kafka = yield* KafkaEgress.make({ brokers: kafkaBrokers(), namespace, sinks: kafkaSinks, lo, hi, partitions: hosted.length })
+        return composeEgress([
+          { owns: (sink) => !isKafka(sink), egress: embedded },
+          { owns: isKafka, egress: kafka },
+        ])
+      }),
+    )
+  }
+  const hasKafkaSources = plan.splits.some((s) => s.source.connector?.kind === "kafka")
   const layers =
     deployment === undefined
       ? Layer.mergeAll(
@@ -180,14 +244,28 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     stopWhenIdle: options.stopWhenIdle ?? options.serve === undefined,
     requests: front,
     reporter: defaultReporter(options, failures),
-    ...(options.onCommit ? { onCommit: options.onCommit } : {}),
-    ...(options.onOpen ? { onOpen: options.onOpen } : {}),
+    onCommit: (e, votes, timing) => {
+      lastCommitted = e
+      for (const v of votes) {
+        recordsIn += v.records
+        recordsOut += v.out ?? 0
+      }
+      options.onCommit?.(e, votes, timing)
+    },
+    onOpen: (e) => {
+      idle = false
+      options.onOpen?.(e)
+    },
+    onIdle: () => {
+      idle = true
+    },
     ...(options.onRecovered ? { onRecovered: options.onRecovered } : {}),
     shouldStop: () => stopRequested || options.stopWhen?.() === true,
     onCommitBoundary,
     snapshotEvery: options.snapshotEvery ?? 100,
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
+    ...(hasKafkaSources ? { openSplit: kafkaSplitOpener({ brokers: kafkaBrokers() }) } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)
   const state: StateAccess = { read: (f) => read((r) => f(r)) }
   const http = options.serve === undefined ? undefined : startHttpFront(front, state, { app: app.name, ...options.serve })
@@ -199,8 +277,12 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
           if (endpointFile !== undefined) writeFileSync(endpointFile, JSON.stringify({ url, pid: process.pid }) + "\n")
           return url
         })
+  const served = deployment?.serve?.(front, state, plan.keyGroups)
+  // A front that cannot open leaves the app running without it: say so rather than fail silently.
+  served?.catch((err: unknown) => process.stderr.write(`eddy: the client endpoint did not open: ${err instanceof Error ? err.message : String(err)}\n`))
   const done = Effect.runPromiseExit(program).then(async (exit): Promise<RunSummary> => {
     front.close(`app '${app.name}' stopped`)
+    if (served !== undefined) await served.then((x) => x.close()).catch(() => undefined)
     if (http !== undefined) {
       const { server } = await http.catch(() => ({ server: undefined }))
       server?.closeAllConnections()
@@ -225,6 +307,7 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     },
     client: localClient(front, state),
     url,
+    stats: () => ({ epoch: lastCommitted, records: recordsIn, out: recordsOut, requests: front.admitted, answered: front.answered, failures: failures.length }),
   }
 }
 

@@ -3,6 +3,7 @@
 //   node --import tsx scripts/infra.ts up       build/download what is missing, start what is not running, health-check
 //   node --import tsx scripts/infra.ts down     stop exactly the processes `up` started (by pid)
 //   node --import tsx scripts/infra.ts status   report them
+//   node --import tsx scripts/infra.ts tools    install the client tools tests use (kcat) and print their paths
 //
 // Everything lives in .eddy-infra/ (git-ignored; EDDY_INFRA_DIR overrides): jars, binaries, configs, data, logs, pids.
 // Endpoints come from runtime/config/Endpoints.ts (environment variables with loopback defaults). An endpoint whose
@@ -36,6 +37,7 @@ import {
 import { connect as natsConnect } from "@nats-io/transport-node"
 import { Kafka, logLevel } from "kafkajs"
 import { hostPort, isLoopback, readEndpoints, type Endpoints } from "../runtime/config/Endpoints.ts"
+import { ensureKcat } from "./kcat.ts"
 
 // ---- pinned versions (docs/infrastructure.md says why) ----
 const KAFKA_VERSION = "4.4.0"
@@ -834,8 +836,12 @@ const main = async (): Promise<number> => {
       return cmdDown()
     case "status":
       return cmdStatus()
+    case "tools":
+      // stdout: one `name path` line per tool (tests parse it); progress goes to stderr.
+      process.stdout.write(`kcat ${ensureKcat(INFRA, (line) => console.error(`[infra] ${line}`))}\n`)
+      return 0
     default:
-      console.error("usage: node --import tsx scripts/infra.ts up|down [kafka|nats|s3 ...] | status")
+      console.error("usage: node --import tsx scripts/infra.ts up|down [kafka|nats|s3 ...] | status | tools")
       return 2
   }
 }

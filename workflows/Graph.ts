@@ -33,6 +33,8 @@ export type GraphNode = TaskNode & {
   readonly keyed: boolean
   /** Validates or migrates a key's state loaded after a restart (see StatefulTaskOptions.restore). */
   readonly restore?: (state: unknown) => unknown
+  /** When a key's state may be dropped (see StatefulTaskOptions.expire). */
+  readonly expire?: (state: unknown) => number | undefined
 }
 
 export interface WorkflowGraph {

@@ -1,4 +1,6 @@
 import { readFileSync } from "node:fs"
+import { kafkaSource, type KafkaSourceConfig, type KafkaSourceOptions } from "./kafka.ts"
+import type { Stream } from "./Workflow.ts"
 
 /**
  * A source yields atoms: arrays of records whose effects commit together. A source is replayable: `open(split)`
@@ -14,9 +16,16 @@ export interface SourceSpec<T> {
   readonly open: (split: number) => Iterable<ReadonlyArray<T>> | AsyncIterable<ReadonlyArray<T>>
   /**
    * Records pushed in at run time (client requests) instead of read: not replayable, one split per key group. What an
-   * aborted epoch took is lost to it, so whoever pushes resends until answered (requests carry idempotency keys).
+   * aborted epoch took is lost to it, so whoever pushed it retries until answered (requests carry idempotency keys).
    */
   readonly live?: boolean
+  /**
+   * A seekable source read by a runtime connector instead of `open`: positions are the source's own (Kafka: the
+   * next offset), so resuming seeks instead of skipping atoms.
+   */
+  readonly connector?: KafkaSourceConfig
+  /** Tasks the workflow adds after the source's node (decoding, dead letters); the source's stream is its result. */
+  readonly attach?: (raw: Stream<unknown>) => Stream<T>
   readonly __type?: (t: T) => T
 }
 
@@ -112,6 +121,14 @@ export const Source = {
   /** Records pushed by the runtime (see `live`): how client requests enter an app. */
   inbox<T>(name: string): SourceSpec<T> {
     return { kind: "source", name, splits: 0, live: true, open: () => [] }
+  },
+
+  /**
+   * A Kafka topic: its partitions are the splits, positions are offsets (logged with each epoch, no consumer-group
+   * commits), read with isolation read_committed. Malformed records go to `deadLetterTopic`.
+   */
+  kafka<T, I = unknown>(options: KafkaSourceOptions<T, I>): SourceSpec<T> {
+    return kafkaSource(options)
   },
 
   /** A source with no records: for workflows driven only by a cycle or a portal. */

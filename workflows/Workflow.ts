@@ -16,6 +16,11 @@ export interface StatefulTaskOptions<S> extends TaskOptions {
    * clear error (e.g. the state names code the app no longer has).
    */
   readonly restore?: (state: unknown) => S
+  /**
+   * When a key's state may be dropped: an epoch time (`ctx.now()` scale, ms) after which the key's state is deleted
+   * at the start of an epoch, as a logged write; undefined keeps it. Evaluated on every write of the key.
+   */
+  readonly expire?: (state: S) => number | undefined
 }
 
 /** A task implemented by a higher layer (see portals/). */
@@ -24,6 +29,7 @@ export interface StreamExtension<_I, _O> {
   readonly config: unknown
   readonly name?: string
   readonly restore?: (state: unknown) => unknown
+  readonly expire?: (state: unknown) => number | undefined
 }
 
 /** The builder shared by every stream of one workflow. */
@@ -36,13 +42,20 @@ class Builder {
 
   constructor(readonly name: string) {}
 
-  add(task: TaskNode, inputs: ReadonlyArray<number>, keyed: boolean, name: string | undefined, restore?: (state: unknown) => unknown): number {
+  add(
+    task: TaskNode,
+    inputs: ReadonlyArray<number>,
+    keyed: boolean,
+    name: string | undefined,
+    restore?: (state: unknown) => unknown,
+    expire?: (state: unknown) => number | undefined,
+  ): number {
     if (this.frozen !== undefined) throw new Error(`workflow '${this.name}' is already running; build it before running it`)
     const id = this.nodes.length
     const nodeName = `${this.name}/${name ?? `${id}:${task.kind === "extension" ? task.extension : task.kind}`}`
     if (this.names.has(nodeName)) throw new Error(`workflow '${this.name}' has two tasks named '${name}'`)
     this.names.add(nodeName)
-    this.nodes.push({ ...task, id, name: nodeName, inputs, keyed, ...(restore === undefined ? {} : { restore }) } as GraphNode)
+    this.nodes.push({ ...task, id, name: nodeName, inputs, keyed, ...(restore === undefined ? {} : { restore }), ...(expire === undefined ? {} : { expire }) } as GraphNode)
     return id
   }
 
@@ -65,7 +78,7 @@ export class Stream<T> {
   ) {}
 
   private next<O>(task: TaskNode, keyed: boolean, options?: StatefulTaskOptions<unknown>): Stream<O> {
-    return new Stream<O>(this.workflow, this.workflow.builder.add(task, [this.node], keyed, options?.name, options?.restore), keyed)
+    return new Stream<O>(this.workflow, this.workflow.builder.add(task, [this.node], keyed, options?.name, options?.restore, options?.expire as ((s: unknown) => number | undefined) | undefined), keyed)
   }
 
   map<O>(fn: (value: T, ctx: TaskContext<never>) => O, options?: TaskOptions): Stream<O> {
@@ -93,7 +106,7 @@ export class Stream<T> {
    * If `fn` throws, nothing it did (emits, state writes) takes effect; the error is reported with the record.
    */
   processor<O, S = unknown>(fn: (ctx: ProcessorContext<O, S>, value: T) => void, options?: StatefulTaskOptions<S>): Stream<O> {
-    return this.next({ kind: "processor", fn: fn as (ctx: ProcessorContext<unknown, unknown>, v: unknown) => void }, this.keyed, options)
+    return this.next({ kind: "processor", fn: fn as (ctx: ProcessorContext<unknown, unknown>, v: unknown) => void }, this.keyed, options as StatefulTaskOptions<unknown> | undefined)
   }
 
   /** Interleaves this stream with others deterministically, atom by atom. */
@@ -108,6 +121,7 @@ export class Stream<T> {
     return this.next({ kind: "extension", extension: extension.extension, config: extension.config }, this.keyed, {
       ...(extension.name === undefined ? {} : { name: extension.name }),
       ...(extension.restore === undefined ? {} : { restore: extension.restore }),
+      ...(extension.expire === undefined ? {} : { expire: extension.expire }),
     })
   }
 
@@ -156,7 +170,8 @@ export class Workflow {
   }
 
   source<T>(source: SourceSpec<T>, options?: TaskOptions): Stream<T> {
-    return new Stream<T>(this, this.builder.add({ kind: "source", source: source as SourceSpec<unknown> }, [], false, options?.name ?? source.name), false)
+    const raw = new Stream<T>(this, this.builder.add({ kind: "source", source: source as SourceSpec<unknown> }, [], false, options?.name ?? source.name), false)
+    return source.attach === undefined ? raw : source.attach(raw as Stream<unknown>)
   }
 
   /** Another workflow's published stream. */

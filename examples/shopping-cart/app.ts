@@ -88,7 +88,7 @@ export const cart = Actors.define<CartMsg, CartState & { readonly checkouts: num
 })
 
 /** Seeded client requests: mostly adds, some removes and checkouts. */
-function* requests(o: ShopOptions): Generator<{ readonly user: string; readonly msg: CartMsg }> {
+export function* requests(o: ShopOptions): Generator<{ readonly user: string; readonly msg: CartMsg }> {
   let s = o.seed >>> 0
   const rnd = () => {
     s = (s + 0x6d2b79f5) | 0

@@ -3,7 +3,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { committedState, start, stateReader } from "../Eddy.ts"
 import { canonicalKey, parseCanonicalKey } from "../engine/keys.ts"
+import { announce, clientFor, parseJsonArg } from "./clientCommands.ts"
 import { loadApp } from "./loadApp.ts"
+import { progressLine } from "./progress.ts"
+import { tailCommand } from "./tail.ts"
 
 const usage = `usage:
   eddy run <app> [--partitions N] [--data-dir DIR] [--epoch-ms MS] [--epoch-atoms N] [--snapshot-every EPOCHS]
@@ -16,8 +19,18 @@ const usage = `usage:
   eddy coordinator <app> --partitions P [--namespace NS]
   eddy worker <app> --partition I --partitions P [--namespace NS] [--data-dir DIR]
       One process of a cluster, for running them on different machines.
+  eddy run <app> --port N [--host H]
+      Also serves clients over HTTP (docs/client.md) and keeps running when idle; Ctrl-C stops it.
+  eddy send <app> <type>/<id> '<json>' [--key K] [--tell] [--timeout-ms MS] [--url URL | --data-dir DIR | --namespace NS]
+      Asks an actor of a running app and prints its reply (with --tell: sends without waiting for a reply).
+      Finds the app: --url, the data directory of a served run, a cluster namespace (NATS), else the app's
+      served embedded run, else the cluster of namespace <app name>. --key K makes retries run once.
+  eddy state <app> <type>/<id> [--url URL | --namespace NS]
+      Prints an actor's committed state, asked of the running app.
   eddy state <app> <type>/<id> --data-dir DIR     (or a task name, or nothing: every entry)
       Prints committed state from the data directory of a running or stopped app.
+  eddy tail <topic> [--from earliest|latest] [--limit N] [--idle-ms MS]
+      Prints the committed records of a Kafka topic (read_committed), one per line, with a progress line.
   eddy actors <app> <type> --data-dir DIR
       Lists the ids of the actors of <type> that have committed state.`
 
@@ -62,6 +75,10 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
   const segmentBytes = int(take(flags, "log-segment-bytes"), "log-segment-bytes")
   const unchecked = flags["unchecked"] === true
   delete flags["unchecked"]
+  const port = int(take(flags, "port"), "port")
+  const showProgress = flags["progress"] === true
+  delete flags["progress"]
+  const host = take(flags, "host")
   const app = await loadApp(appSpec, flags)
   const dataDir = dataDirFlag ?? mkdtempSync(join(tmpdir(), `eddy-${app.name}-`))
   const started = Date.now()
@@ -73,14 +90,32 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
     ...(snapshotEvery === undefined ? {} : { snapshotEvery }),
     ...(segmentBytes === undefined ? {} : { logSegmentBytes: segmentBytes }),
     checked: !unchecked,
+    ...(port === undefined ? {} : { serve: { port, ...(host === undefined ? {} : { host }) } }),
     // EDDY_PROGRESS=1: one line per committed epoch on stderr (tests use it to kill at known points).
     ...(process.env["EDDY_PROGRESS"] === "1" ? { onCommit: (e: number) => process.stderr.write(`eddy: committed epoch ${e}\n`) } : {}),
   })
+  let unannounce = (): void => undefined
+  if (running.url !== undefined) {
+    const url = await running.url.catch(async (err: unknown) => {
+      await running.stop()
+      throw new Error(`cannot serve on port ${port}: ${err instanceof Error ? err.message : String(err)}`)
+    })
+    unannounce = announce(app.name, url)
+    process.stderr.write(`eddy: app '${app.name}' serves clients at ${url} (data in ${dataDir}; stop with Ctrl-C)\n`)
+  }
   const onSignal = () => void running.stop()
   process.once("SIGINT", onSignal)
   process.once("SIGTERM", onSignal)
+  // On a terminal (or with --progress), a live line: epochs, records in, client requests.
+  const progress =
+    process.stderr.isTTY === true || showProgress
+      ? progressLine(() => {
+          const s = running.stats()
+          return `eddy: epoch ${s.epoch} · ${s.records} records in · ${s.out} out · ${s.requests} requests, ${s.answered} answered · ${s.failures} failures`
+        })
+      : undefined
   try {
-    const r = await running.done
+    const r = await running.done.finally(() => progress?.done())
     if (app.report !== undefined) process.stdout.write((await app.report(running)) + "\n")
     const resumed = r.recoveredEpoch > 0 ? `, resumed after epoch ${r.recoveredEpoch}` : ""
     process.stderr.write(
@@ -88,6 +123,7 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
     )
     return r.failures > 0 ? 3 : 0
   } finally {
+    unannounce()
     process.off("SIGINT", onSignal)
     process.off("SIGTERM", onSignal)
     if (dataDirFlag === undefined) rmSync(dataDir, { recursive: true, force: true })
@@ -101,12 +137,16 @@ const engineFlags = (flags: Record<string, string | boolean>) => {
   const stopAfter = int(take(flags, "stop-after"), "stop-after")
   const unchecked = flags["unchecked"] === true
   delete flags["unchecked"]
+  // A served cluster keeps running when idle, for its clients, until stopped (SIGTERM to the coordinator).
+  const serve = flags["serve"] === true
+  delete flags["serve"]
   let committed = 0
   const progress = process.env["EDDY_PROGRESS"] === "1"
   return {
     ...(stopAfter === undefined ? {} : { stopAfter: () => committed >= stopAfter }),
     ...(epochMs === undefined ? {} : { epochMs }),
     ...(epochAtoms === undefined ? {} : { epochAtoms }),
+    ...(serve ? { stopWhenIdle: false } : {}),
     checked: !unchecked,
     onCommit: (e: number, _votes: unknown, t: { commitMs: number; epochMs: number }) => {
       committed++
@@ -179,7 +219,14 @@ const clusterCommand = async (appSpec: string, argv: ReadonlyArray<string>, flag
   const { checkEndpoints, clusterState } = await import("../cluster/ClusterProcess.ts")
   await checkEndpoints(ns)
   const started = Date.now()
-  const r = await supervise({ appSpec, partitions, namespace: ns, dataDir, flags: passed, maxRestarts })
+  const stopping = new AbortController()
+  const onSignal = () => stopping.abort()
+  process.once("SIGINT", onSignal)
+  process.once("SIGTERM", onSignal)
+  const r = await supervise({ appSpec, partitions, namespace: ns, dataDir, flags: passed, maxRestarts, signal: stopping.signal }).finally(() => {
+    process.off("SIGINT", onSignal)
+    process.off("SIGTERM", onSignal)
+  })
   const state = await clusterState(ns)
   if (app.report !== undefined) process.stdout.write((await app.report(stateReader(state))) + "\n")
   process.stderr.write(`eddy cluster: app '${app.name}' done through epoch ${state.epoch} in ${Date.now() - started} ms on ${partitions} worker(s), ${r.restarts} restart(s)\n`)
@@ -191,8 +238,25 @@ const json = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (type
 /** `eddy state <app> <spec>`: a view of the app (e.g. actors: `cart/42`) names the task and key; else a task name. */
 const stateCommand = async (appSpec: string, flags: Record<string, string | boolean>, spec: string | undefined): Promise<number> => {
   const dataDir = take(flags, "data-dir")
-  if (dataDir === undefined) throw new Error("eddy state needs --data-dir (the data directory the app runs or ran with)")
+  const url = take(flags, "url")
+  const namespace = take(flags, "namespace")
   const app = await loadApp(appSpec, flags)
+  // Without a data directory (or with --url/--namespace), ask the running app through the client API.
+  if (dataDir === undefined || url !== undefined || namespace !== undefined) {
+    if (spec === undefined || !spec.includes("/")) throw new Error("usage: eddy state <app> <type>/<id> [--url URL | --namespace NS | --data-dir DIR]")
+    const { client } = await clientFor(app.name, { ...(url === undefined ? {} : { url }), ...(namespace === undefined ? {} : { namespace }) })
+    try {
+      const value = await client.state(spec)
+      if (value === undefined) {
+        process.stderr.write(`eddy: ${spec} has no committed state\n`)
+        return 1
+      }
+      process.stdout.write(json(value) + "\n")
+      return 0
+    } finally {
+      await client.close()
+    }
+  }
   const s = await committedState(dataDir)
   for (const view of app.views ?? []) {
     const key = spec === undefined ? undefined : view.key(spec)
@@ -231,6 +295,40 @@ const actorsCommand = async (appSpec: string, flags: Record<string, string | boo
   return 0
 }
 
+/** `eddy send <app> <type>/<id> '<json>'`: asks the actor (or tells it, with --tell) and prints the answer. */
+const sendCommand = async (appSpec: string, flags: Record<string, string | boolean>, target: string | undefined, body: string | undefined): Promise<number> => {
+  if (target === undefined || !target.includes("/")) throw new Error("usage: eddy send <app> <type>/<id> '<json>' [--key K] [--tell] [--url URL | --namespace NS | --data-dir DIR]")
+  const message = parseJsonArg(body, "the message")
+  const url = take(flags, "url")
+  const dataDir = take(flags, "data-dir")
+  const namespace = take(flags, "namespace")
+  const key = take(flags, "key")
+  const timeoutMs = int(take(flags, "timeout-ms"), "timeout-ms")
+  const tell = flags["tell"] === true
+  delete flags["tell"]
+  const app = await loadApp(appSpec, flags)
+  const { client, where } = await clientFor(app.name, {
+    ...(url === undefined ? {} : { url }),
+    ...(dataDir === undefined ? {} : { dataDir }),
+    ...(namespace === undefined ? {} : { namespace }),
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  })
+  try {
+    const options = key === undefined ? {} : { idempotencyKey: key }
+    if (tell) {
+      const r = await client.tell(target, message, options)
+      process.stderr.write(`eddy: sent to ${target} via ${where}, committed in epoch ${r.epoch}\n`)
+    } else {
+      const r = await client.ask(target, message, options)
+      process.stdout.write(json(r.reply) + "\n")
+      process.stderr.write(`eddy: answered by ${target} via ${where}, committed in epoch ${r.epoch}\n`)
+    }
+    return 0
+  } finally {
+    await client.close()
+  }
+}
+
 export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const { positional, flags } = parseFlags(argv)
   const [command, appSpec, ...rest] = positional
@@ -239,6 +337,8 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     if ((command === "coordinator" || command === "worker") && appSpec !== undefined) return await clusterProcessCommand(command, appSpec, flags)
     if (command === "cluster" && appSpec !== undefined) return await clusterCommand(appSpec, argv, flags)
     if (command === "state" && appSpec !== undefined) return await stateCommand(appSpec, flags, rest[0])
+    if (command === "send" && appSpec !== undefined) return await sendCommand(appSpec, flags, rest[0], rest[1])
+    if (command === "tail" && appSpec !== undefined) return await tailCommand(appSpec, flags)
     if (command === "actors" && appSpec !== undefined) return await actorsCommand(appSpec, flags, rest[0])
     process.stderr.write(usage + "\n")
     return command === undefined || command === "help" || flags["help"] === true ? 0 : 2

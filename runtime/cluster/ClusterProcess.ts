@@ -3,6 +3,7 @@ import type { App } from "../../workflows/App.ts"
 import { committedStateFrom, start, type CommittedState, type Deployment, type RunningApp, type RunOptions } from "../Eddy.ts"
 import { COORDINATOR } from "../ports/Transport.ts"
 import { KafkaLog } from "./KafkaLog.ts"
+import { startNatsFront } from "./NatsFront.ts"
 import { NatsTransport } from "./NatsTransport.ts"
 import { S3BlobStore } from "./S3BlobStore.ts"
 
@@ -29,7 +30,15 @@ export const clusterDeployment = (app: App, options: ClusterOptions): Deployment
   return {
     ports: Layer.mergeAll(KafkaLog.layer({ app: ns }), S3BlobStore.layer({ prefix: ns }), NatsTransport.layer({ app: ns, endpoints: coordinator ? [COORDINATOR] : partitions })),
     host: { coordinator, partitions },
+    namespace: ns,
     livenessMs: options.livenessMs ?? 10_000,
+    // Workers take client requests for their partitions; the coordinator hosts none.
+    ...(coordinator
+      ? {}
+      : {
+          serve: (front, state, keyGroups) =>
+            startNatsFront(front, state, { namespace: ns, app: app.name, partitions: options.partitions, keyGroups, hosted: partitions }),
+        }),
   }
 }
 

@@ -19,6 +19,8 @@ export interface SuperviseOptions {
   readonly log?: (line: string) => void
   /** If given, the processes' output comes here line by line instead of to this process's stdout/stderr. */
   readonly onLine?: (name: string, stream: "stdout" | "stderr", line: string) => void
+  /** Aborting stops the cluster cleanly: the coordinator is asked to stop (SIGTERM) at its next epoch boundary. */
+  readonly signal?: AbortSignal
 }
 
 export interface SuperviseResult {
@@ -69,12 +71,22 @@ export const supervise = async (o: SuperviseOptions): Promise<SuperviseResult> =
 
     const pending = new Set(procs)
     let failed: string | undefined
+    const stop = () => procs[0]!.child.kill("SIGTERM")
+    if (o.signal?.aborted === true) stop()
+    o.signal?.addEventListener("abort", stop)
     while (pending.size > 0 && failed === undefined) {
       const first = await Promise.race([...pending].map((p) => p.exit.then((x) => ({ p, x }))))
       pending.delete(first.p)
       if (first.x.code !== 0) failed = `${first.x.name} ${first.x.signal === null ? `exited with code ${first.x.code}` : `was killed (${first.x.signal})`}`
     }
+    o.signal?.removeEventListener("abort", stop)
     if (failed === undefined) return { restarts, faults }
+    if (o.signal?.aborted === true) {
+      // Stopping: whatever still runs is stopped too; the log keeps everything committed.
+      for (const p of pending) p.child.kill("SIGKILL")
+      await Promise.all([...pending].map((p) => p.exit))
+      return { restarts, faults }
+    }
     faults.push(failed)
     log(`eddy cluster: ${failed}; restarting every process from the last committed epoch (restart ${restarts + 1})`)
     for (const p of pending) p.child.kill("SIGKILL")

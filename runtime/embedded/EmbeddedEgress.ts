@@ -3,7 +3,7 @@ import { dirname, isAbsolute, join } from "node:path"
 import { Effect, Layer } from "effect"
 import type { SinkSpec } from "../../workflows/Sink.ts"
 import { forEachEgress, sortEgress, type EgressBatch } from "../engine/EpochRecord.ts"
-import { Egress, EgressError } from "../ports/Egress.ts"
+import { Egress, EgressError, type EgressService } from "../ports/Egress.ts"
 
 export interface EmbeddedEgressOptions {
   readonly sinks: ReadonlyMap<string, SinkSpec<unknown>>
@@ -48,10 +48,7 @@ export const toJson = (v: unknown): string => (plainJson(v, 0) ? JSON.stringify(
  * (key group, sequence), epochs in order. File sinks are exactly once across crashes: a marker file records the
  * last durable epoch and each file's length; recovery truncates files to it and republishes later epochs from the log.
  */
-export const EmbeddedEgress = {
-  layer: (options: EmbeddedEgressOptions) =>
-    Layer.scoped(
-      Egress,
+const makeEmbeddedEgress = (options: EmbeddedEgressOptions) =>
       Effect.gen(function* () {
         const markerPath = options.dataDir === undefined ? undefined : join(options.dataDir, "egress.marker.json")
         const fds = new Map<string, { fd: number; size: number }>()
@@ -112,6 +109,8 @@ export const EmbeddedEgress = {
               }
               case "discard":
                 break
+              case "kafka":
+                throw new Error(`assertion: Kafka sink '${sink}' reached the embedded egress (the composite egress routes it to the Kafka egress)`)
             }
           }
           for (const b of batches) {
@@ -186,7 +185,10 @@ export const EmbeddedEgress = {
             }),
           flush: attempt("flush", () => makeDurable(next - 1)),
           publishedThrough: Effect.sync(() => durableEpoch),
-        }
-      }),
-    ),
+        } satisfies EgressService
+      })
+
+export const EmbeddedEgress = {
+  make: makeEmbeddedEgress,
+  layer: (options: EmbeddedEgressOptions) => Layer.scoped(Egress, makeEmbeddedEgress(options)),
 }

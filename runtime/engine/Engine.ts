@@ -6,9 +6,9 @@ import { Log } from "../ports/Log.ts"
 import { COORDINATOR, Transport } from "../ports/Transport.ts"
 import { encode } from "./codec.ts"
 import { CoordinatorCore, type CoordinatorOptions } from "./CoordinatorCore.ts"
-import { encodeRecord, forEachEgress } from "./EpochRecord.ts"
+import { egressCount, encodeRecord, forEachEgress } from "./EpochRecord.ts"
 import { ConfigError } from "./errors.ts"
-import { SplitReader } from "./ingress.ts"
+import { SplitReader, type SplitOpener } from "./ingress.ts"
 import { PartitionCore, type IngressBatch, type Reporter } from "./PartitionCore.ts"
 import type { Plan } from "./Plan.ts"
 import type { FenceRecord, SnapshotWritten, Vote, Wake } from "./protocol.ts"
@@ -25,6 +25,8 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   /** Called when the coordinator opens an epoch, and once at start with the epoch recovered from the log. */
   readonly onOpen?: (e: number) => void
   readonly onRecovered?: (e: number) => void
+  /** The coordinator found nothing to do after the last commit: until the next open, state is the committed state. */
+  readonly onIdle?: () => void
   /** Called after each COMMIT is durable. */
   readonly onCommit?: (e: number, votes: ReadonlyArray<Vote>, timing: CommitTiming) => void
   /** Polled after each commit: true stops the run cleanly at that epoch boundary. */
@@ -44,13 +46,15 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   /** Snapshot every this many committed epochs (0: never). */
   readonly snapshotEvery: number
   readonly onSnapshot?: (epoch: number) => void
+  /** Opens splits of seekable sources (Kafka); needed only if the app has such sources. */
+  readonly openSplit?: SplitOpener
   /** Client requests into the live sources this process hosts, and their committed answers. */
   readonly requests?: RequestChannel
 }
 
 /**
  * Where a process's client requests wait until an epoch takes them (runtime/front implements it). Requests in an
- * epoch that aborts are gone from here: the front resends whatever is still unanswered (requests are idempotent).
+ * epoch that aborts are gone with the process (recovery restarts it): callers retry with the same idempotency key.
  */
 export interface RequestChannel {
   /** Up to `max` requests pushed into live split `split` (an index into plan.splits), one atom each. */
@@ -132,7 +136,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
     const splitKg = new Map(plan.splits.map((s) => [s.id, s.keyGroup]))
     const ownsSplit = (id: string) => ownsKg(splitKg.get(id) ?? -1)
-    yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })))
+    yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })), rec.lastEpoch)
 
     const cores: Array<PartitionCore | undefined> = new Array<PartitionCore | undefined>(P).fill(undefined)
     for (const p of host.partitions) {
@@ -158,7 +162,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         )
       }
     }
-    const readers = cores.map((core) => (core === undefined ? [] : [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos) }))))
+    const readers = cores.map((core) => (core === undefined ? [] : [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos, options.openSplit) }))))
+    yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(readers.flat().map((r) => r.reader.close().catch(() => undefined)))))
+    for (const r of readers.flat()) r.reader.prepare()
     let inTransit = 0
     for (const msgs of rec.inTransit.values()) inTransit += msgs.length
     const coord = new CoordinatorCore(g, rec.lastEpoch, inTransit, { ...options, partitions: P })
@@ -187,6 +193,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
 
     let records = 0
     let failures = 0
+    let committedHeard = { e: 0, n: 0 }
     let wakeAt: number | undefined
     let idleAfter = 0
     let woken = false
@@ -218,7 +225,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
               failures += o.failures
               // The generation is the one the coordinator opened this epoch in (a worker learns it from "open").
               const exhausted = o.exhausted && (options.requests === undefined || !options.requests.waiting(core.liveSplits))
-              const vote: Vote = { t: "vote", g: core.g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted, failures: o.failures, records: o.records }
+              const vote: Vote = { t: "vote", g: core.g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted, failures: o.failures, records: o.records, out: egressCount(o.record.egress) }
               yield* transport.send(COORDINATOR, vote)
               break
             }
@@ -272,7 +279,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           case "idle":
             // Wait in the receive loop, so a wake (client requests arrived) can cut the wait short.
             idleAfter = o.e
-            wakeAt = Date.now() + options.epochMs
+            // Only client requests can bring work now, and they wake the coordinator: wait longer (fewer empty
+            // epochs, each an fsync), but well within the workers' liveness timeout.
+            wakeAt = Date.now() + (replySinks.size > 0 ? Math.max(options.epochMs, Math.min(500, (options.livenessMs ?? 2000) / 4)) : options.epochMs)
+            options.onIdle?.()
             break
         }
       }
@@ -364,7 +374,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         wakeAt = undefined
         woken = false
         if (options.shouldStop?.() === true) yield* finish(idleAfter)
-        else coord.open()
+        else {
+          coord.open()
+          epochStarted = Date.now()
+        }
         yield* drainCoordinator
         continue
       }
@@ -430,16 +443,24 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             if (atoms.length > 0) batches.push({ split: i, atoms })
           }
         }
-        for (const r of readers[to]!) {
-          const atoms = yield* Effect.promise(() => r.reader.read(env.budget, options.epochMs))
+        // Splits are read concurrently (an epoch waits for async sources once, not once per split); batches stay
+        // in split order.
+        const read = yield* Effect.promise(() => Promise.all(readers[to]!.map((r) => r.reader.read(env.budget, options.epochMs))))
+        readers[to]!.forEach((r, k) => {
           r.pos.position = r.reader.position
           r.pos.exhausted = r.reader.exhausted
-          if (atoms.length > 0) batches.push({ split: r.i, atoms })
-        }
+          if (read[k]!.length > 0) batches.push({ split: r.i, atoms: read[k]! })
+        })
         core.onOpen(env, batches)
       } else if (env.t !== "vote" && env.t !== "ready" && env.t !== "snapshot" && env.t !== "wake") core.handle(env)
       yield* drainPartition(to)
-      if (env.t === "committed") yield* onCommitted(env.e, core)
+      if (env.t === "committed") {
+        yield* onCommitted(env.e, core)
+        // A process without the coordinator reaches a commit boundary when all its partitions heard of the commit.
+        if (!host.coordinator && (committedHeard = committedHeard.e === env.e ? { e: env.e, n: committedHeard.n + 1 } : { e: env.e, n: 1 }).n === hosted.length) {
+          options.onCommitBoundary?.(reader(env.e))
+        }
+      }
     }
     yield* egress.flush
     const result: RunResult = { generation: g, recoveredEpoch: rec.lastEpoch, lastEpoch: finishedAt ?? stopAt ?? rec.lastEpoch, epochs, records, failures }

@@ -52,6 +52,58 @@ export class StateTable {
 }
 
 /**
+ * When keys of one table may expire: a min-heap of (epoch time, key) pushed on every write of an expiring task. An
+ * entry is only a hint: at its time the key's current state decides (it may have been rewritten with a later time).
+ */
+export class ExpiryQueue {
+  private readonly at: number[] = []
+  private readonly ks: string[] = []
+
+  get size(): number {
+    return this.at.length
+  }
+
+  push(at: number, ks: string): void {
+    let i = this.at.length
+    this.at.push(at)
+    this.ks.push(ks)
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (this.at[parent]! <= at) break
+      this.at[i] = this.at[parent]!
+      this.ks[i] = this.ks[parent]!
+      i = parent
+    }
+    this.at[i] = at
+    this.ks[i] = ks
+  }
+
+  /** The key of the earliest entry due at `time` (removed), or undefined. */
+  popDue(time: number): string | undefined {
+    if (this.at.length === 0 || this.at[0]! > time) return undefined
+    const top = this.ks[0]!
+    const lastAt = this.at.pop()!
+    const lastKs = this.ks.pop()!
+    const n = this.at.length
+    if (n > 0) {
+      let i = 0
+      for (;;) {
+        const l = 2 * i + 1
+        if (l >= n) break
+        const c = l + 1 < n && this.at[l + 1]! < this.at[l]! ? l + 1 : l
+        if (this.at[c]! >= lastAt) break
+        this.at[i] = this.at[c]!
+        this.ks[i] = this.ks[c]!
+        i = c
+      }
+      this.at[i] = lastAt
+      this.ks[i] = lastKs
+    }
+    return top
+  }
+}
+
+/**
  * An epoch's ingress records from one source split, queued as one entry: the atoms as read (no message object and no
  * copy per record); `left` records remain.
  */
@@ -113,6 +165,8 @@ export class KeyGroup {
   egressSinks: string[] = []
   rngEpoch = -1
   rng = 0
+  /** Expiring tables (task id → queue), created on the first write of an expiring task. */
+  expiry: Map<number, ExpiryQueue> | undefined
 
   constructor(readonly kg: number) {}
 
@@ -123,6 +177,14 @@ export class KeyGroup {
       this.tables.set(id, t)
     }
     return t
+  }
+
+  /** Notes that key `ks` of table `id` may expire at epoch time `at`. */
+  expireAt(id: number, ks: string, at: number): void {
+    this.expiry ??= new Map()
+    let q = this.expiry.get(id)
+    if (q === undefined) this.expiry.set(id, (q = new ExpiryQueue()))
+    q.push(at, ks)
   }
 
   /** Records that `cell` (key `ks` of `t`) was written this epoch. */

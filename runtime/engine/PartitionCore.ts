@@ -126,6 +126,8 @@ export class PartitionCore {
   private epochRecords = 0
   /** Ingress positions of the owned splits (split index in plan.splits → atoms consumed). */
   readonly positions = new Map<number, { position: number; exhausted: boolean }>()
+  /** Per task id, when its keys' state expires (undefined: never). */
+  private readonly expireFns: ReadonlyArray<((state: unknown) => number | undefined) | undefined>
   /** The owned splits of live sources (split indices in plan.splits): the runtime pushes into them. */
   readonly liveSplits: number[] = []
   private readonly uncommitted = new Map<number, ReadonlyArray<EgressBatch>>()
@@ -177,6 +179,7 @@ export class PartitionCore {
     this.kinds = Uint8Array.from(plan.nodes, (n) => kindOf(n.node))
     this.fns = plan.nodes.map((n) => ("fn" in n.node ? n.node.fn : undefined))
     this.sinkNames = plan.nodes.map((n) => (n.node.kind === "sink" ? n.node.sink.name : undefined))
+    this.expireFns = plan.nodes.map((n) => n.node.expire)
   }
 
   /** Takes over the committed state of the owned key groups (everything else in `rec` belongs to others). */
@@ -218,6 +221,9 @@ export class PartitionCore {
               }
             }
             t.cell(ks).v = this.options.checked ? deepFreeze(v) : v
+            const expire = this.expireFns[id]
+            const at = expire === undefined ? undefined : expire(v)
+            if (at !== undefined) kg.expireAt(id, ks, at)
           }
         }
       }
@@ -266,6 +272,7 @@ export class PartitionCore {
     this.running = true
     this.epochFailures = 0
     this.epochRecords = 0
+    this.expire(open.time)
     for (const batch of ingress) {
       const split = this.plan.splits[batch.split]!
       const kg = this.groups.get(split.keyGroup)
@@ -277,6 +284,25 @@ export class PartitionCore {
     }
     this.nextRound = 0
     this.pump()
+  }
+
+  /** Deletes, as writes of this epoch, the state of keys whose expiry time has come (StatefulTaskOptions.expire). */
+  private expire(time: number): void {
+    for (const kg of this.groups.values()) {
+      if (kg.expiry === undefined) continue
+      for (const [id, queue] of kg.expiry) {
+        const expire = this.expireFns[id]!
+        const t = kg.table(id)
+        for (let ks = queue.popDue(time); ks !== undefined; ks = queue.popDue(time)) {
+          const cell = t.cells.get(ks)
+          if (cell?.v === undefined) continue
+          const at = expire(cell.v)
+          if (at === undefined || at > time) continue // rewritten since: a later entry stands for it
+          cell.v = undefined
+          kg.markWritten(t, ks, cell)
+        }
+      }
+    }
   }
 
   /**
@@ -617,6 +643,11 @@ export class PartitionCore {
       const v = this.wV[i]
       cell.v = v === DELETED ? undefined : v
       if (!cell.dirty) kg.markWritten(t, ks, cell)
+      const expire = this.expireFns[t.id]
+      if (expire !== undefined && v !== DELETED) {
+        const at = expire(v)
+        if (at !== undefined) kg.expireAt(t.id, ks, at)
+      }
     }
     for (const w of this.pendingWrites) {
       if (w.p === undefined) kg.pending.delete(w.id)
@@ -663,7 +694,9 @@ export class PartitionCore {
           const kks = canonicalKey(k)
           const kg = keyGroupOf(kks, this.plan.keyGroups)
           const out = node.out
-          for (let i = 0; i < out.length; i++) this.hop(out[i]!.to, value, kg, k, kks)
+          if (node.chainLocal && kg === this.cur.kg) {
+            for (let i = 0; i < out.length; i++) this.run(this.plan.nodes[out[i]!.to]!, value, k, kks, undefined)
+          } else for (let i = 0; i < out.length; i++) this.hop(out[i]!.to, value, kg, k, kks)
           return
         }
         case K_PROCESSOR: {

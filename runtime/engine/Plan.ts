@@ -25,6 +25,13 @@ export interface PlanNode {
   readonly asker: AskerConfig | undefined
   readonly replier: ReplierConfig | undefined
   readonly continuations: ReadonlyMap<string, Continuation<unknown, unknown, unknown, unknown>>
+  /**
+   * A keyBy right after a live source (client requests), or after a merge with one: a record already in its key's
+   * group runs on in the same step instead of a round later. The front puts each request in the split of its key's
+   * group, so a request's first hop costs no round. Deterministic for replayable records merged in too: whether a
+   * record chains depends only on its key and its split's key group, never on P.
+   */
+  readonly chainLocal: boolean
 }
 
 export interface SourceSplit {
@@ -48,6 +55,12 @@ export interface Plan {
   readonly portals: ReadonlyMap<string, number>
 }
 
+const liveSource = (n: GraphNode | undefined): boolean => n?.kind === "source" && n.source.live === true
+
+/** A live source, or a merge of streams one of which is a live source (chained: the same step). */
+const fedByLive = (all: ReadonlyArray<GraphNode>, offset: number, n: GraphNode | undefined): boolean =>
+  liveSource(n) || (n?.kind === "merge" && n.inputs.some((i) => liveSource(all[offset + i])))
+
 const statefulUnkeyed = (n: GraphNode): boolean => !n.keyed && (n.kind === "processor" || n.kind === "extension")
 
 export const compile = (app: App): Plan => {
@@ -61,6 +74,12 @@ export const compile = (app: App): Plan => {
     all.push(...g.nodes)
   }
   const gid = (w: number, local: number): number => offsets[w]! + local
+  /** The offset of the workflow holding global node `id` (graph nodes name their inputs by local ids). */
+  const offsetOf = (id: number): number => {
+    let o = 0
+    for (const off of offsets) if (off <= id) o = off
+    return o
+  }
   const published = new Map<string, number>()
   graphs.forEach((g, w) => {
     for (const [name, local] of g.published) {
@@ -110,6 +129,7 @@ export const compile = (app: App): Plan => {
       out: outs[id]!,
       taskKeyGroup: keyGroupOf(canonicalKey(node.name), keyGroups),
       singleton: statefulUnkeyed(node),
+      chainLocal: node.kind === "keyBy" && node.inputs.length === 1 && fedByLive(all, offsetOf(id), all[offsetOf(id) + node.inputs[0]!]),
       asker,
       replier,
       continuations,

@@ -3,6 +3,24 @@ import type { SourceSplit } from "./Plan.ts"
 type AnyIterator = Iterator<ReadonlyArray<unknown>> | AsyncIterator<ReadonlyArray<unknown>>
 
 /**
+ * A split of a seekable source (SourceSpec.connector), opened by a runtime connector at a position the source
+ * defines (Kafka: the next offset to read), so resuming seeks rather than skipping atoms.
+ */
+export interface SeekableSplit {
+  /**
+   * Atoms up to `budget` positions past the current one (the source defines what a position counts: Kafka counts
+   * offsets), waiting up to `waitMs` when nothing is available; returns the position after the last atom returned.
+   */
+  read(budget: number, waitMs: number): Promise<{ readonly atoms: ReadonlyArray<ReadonlyArray<unknown>>; readonly position: number; readonly exhausted: boolean }>
+  /** Starts connecting ahead of the first read. */
+  prepare(): void
+  close(): Promise<void>
+}
+
+/** Opens splits of seekable sources; undefined if this runtime has no connector for the split's source. */
+export type SplitOpener = (split: SourceSplit, position: number) => SeekableSplit | undefined
+
+/**
  * Reads one source split atom by atom from a given position. Sources are replayable: resuming at position n
  * reopens the split and skips n atoms, so the source itself needs no memory of what was consumed.
  */
@@ -13,12 +31,32 @@ export class SplitReader {
   position: number
   exhausted: boolean
 
+  private seekable: SeekableSplit | undefined
+
   constructor(
     readonly split: SourceSplit,
     start: { position: number; exhausted: boolean },
+    private readonly opener?: SplitOpener,
   ) {
     this.position = start.position
     this.exhausted = start.exhausted
+  }
+
+  private openSeekable(): SeekableSplit {
+    if (this.seekable !== undefined) return this.seekable
+    const connector = this.split.source.connector
+    const s = this.opener?.(this.split, this.position)
+    if (s === undefined) throw new Error(`source split ${this.split.id} needs a '${connector?.kind ?? "?"}' connector, which this runtime was not given`)
+    return (this.seekable = s)
+  }
+
+  /** Seekable splits start connecting now, so the first epoch does not wait for it. */
+  prepare(): void {
+    if (this.split.source.connector !== undefined && !this.exhausted) this.openSeekable().prepare()
+  }
+
+  async close(): Promise<void> {
+    await this.seekable?.close()
   }
 
   private async open(): Promise<AnyIterator> {
@@ -38,6 +76,12 @@ export class SplitReader {
   /** Up to `budget` atoms. An async source gets at most `waitMs` to produce them; a sync source is read at once. */
   async read(budget: number, waitMs: number): Promise<ReadonlyArray<ReadonlyArray<unknown>>> {
     if (this.exhausted || budget <= 0) return []
+    if (this.split.source.connector !== undefined) {
+      const r = await this.openSeekable().read(budget, waitMs)
+      this.position = r.position
+      this.exhausted = r.exhausted
+      return r.atoms
+    }
     this.it ??= await this.open()
     const atoms: Array<ReadonlyArray<unknown>> = []
     if (!this.async) {

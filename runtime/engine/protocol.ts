@@ -76,6 +76,8 @@ export interface Vote {
   readonly exhausted: boolean
   readonly failures: number
   readonly records: number
+  /** Egress records of the epoch (progress lines). */
+  readonly out?: number
 }
 
 export interface Committed {

@@ -40,8 +40,6 @@ export interface RequestFrontOptions {
   readonly maxQueued?: number
   /** Default time a caller waits for its answer (default 30 s). */
   readonly timeoutMs?: number
-  /** Delivers an answer to an address this process does not own (a cluster client's reply subject). */
-  readonly remote?: (address: string, answer: EndpointReply, epoch: number) => void
 }
 
 interface Waiter {
@@ -73,6 +71,8 @@ export class RequestFront implements RequestChannel {
   private n = 0
   private closed: string | undefined
   private wake: (() => void) | undefined
+  /** Delivers an answer to an address this process does not own (a cluster client's reply subject). */
+  remote: ((address: string, answer: EndpointReply, epoch: number) => void) | undefined
   /** Requests admitted and answers delivered, for progress lines. */
   admitted = 0
   answered = 0
@@ -186,7 +186,7 @@ export class RequestFront implements RequestChannel {
     for (const rec of records) {
       const a = rec as EndpointReply
       if (!a.w.startsWith(this.prefix)) {
-        this.options.remote?.(a.w, a, e)
+        this.remote?.(a.w, a, e)
         continue
       }
       const waiter = this.waiters.get(a.w)

@@ -11,7 +11,11 @@ export class EgressError extends Data.TaggedError("EgressError")<{ readonly mess
  * sequence) order, `publish` gets each partition's in ascending key group.
  */
 export interface EgressService {
-  readonly recover: (committed: ReadonlyArray<{ readonly e: number; readonly egress: ReadonlyArray<EgressBatch> }>) => Effect.Effect<void, EgressError>
+  readonly recover: (
+    committed: ReadonlyArray<{ readonly e: number; readonly egress: ReadonlyArray<EgressBatch> }>,
+    /** The last committed epoch (the log may hold none of it after truncation). */
+    lastEpoch?: number,
+  ) => Effect.Effect<void, EgressError>
   readonly publish: (e: number, partition: number, egress: ReadonlyArray<EgressBatch>) => Effect.Effect<void, EgressError>
   /** Waits until everything published so far is durable in the sinks. */
   readonly flush: Effect.Effect<void, EgressError>

@@ -3,7 +3,7 @@
 // leaves every other record alone; configuration errors are typed and stop the run before anything runs.
 import { afterAll, describe, expect, it } from "vitest"
 import { App, Sink, Source, Workflow, type Key } from "../../workflows/index.ts"
-import { Continuation, Portal } from "../../portals/index.ts"
+import { Continuation, Portal, type Rejection } from "../../portals/index.ts"
 import { ConfigError, committedState } from "../../runtime/index.ts"
 import { removeDir, runEddy, tempDir } from "../helpers.ts"
 import { failuresOf, range, runApp } from "./util.ts"
@@ -127,9 +127,11 @@ describe("a throwing task", () => {
     expect(r.failureList).toHaveLength(1)
   })
 
-  it("a replier that throws loses that request's effects; the asker keeps serving other records", async () => {
+  it("a replier that throws loses that request's effects and answers with a rejection; the asker keeps serving", async () => {
     const p = Portal.define<number, number>("fragile")
-    const got = Continuation.define<number, number, string>("got", (ctx, v, n) => ctx.emit(`${n}->${v}`))
+    const got = Continuation.define<number | Rejection, number, string>("got", (ctx, v, n) =>
+      ctx.emit(Portal.isRejection(v) ? `${n} rejected: ${v.message}` : `${n}->${v}`),
+    )
     const wf = Workflow.create("w", (wf) => {
       wf.source(Source.empty())
         .via(
@@ -150,7 +152,7 @@ describe("a throwing task", () => {
         .sink(Sink.memory("out"))
     })
     const r = await runApp(App.define({ name: "fragile", workflows: [wf] }))
-    expect(r.outputs("out")).toEqual(["1->1", "3->9"])
+    expect(r.outputs("out")).toEqual(["1->1", "2 rejected: cannot serve 2", "3->9"])
     expect(r.outputs("served")).toEqual(["served 1", "served 3"])
     expect(failuresOf(r)).toEqual([{ task: "w/server", record: "2", error: "cannot serve 2" }])
   })

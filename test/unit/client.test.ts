@@ -1,9 +1,9 @@
 // The client API against an embedded app: asks and tells answered after commit, typed errors, idempotency keys
 // (a retried request runs once and gets the first answer), state queries and listings, in-process and over HTTP.
 import { afterAll, describe, expect, it } from "vitest"
-import { Client, InvalidPayload, Rejected, UnknownActorType, type EddyClient } from "../../client/index.ts"
+import { Busy, Client, InvalidPayload, Rejected, UnknownActorType, type EddyClient } from "../../client/index.ts"
 import { Eddy, type RunningApp } from "../../runtime/index.ts"
-import { counterApp } from "../apps/counter.ts"
+import { counterApp } from "../../examples/counter/app.ts"
 import { removeDir } from "../helpers.ts"
 
 const dirs: string[] = []
@@ -111,6 +111,31 @@ describe("HTTP endpoint", () => {
     const state = await fetch(`${url}/v1/state/counter/j`)
     expect(await state.json()).toMatchObject({ state: 4 })
     expect(await (await fetch(`${url}/v1/info`)).json()).toMatchObject({ app: "counters", types: ["counter"] })
+  })
+
+  it("an answer is kept for the retention window; a retry after it runs the request again", async () => {
+    const app = Eddy.start(counterApp({ requestRetentionMs: 300 }), { serve: { port: 0 }, onFailure: () => undefined })
+    running.push(app)
+    const client = app.client
+    expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(1)
+    expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(1)
+    expect(await app.keys("counters/request")).toEqual([["$request", "kept"]])
+    // Idle epochs come at least every 500 ms; the entry goes at the first one past its time.
+    for (let i = 0; i < 40 && (await app.keys("counters/request")).length > 0; i++) await new Promise((r) => setTimeout(r, 100))
+    expect(await app.keys("counters/request")).toEqual([])
+    expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(2)
+  })
+
+  it("admission control: beyond maxQueuedRequests waiting for an epoch, requests get Busy and run nowhere", async () => {
+    const app = Eddy.start(counterApp(), { serve: { port: 0 }, maxQueuedRequests: 2, onFailure: () => undefined })
+    running.push(app)
+    // Submitted in one go, before any epoch takes them: two queue, the rest are refused at once.
+    const results = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => app.client.ask<number>("counter/busy", { add: 1 }, { idempotencyKey: `b${i}` })))
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(2)
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === "rejected")
+    expect(refused).toHaveLength(3)
+    for (const r of refused) expect(r.reason).toBeInstanceOf(Busy)
+    expect(await app.client.state("counter/busy")).toBe(2)
   })
 
   it("a stopped app answers Unavailable; the client does not hang", async () => {

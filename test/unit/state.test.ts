@@ -300,3 +300,52 @@ describe("ctx.now() and ctx.random()", () => {
     expect(mean).toBeLessThan(0.7)
   })
 })
+
+describe("expiring state (StatefulTaskOptions.expire)", () => {
+  // Epoch e has ctx.now() === e (epochClock) and takes one record (epochAtoms 1); a key's state expires 4 epochs
+  // after its last write. Records by epoch: a b x a c a b x x x x x x x ('x' writes nothing).
+  const app = () =>
+    App.define({
+      name: "expiring",
+      workflows: [
+        Workflow.from(Source.array(["a", "b", "x", "a", "c", "a", "b", "x", "x", "x", "x", "x", "x", "x"], { name: "keys" }))
+          .keyBy((k) => k)
+          .processor<string, { n: number; at: number }>(
+            (ctx, k) => {
+              if (k === "x") return
+              const s = ctx.state.get()
+              ctx.state.set({ n: (s?.n ?? 0) + 1, at: ctx.now() })
+              ctx.emit(`${k}:${(s?.n ?? 0) + 1}`)
+            },
+            { name: "count", expire: (s) => s.at + 4 },
+          )
+          .sink(Sink.memory("out")),
+      ],
+    })
+
+  it("deletes a key's state once its time has come, as a logged write; a rewrite pushes the time back", async () => {
+    const dir = tempDir("expire")
+    dirs.push(dir)
+    const r = await Eddy.run(app(), { ...epochClock, epochAtoms: 1, dataDir: dir, onFailure: () => undefined })
+    // a@1 (due 5) rewritten @4 (due 8): still there @6 → a:3. b@2 is due 6: gone @7 → b:1 again.
+    expect(r.outputs("out")).toEqual(["a:1", "b:1", "a:2", "c:1", "a:3", "b:1"])
+    // By epoch 14 every key is due: the deletions are logged, so the committed state read back has none.
+    expect(r.lastEpoch).toBeGreaterThanOrEqual(14)
+    expect(await r.keys("main/count")).toEqual([])
+    const state = await committedState(dir)
+    expect(state.entries.filter((x) => x.task === "main/count")).toEqual([])
+  })
+
+  it("keys written and then left alone expire in a restarted run too (expiry times are rebuilt from state)", async () => {
+    const dir = tempDir("expire-restart")
+    dirs.push(dir)
+    let commits = 0
+    const first = await Eddy.run(app(), { ...epochClock, epochAtoms: 1, dataDir: dir, stopWhen: () => ++commits >= 5, onFailure: () => undefined })
+    expect(first.lastEpoch).toBe(5)
+    expect((await committedState(dir)).entries.filter((x) => x.task === "main/count").map((x) => x.key)).toHaveLength(3)
+    const second = await Eddy.run(app(), { ...epochClock, epochAtoms: 1, dataDir: dir, onFailure: () => undefined })
+    // c (written @5, due 9) is never written again: only the rebuilt expiry time can remove it.
+    expect(second.outputs("out")).toEqual(["a:3", "b:1"])
+    expect((await committedState(dir)).entries.filter((x) => x.task === "main/count")).toEqual([])
+  })
+})

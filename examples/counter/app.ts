@@ -1,5 +1,6 @@
-// Counters as actors, for the client tests: `add` replies with the new value; `boom` throws.
-//   eddy run test/apps/counter.ts --port 0
+// Counters as actors served to clients: `add` replies with the new value, `get` with the value; `boom` throws
+// (the caller gets Rejected and nothing the handler did survives).
+//   eddy run examples/counter --port 7070, then: eddy send examples/counter counter/a '{"add": 2}'
 import { Actors } from "eddy/actors"
 import { App } from "eddy/workflows"
 
@@ -23,9 +24,9 @@ export const counter = Actors.define<CounterMsg, number>("counter", {
   },
 })
 
-export const counterApp = () => {
-  const system = Actors.system({ name: "counters", behaviors: [counter] })
+export const counterApp = (options: { readonly requestRetentionMs?: number } = {}) => {
+  const system = Actors.system({ name: "counters", behaviors: [counter], ...options })
   return App.define({ name: "counters", workflows: [system.workflow], views: [system.view] })
 }
 
-export default counterApp
+export default () => counterApp()

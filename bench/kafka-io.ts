@@ -1,0 +1,274 @@
+// Kafka in → Eddy → Kafka out: a per-key counter over 100k keys (uniform, and zipfian 0.99) on the embedded runtime
+// (file log, fsync per commit) reading Source.kafka and publishing Sink.kafka (transactions with EGRESS_DONE markers).
+//
+//   max:      the input topic is filled first, then a bounded run drains it: records/s and records per CPU-second
+//             of the Eddy process (its user+system time), median over --runs runs.
+//   latency:  a producer process writes at 50% and 90% of that maximum, each record carrying its produce time; the
+//             Eddy process runs live; a read_committed consumer here takes receive time − produce time per record.
+//
+//   node --import tsx bench/kafka-io.ts [--records 200000] [--keys 100000] [--runs 3] [--seconds 15]
+//        [--in-partitions 4] [--epoch-atoms 5000] [--epoch-ms 2] [--only uniform|zipf]
+// Needs Kafka (npm run infra:up). Every run uses fresh topics (kio-bench-*), deleted afterwards.
+import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Kafka, logLevel } from "kafkajs"
+import { parseFlags } from "../runtime/cli/main.ts"
+import { readEndpoints } from "../runtime/config/Endpoints.ts"
+import { fmt, percentile, summary } from "./stats.ts"
+
+const { flags } = parseFlags(process.argv.slice(2))
+const num = (name: string, d: number) => (typeof flags[name] === "string" ? Number(flags[name]) : d)
+const records = num("records", 200_000)
+const keys = num("keys", 100_000)
+const runs = num("runs", 3)
+const seconds = num("seconds", 15)
+const inPartitions = num("in-partitions", 4)
+const epochAtoms = num("epoch-atoms", 5000)
+const epochMs = num("epoch-ms", 2)
+type Dist = "uniform" | "zipf"
+
+const kafka = new Kafka({ clientId: "eddy-bench", brokers: [...readEndpoints().kafka.brokers], logLevel: logLevel.NOTHING })
+
+/** Key sampler: uniform, or zipfian with exponent 0.99 (inverse CDF by binary search), seeded. */
+const sampler = (dist: Dist, seed: number): (() => number) => {
+  let a = seed >>> 0
+  const rnd = () => {
+    a = (a + 0x6d2b79f5) | 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  if (dist === "uniform") return () => Math.floor(rnd() * keys)
+  const cdf = new Float64Array(keys)
+  let sum = 0
+  for (let i = 0; i < keys; i++) cdf[i] = sum += 1 / Math.pow(i + 1, 0.99)
+  return () => {
+    const u = rnd() * sum
+    let lo = 0
+    let hi = keys - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (cdf[mid]! < u) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+}
+
+const topicName = (what: string) => `kio-bench-${what}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
+
+/** Writes `count` records (or `rate` records/s for `forSeconds`) of {k, t: produce time} to `topic`, keyed by k. */
+const produceRecords = async (topic: string, dist: Dist, count: number, rate: number, forSeconds: number): Promise<number> => {
+  const producer = kafka.producer({ allowAutoTopicCreation: false })
+  await producer.connect()
+  const next = sampler(dist, 7)
+  const batchOf = (n: number) =>
+    Array.from({ length: n }, () => {
+      const k = next()
+      return { key: String(k), value: JSON.stringify({ k, t: Date.now() }) }
+    })
+  let sent = 0
+  if (rate <= 0) {
+    while (sent < count) {
+      const n = Math.min(5000, count - sent)
+      await producer.send({ topic, acks: 1, messages: batchOf(n) })
+      sent += n
+    }
+  } else {
+    const start = performance.now()
+    const end = start + forSeconds * 1000
+    while (performance.now() < end) {
+      const due = Math.floor(((performance.now() - start) / 1000) * rate)
+      if (due > sent) {
+        const n = Math.min(due - sent, 5000)
+        await producer.send({ topic, acks: 1, messages: batchOf(n) })
+        sent += n
+      } else await new Promise((r) => setTimeout(r, 2))
+    }
+  }
+  await producer.disconnect()
+  return sent
+}
+
+const withAdmin = async <A>(f: (admin: ReturnType<Kafka["admin"]>) => Promise<A>): Promise<A> => {
+  const admin = kafka.admin()
+  await admin.connect()
+  try {
+    return await f(admin)
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+interface RunResult {
+  readonly records: number
+  /** Records of the epochs after the first (the measured part). */
+  readonly measured: number
+  readonly seconds: number
+  readonly cpuSeconds: number
+}
+
+if (flags["child"] === "run") {
+  // The Eddy process: counter app, Kafka in and out.
+  const { Eddy } = await import("../runtime/index.ts")
+  const { App, Sink, Source, Workflow } = await import("../workflows/index.ts")
+  const input = String(flags["in"])
+  const output = String(flags["out"])
+  const bounded = flags["bounded"] === "1"
+  const wf = Workflow.from(
+    Source.kafka<{ k: number; t: number }>({
+      topic: input,
+      partitions: inPartitions,
+      bounded,
+      decode: (r) => JSON.parse(Buffer.from(r.value ?? new Uint8Array()).toString()) as { k: number; t: number },
+      name: "in",
+    }),
+    { name: "bench" },
+  )
+    .keyBy((x) => x.k)
+    .processor<readonly [number, number, number], number>((ctx, x) => {
+      const n = ctx.state.get(0) + 1
+      ctx.state.set(n)
+      ctx.emit([x.k, n, x.t])
+    }, { name: "count" })
+    .sink(Sink.kafka({ topic: output, partitions: inPartitions }))
+  const dir = mkdtempSync(join(tmpdir(), "eddy-kio-bench-"))
+  // Sustained figures start after epoch 1 (consumer group joins and first fetches) has committed.
+  let t0 = 0
+  let cpu0 = process.cpuUsage()
+  let afterFirst = 0
+  const debug = process.env["EDDY_BENCH_DEBUG"] === "1"
+  const dbg = { epochs: 0, records: 0, epochMs: 0, at: performance.now() }
+  const running = Eddy.start(App.define({ name: "kio-bench", workflows: [wf] }), {
+    dataDir: dir,
+    epochAtoms,
+    epochMs,
+    checked: false,
+    snapshotEvery: 0,
+    stopWhenIdle: bounded,
+    onOpen: (e) => {
+      if (e === 1) {
+        process.stderr.write("ready\n")
+        if (!bounded) setTimeout(() => void running.stop(), Number(flags["for"]) * 1000)
+      }
+    },
+    onCommit: (e, votes, timing) => {
+      if (debug) {
+        dbg.epochs++
+        for (const v of votes) dbg.records += v.records
+        dbg.epochMs += timing.epochMs
+        if (performance.now() - dbg.at > 1000) {
+          process.stderr.write(`[run] epoch ${e}: ${dbg.epochs} epochs/s, ${dbg.records} records/s, mean epoch ${(dbg.epochMs / dbg.epochs).toFixed(1)} ms\n`)
+          Object.assign(dbg, { epochs: 0, records: 0, epochMs: 0, at: performance.now() })
+        }
+      }
+      if (e === 1) {
+        t0 = performance.now()
+        cpu0 = process.cpuUsage()
+      } else for (const v of votes) afterFirst += v.records
+    },
+  })
+  const r = await running.done
+  const cpu = process.cpuUsage(cpu0)
+  rmSync(dir, { recursive: true, force: true })
+  const out: RunResult = { records: r.records, measured: afterFirst, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 }
+  process.stdout.write(JSON.stringify(out))
+  process.exit(0)
+} else if (flags["child"] === "produce") {
+  const sent = await produceRecords(String(flags["in"]), String(flags["dist"]) as Dist, 0, Number(flags["rate"]), Number(flags["for"]))
+  process.stdout.write(String(sent))
+  process.exit(0)
+} else {
+  const child = (args: ReadonlyArray<string>, onReady?: () => void) =>
+    new Promise<string>((resolve, reject) => {
+      const p = spawn(process.execPath, ["--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs)], {
+        stdio: ["ignore", "pipe", "pipe"],
+      })
+      let out = ""
+      let err = ""
+      p.stdout.on("data", (d: Buffer) => (out += d.toString()))
+      p.stderr.on("data", (d: Buffer) => {
+        err += d.toString()
+        if (process.env["EDDY_BENCH_DEBUG"] === "1") process.stderr.write(d)
+        if (onReady !== undefined && err.includes("ready\n")) {
+          const f = onReady
+          onReady = undefined
+          f()
+        }
+      })
+      p.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`bench child ${args.join(" ")} exited with ${code}: ${err}`))))
+    })
+  const topics = async (): Promise<{ input: string; output: string }> => {
+    const t = { input: topicName("in"), output: topicName("out") }
+    await withAdmin((a) => a.createTopics({ waitForLeaders: true, topics: [t.input, t.output].map((topic) => ({ topic, numPartitions: inPartitions })) }))
+    return t
+  }
+  const drop = (t: { input: string; output: string }) => withAdmin((a) => a.deleteTopics({ topics: [t.input, t.output] })).catch(() => undefined)
+
+  const maxRun = async (dist: Dist): Promise<RunResult> => {
+    const t = await topics()
+    await produceRecords(t.input, dist, records, 0, 0)
+    const r = JSON.parse(await child(["--child", "run", "--in", t.input, "--out", t.output, "--bounded", "1"])) as RunResult
+    await drop(t)
+    if (r.records !== records) throw new Error(`processed ${r.records} of ${records}`)
+    return r
+  }
+
+  /** Latency at a given input rate: receive time at a read_committed consumer minus the record's produce time. */
+  const latencyRun = async (dist: Dist, rate: number): Promise<{ p50: number; p99: number; got: number; sent: number }> => {
+    const t = await topics()
+    const latencies: number[] = []
+    const warmupUntil = { t: Number.POSITIVE_INFINITY }
+    const consumer = kafka.consumer({ groupId: topicName("reader"), readUncommitted: false, maxWaitTimeInMs: 5 })
+    await consumer.connect()
+    await consumer.subscribe({ topic: t.output, fromBeginning: true })
+    let got = 0
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        const now = Date.now()
+        for (const m of batch.messages) {
+          got++
+          const v = JSON.parse(m.value!.toString()) as [number, number, number]
+          if (v[2] >= warmupUntil.t) latencies.push(now - v[2])
+        }
+      },
+    })
+    let producing: Promise<string> | undefined
+    await child(["--child", "run", "--in", t.input, "--out", t.output, "--for", String(seconds + 3)], () => {
+      warmupUntil.t = Date.now() + 3000
+      producing = child(["--child", "produce", "--in", t.input, "--dist", dist, "--rate", String(Math.round(rate)), "--for", String(seconds)])
+    })
+    const sent = Number(await producing)
+    await new Promise((r) => setTimeout(r, 1000))
+    await consumer.disconnect()
+    await drop(t)
+    return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), got, sent }
+  }
+
+  const dists: ReadonlyArray<Dist> = flags["only"] === "zipf" ? ["zipf"] : flags["only"] === "uniform" ? ["uniform"] : ["uniform", "zipf"]
+  console.log(`Kafka in → counter over ${fmt(keys)} keys → Kafka out; embedded, 1 partition, file log; ${inPartitions} topic partitions in and out; ${epochAtoms} offsets per split per epoch; medians over ${runs} runs [min–max]`)
+  for (const dist of dists) {
+    const maxes: RunResult[] = []
+    // --max R: skip the drain runs and take R records/s as the maximum (to study latency alone).
+    if (typeof flags["max"] === "string") maxes.push({ records: 0, measured: Number(flags["max"]), seconds: 1, cpuSeconds: 1 })
+    else for (let i = 0; i < runs; i++) maxes.push(await maxRun(dist))
+    const tput = summary(maxes.map((r) => r.measured / r.seconds))
+    const perCpu = summary(maxes.map((r) => r.measured / r.cpuSeconds))
+    console.log(`${dist.padEnd(8)} max ${fmt(tput.median)} records/s [${fmt(tput.min)}–${fmt(tput.max)}], ${fmt(perCpu.median)} records per CPU-second of the Eddy process [${fmt(perCpu.min)}–${fmt(perCpu.max)}] (${fmt(records)} records drained)`)
+    for (const load of [0.5, 0.9]) {
+      const ls: Array<{ p50: number; p99: number; got: number; sent: number }> = []
+      for (let i = 0; i < runs; i++) ls.push(await latencyRun(dist, tput.median * load))
+      const p50 = summary(ls.map((l) => l.p50))
+      const p99 = summary(ls.map((l) => l.p99))
+      const lost = ls.map((l) => l.sent - l.got)
+      console.log(
+        `${dist.padEnd(8)} at ${Math.round(load * 100)}% (${fmt(tput.median * load)} records/s): end-to-end p50 ${p50.median.toFixed(1)} ms [${p50.min.toFixed(1)}–${p50.max.toFixed(1)}], p99 ${p99.median.toFixed(1)} ms [${p99.min.toFixed(1)}–${p99.max.toFixed(1)}]` +
+          `  (produced − received per run: ${lost.join(", ")}; 0 unless the run fell behind)`,
+      )
+    }
+  }
+}

@@ -1,0 +1,134 @@
+import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node"
+import { clientSubjects, FRONT_QUEUE } from "../../client/subjects.ts"
+import { decodeBody, encodeBody, type RequestBody } from "../../client/wire.ts"
+import type { EndpointReply } from "../../workflows/Endpoint.ts"
+import { readEndpoints } from "../config/Endpoints.ts"
+import { canonicalKey, keyGroupOf, ownerOf } from "../engine/keys.ts"
+import type { StateAccess } from "../front/HttpFront.ts"
+import { FrontError, type RequestFront } from "../front/RequestFront.ts"
+
+export interface NatsFrontOptions {
+  readonly namespace: string
+  readonly app: string
+  readonly partitions: number
+  readonly keyGroups: number
+  /** The partitions this worker hosts: it answers state reads for their key groups. */
+  readonly hosted: ReadonlyArray<number>
+  readonly url?: string
+}
+
+const errorBody = (err: unknown) =>
+  err instanceof FrontError ? { error: { tag: err.tag, message: err.message } } : { error: { tag: "Internal", message: err instanceof Error ? err.message : String(err) } }
+
+/**
+ * A worker's client endpoint over NATS request/reply (docs/client.md). Requests are taken by any worker (a queue
+ * group) and queued for its own partitions; the answer is published to the caller's reply subject by whichever
+ * worker commits it. State reads go to the worker owning the key; listings gather from every partition.
+ * Bodies are superjson. A worker that dies loses its waiting requests: callers retry with the same key.
+ */
+export const startNatsFront = async (front: RequestFront, state: StateAccess, options: NatsFrontOptions): Promise<{ close: () => Promise<void> }> => {
+  const url = options.url ?? readEndpoints().nats.url
+  const nc: NatsConnection = await connect({ servers: url, name: `eddy-front-${options.namespace}`, timeout: 3_000 })
+  const s = clientSubjects(options.namespace)
+  const respond = (msg: Msg, body: unknown) => {
+    if (msg.reply !== undefined && msg.reply !== "") msg.respond(encodeBody(body, true))
+  }
+  front.remote = (address: string, a: EndpointReply, epoch: number) => {
+    nc.publish(address, encodeBody(a.x !== undefined ? { error: { tag: a.x.tag, message: a.x.message } } : { reply: a.r, epoch }, true))
+  }
+  const request = (ask: boolean) => (err: Error | null, msg: Msg) => {
+    if (err !== null) return
+    try {
+      const body = decodeBody(msg.string(), true) as RequestBody
+      if (typeof body !== "object" || body === null || typeof body.target !== "string") throw new FrontError("BadRequest", "the body must be an object with a string 'target' ('type/id') and a 'message'")
+      if (msg.reply === undefined || msg.reply === "") throw new FrontError("BadRequest", "a request needs a reply subject")
+      front.submitFor({ target: body.target, message: body.message, ask, ...(body.key === undefined ? {} : { key: body.key }) }, msg.reply)
+    } catch (e) {
+      respond(msg, errorBody(e instanceof SyntaxError || e instanceof TypeError ? new FrontError("InvalidPayload", `the body is not valid superjson: ${e.message}`) : e))
+    }
+  }
+  nc.subscribe(s.ask, { queue: FRONT_QUEUE, callback: request(true) })
+  nc.subscribe(s.tell, { queue: FRONT_QUEUE, callback: request(false) })
+
+  const readState = async (target: string) => {
+    const slash = target.indexOf("/")
+    if (slash <= 0) throw new FrontError("InvalidPayload", `'${target}' is not of the form type/id`)
+    const view = front.endpointOf(target.slice(0, slash)).view
+    const key = view.key(target)
+    if (key === undefined) throw new FrontError("InvalidPayload", `'${target}' names no actor`)
+    return state.read((r) => {
+      const v = r.get(view.task, key)
+      return { state: v === undefined ? undefined : view.show(v), epoch: r.epoch }
+    })
+  }
+  const listLocal = (type: string) => {
+    const view = front.endpointOf(type).view
+    return state.read((r) => {
+      const out: string[] = []
+      for (const key of r.keys(view.task)) {
+        const d = view.describe(key)
+        if (d.group === type && view.show(r.get(view.task, key)) !== undefined) out.push(d.spec.slice(type.length + 1))
+      }
+      return out
+    })
+  }
+  const serveAsync = (f: (body: unknown) => Promise<unknown>) => (err: Error | null, msg: Msg) => {
+    if (err !== null) return
+    let body: unknown
+    try {
+      body = decodeBody(msg.string(), true)
+    } catch (e) {
+      return respond(msg, errorBody(new FrontError("InvalidPayload", `the body is not valid superjson: ${e instanceof Error ? e.message : String(e)}`)))
+    }
+    f(body).then(
+      (r) => respond(msg, r),
+      (e: unknown) => respond(msg, errorBody(e)),
+    )
+  }
+  // Any worker takes a read and forwards it to the partition owning the key.
+  nc.subscribe(s.state, {
+    queue: FRONT_QUEUE,
+    callback: serveAsync(async (body) => {
+      const target = (body as { target?: unknown }).target
+      if (typeof target !== "string") throw new FrontError("BadRequest", "a state read needs a string 'target'")
+      const slash = target.indexOf("/")
+      const key = slash <= 0 ? undefined : front.endpointOf(target.slice(0, slash)).view.key(target)
+      const owner = key === undefined ? options.hosted[0]! : ownerOf(keyGroupOf(canonicalKey(key), options.keyGroups), options.keyGroups, options.partitions)
+      if (options.hosted.includes(owner)) return readState(target)
+      const m = await nc.request(s.statePartition(owner), encodeBody({ target }, true), { timeout: 10_000 })
+      return decodeBody(m.string(), true)
+    }),
+  })
+  nc.subscribe(s.list, {
+    queue: FRONT_QUEUE,
+    callback: serveAsync(async (body) => {
+      const type = (body as { type?: unknown }).type
+      if (typeof type !== "string") throw new FrontError("BadRequest", "a listing needs a string 'type'")
+      front.endpointOf(type)
+      const parts = await Promise.all(
+        Array.from({ length: options.partitions }, async (_, p) => {
+          if (options.hosted.includes(p)) return listLocal(type)
+          const m = await nc.request(s.listPartition(p), encodeBody({ type }, true), { timeout: 10_000 })
+          const r = decodeBody(m.string(), true) as { ids?: string[]; error?: { message: string } }
+          if (r.ids === undefined) throw new FrontError("Unavailable", `partition ${p} could not list: ${r.error?.message ?? "no answer"}`)
+          return r.ids
+        }),
+      )
+      return { ids: parts.flat().sort() }
+    }),
+  })
+  for (const p of options.hosted) {
+    nc.subscribe(s.statePartition(p), { callback: serveAsync((body) => readState((body as { target: string }).target)) })
+    nc.subscribe(s.listPartition(p), { callback: serveAsync(async (body) => ({ ids: await listLocal((body as { type: string }).type) })) })
+  }
+  nc.subscribe(s.info, {
+    queue: FRONT_QUEUE,
+    callback: serveAsync(async () => ({ app: options.app, partitions: options.partitions, types: front.endpoints.flatMap((e) => e.types), epoch: await state.read((r) => r.epoch) })),
+  })
+  await nc.flush()
+  return {
+    close: async () => {
+      await nc.drain().catch(() => undefined)
+    },
+  }
+}

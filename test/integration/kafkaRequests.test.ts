@@ -1,0 +1,72 @@
+// Client requests through Kafka topics (for high-volume producers): an actor system reads requests from a topic and
+// answers on another, exactly once; a duplicate request (same key) runs once and is answered with the first answer;
+// a malformed request goes to the dead-letter topic and nothing else is lost.
+import { describe, expect, it } from "vitest"
+import { Actors, type KafkaAnswer } from "../../actors/index.ts"
+import { counter } from "../../examples/counter/app.ts"
+import { Eddy } from "../../runtime/index.ts"
+import { App, DLQ_HEADERS } from "../../workflows/index.ts"
+import { createTopic, kafkaClient, produce, readCommitted, uniqueName, type Produced } from "./kafkaTopics.ts"
+
+describe("requests through Kafka topics (real Kafka)", () => {
+  it("answers every request once, duplicates with the first answer; malformed ones go to the dead-letter topic", async () => {
+    const kafka = kafkaClient()
+    const [requests, replies, dlq] = [uniqueName("req"), uniqueName("rep"), uniqueName("req-dlq")]
+    await createTopic(kafka, requests, 2)
+    const records: Produced[] = []
+    const sums = new Map<string, number>()
+    for (let i = 0; i < 120; i++) {
+      const target = `counter/c${i % 5}`
+      const partition = i % 2
+      if (i % 31 === 7) {
+        records.push({ partition, value: i % 2 === 0 ? "{oops" : JSON.stringify({ target: "nosuch/x", message: { add: 1 } }) })
+        continue
+      }
+      // Every 10th request is produced twice (a producer's retry): it must run once.
+      const value = JSON.stringify({ target, message: { add: i }, key: `k${i}` })
+      records.push({ partition, value })
+      if (i % 10 === 0) records.push({ partition, value })
+    }
+    await produce(kafka, requests, records)
+    for (let i = 0; i < 120; i++) if (i % 31 !== 7) sums.set(`c${i % 5}`, (sums.get(`c${i % 5}`) ?? 0) + i)
+    const system = Actors.system({ name: "counters", behaviors: [counter], kafka: { requests, replies, partitions: 2, deadLetterTopic: dlq } })
+    const app = App.define({ name: "kafka-counters", workflows: [system.workflow], views: [system.view] })
+    const running = Eddy.start(app, { epochAtoms: 20, stopWhenIdle: false, onFailure: () => undefined })
+    let answers: Array<{ key: string | null; value: string }> = []
+    for (let tries = 0; tries < 60; tries++) {
+      answers = await readCommitted(kafka, replies).catch(() => [])
+      if (new Set(answers.map((a) => a.key)).size >= 120 - 4) break
+      await new Promise((r) => setTimeout(r, 500))
+    }
+    await running.stop()
+    const parsed = answers.map((a) => JSON.parse(a.value) as KafkaAnswer)
+    // An answer per request, none for malformed ones; a duplicate read in a later epoch is answered again, with the
+    // same value (within one epoch it joins the first as a waiter: one answer).
+    const byKey = new Map<string, unknown[]>()
+    for (const a of parsed) byKey.set(a.key, [...(byKey.get(a.key) ?? []), a.reply])
+    const keys = [...byKey.keys()].sort()
+    expect(keys).toHaveLength(120 - 4)
+    for (const [key, replies] of byKey) {
+      expect(new Set(replies).size, `answers of ${key}`).toBe(1)
+      expect(replies.length, `answers of ${key}`).toBeLessThanOrEqual(Number(key.slice(1)) % 10 === 0 ? 2 : 1)
+    }
+    // Exactly once: each counter's answers are the running sums of its adds, ending at the total.
+    for (let c = 0; c < 5; c++) {
+      const mine = [...byKey.entries()].filter(([k]) => Number(k.slice(1)) % 5 === c).map(([k, r]) => ({ add: Number(k.slice(1)), reply: r[0] as number }))
+      mine.sort((x, y) => x.reply - y.reply)
+      let sum = 0
+      for (const m of mine) {
+        sum += m.add
+        expect(m.reply).toBe(sum)
+      }
+      expect(sum).toBe(sums.get(`c${c}`))
+      expect(await system.query(running, system.ref(counter, `c${c}`))).toBe(sum)
+    }
+    const dead = await readCommitted(kafka, dlq)
+    expect(dead).toHaveLength(4)
+    for (const d of dead) {
+      expect(d.headers[DLQ_HEADERS.topic]).toBe(requests)
+      expect(d.headers[DLQ_HEADERS.reason]).toMatch(/JSON|no actor type 'nosuch'/)
+    }
+  }, 120_000)
+})
