@@ -1,0 +1,33 @@
+// An Eddy app of the benchmark served over HTTP, as its own process (so its CPU and memory are measured apart):
+//   node --import tsx bench/lib/eddyServer.ts --workload counter --data-dir DIR [--epoch-ms 10] [--checked]
+//     [--initial 1000] [--stock 100] [--snapshot-every N]
+// Prints "url <url>" once it listens; stops at the next epoch boundary on SIGTERM; SIGUSR2: "commits <n>".
+import { parseArgs } from "node:util"
+import { Eddy } from "eddy/runtime"
+import { eddyAppFor, eddyRunOptions } from "./eddyApps.ts"
+import type { WorkloadConfig } from "./workloads.ts"
+
+const { values } = parseArgs({
+  options: {
+    workload: { type: "string" },
+    "data-dir": { type: "string" },
+    "epoch-ms": { type: "string", default: "10" },
+    checked: { type: "boolean", default: false },
+    initial: { type: "string", default: "1000" },
+    stock: { type: "string", default: "100" },
+    "snapshot-every": { type: "string" },
+  },
+})
+const app = eddyAppFor({ workload: values.workload as WorkloadConfig["workload"], initial: Number(values.initial), stock: Number(values.stock) })
+// SIGUSR2 prints how many epochs have committed so far (the harness asks at the start and end of its window).
+let commits = 0
+process.on("SIGUSR2", () => process.stdout.write(`commits ${commits}\n`))
+const running = Eddy.start(app, { onCommit: () => commits++, ...eddyRunOptions({ dataDir: values["data-dir"]!, epochMs: Number(values["epoch-ms"]), checked: values.checked, ...(values["snapshot-every"] === undefined ? {} : { snapshotEvery: Number(values["snapshot-every"]) }) }), serve: { port: 0 } })
+running.done.catch((err: unknown) => {
+  process.stderr.write(`eddy server failed: ${err instanceof Error ? err.stack : String(err)}\n`)
+  process.exit(1)
+})
+process.on("SIGTERM", () => {
+  void running.stop().then(() => process.exit(0))
+})
+process.stdout.write(`url ${await running.url!}\n`)
