@@ -140,5 +140,5 @@ describe("Kafka ingress and egress exactly once on the cluster (real Kafka, NATS
     expect(sorted(await kcatRead(kcat, t.dlq))).toEqual(sorted(refDlq))
     // And the state equals the failure-free run's.
     expect((await clusterState(ns)).entries).toEqual(refState.entries)
-  }, 600_000)
+  }, 900_000)
 })
