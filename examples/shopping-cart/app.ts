@@ -8,7 +8,7 @@ import { Portal } from "eddy/portals"
 import { App, AppArgs, Sink, Source, Workflow, type CommittedStateReader } from "eddy/workflows"
 
 export type CartMsg = { readonly op: "add"; readonly item: string } | { readonly op: "remove"; readonly item: string } | { readonly op: "checkout" }
-type CartState = { readonly items: Readonly<Record<string, number>> }
+type CartState = { readonly items: Readonly<Record<string, number>>; readonly checkouts: number }
 type StockReq = { readonly op: "reserve" | "return"; readonly item: string; readonly qty: number }
 type StockRep = { readonly ok: boolean }
 type OrderMsg = { readonly order: number; readonly user: string; readonly items: Readonly<Record<string, number>> }
@@ -33,7 +33,7 @@ export const topItems = (counts: Readonly<Record<string, number>>, n: number): A
     .slice(0, n)
 
 const reserved = Actors.continuation<StockRep, { item: string }, CartState>("reserved", (_ctx, reply, data, state) =>
-  reply.ok ? { items: { ...state.items, [data.item]: (state.items[data.item] ?? 0) + 1 } } : Actors.same,
+  reply.ok ? { ...state, items: { ...state.items, [data.item]: (state.items[data.item] ?? 0) + 1 } } : Actors.same,
 )
 
 export const analytics = Actors.define<AnalyticsMsg, AnalyticsState>("analytics", {
@@ -54,13 +54,15 @@ export const analytics = Actors.define<AnalyticsMsg, AnalyticsState>("analytics"
 export const orders = Actors.define<OrderMsg, OrdersState>("orders", {
   initial: { orders: 0, items: 0 },
   receive(ctx, msg, state) {
+    // A user's orders arrive in checkout order, numbered from 1 (sends from one actor to another keep their order).
+    if (msg.order !== state.orders + 1) throw new Error(`order ${msg.order} of ${msg.user} after ${state.orders} orders`)
     const n = Object.values(msg.items).reduce((a, b) => a + b, 0)
     ctx.send<AnalyticsMsg>({ type: "analytics", id: "top" }, { sold: msg.items })
     return { orders: state.orders + 1, items: state.items + n }
   },
 })
 
-export const cart = Actors.define<CartMsg, CartState & { readonly checkouts: number }>("cart", {
+export const cart = Actors.define<CartMsg, CartState>("cart", {
   initial: { items: {}, checkouts: 0 },
   continuations: [reserved],
   receive(ctx, msg, state) {

@@ -250,6 +250,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         const o = coord.out.shift()!
         switch (o.o) {
           case "open":
+            // Everything queued before this open is taken by it: earlier wakes are spent.
+            woken = false
             openedAt = performance.now()
             options.onOpen?.(o.env.e)
             for (let p = 0; p < P; p++) yield* transport.send(p, o.env)
@@ -418,7 +420,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           continue
         }
         if (env.t === "wake") {
-          if (wakeAt !== undefined) woken = true
+          // Kept even while an epoch runs: a request that arrived after its vote must not wait out the idle time.
+          woken = true
           continue
         }
         if (env.t !== "vote") throw new Error(`assertion: coordinator got '${env.t}'`)
