@@ -9,6 +9,18 @@ export interface HttpClientOptions {
   readonly timeoutMs?: number
   /** Sockets kept open to the app (default 256: enough for 256 requests in flight). */
   readonly maxSockets?: number
+  /**
+   * Coalesce the asks and tells made in the same tick into one `POST /v1/batch` (default true): one HTTP exchange
+   * per burst instead of one per call, which is what lets many callers in flight share an epoch cheaply. Each call
+   * still gets its own answer or error.
+   */
+  readonly batching?: boolean
+}
+
+interface Pending {
+  readonly body: { target: string; message: unknown; key: string; timeoutMs: number; tell?: true }
+  readonly resolve: (a: AnswerBody) => void
+  readonly reject: (e: unknown) => void
 }
 
 /**
@@ -72,10 +84,39 @@ export const httpClient = (url: string, options: HttpClientOptions = {}): EddyCl
     }
   }
 
+  let pending: Pending[] = []
+  const flush = () => {
+    const batch = pending
+    pending = []
+    if (batch.length === 1) {
+      const p = batch[0]!
+      const { tell, ...one } = p.body
+      call("POST", tell === true ? "/v1/tell" : "/v1/ask", one, one.timeoutMs + 1000).then((a) => p.resolve(a as AnswerBody), p.reject)
+      return
+    }
+    const timeoutMs = Math.max(...batch.map((p) => p.body.timeoutMs))
+    call("POST", "/v1/batch", { requests: batch.map((p) => p.body) }, timeoutMs + 1000).then(
+      (r) => {
+        const answers = (r as { answers: Array<AnswerBody & Partial<ErrorBody>> }).answers
+        batch.forEach((p, i) => {
+          const a = answers[i]
+          if (a === undefined) p.reject(new Unavailable(`${url} answered a batch of ${batch.length} with ${answers.length} answers`))
+          else if (a.error !== undefined) p.reject(clientError(a.error.tag, a.error.message))
+          else p.resolve(a)
+        })
+      },
+      (err: unknown) => batch.forEach((p) => p.reject(err)),
+    )
+  }
+
   const send = async (path: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> => {
     const timeoutMs = o.timeoutMs ?? defaultTimeout
     const body = { target: targetString(target), message, key: o.idempotencyKey ?? randomUUID(), timeoutMs }
-    return (await call("POST", path, body, timeoutMs + 1000)) as AnswerBody
+    if (options.batching === false) return (await call("POST", path, body, timeoutMs + 1000)) as AnswerBody
+    return new Promise<AnswerBody>((resolve, reject) => {
+      if (pending.length === 0) setImmediate(flush)
+      pending.push({ body: path === "/v1/tell" ? { ...body, tell: true } : body, resolve, reject })
+    })
   }
 
   return {

@@ -23,6 +23,7 @@ const MAX_BODY = 4 * 1024 * 1024
  * The embedded runtime's client endpoint (docs/client.md): JSON over HTTP/1.1 keep-alive.
  *   POST /v1/ask   {target, message, key?, timeoutMs?} → {reply, epoch}
  *   POST /v1/tell  {target, message, key?}             → {epoch}
+ *   POST /v1/batch {requests: [{target, message, key?, tell?}]} → {answers: [{reply, epoch} | {error}]}
  *   GET  /v1/state/<type>/<id>                         → {state, epoch} (404 Rejected-free: {state: undefined})
  *   GET  /v1/actors/<type>                             → {ids}
  *   GET  /v1/info                                      → {app, epoch, types}
@@ -92,6 +93,36 @@ async function handle(front: RequestFront, state: StateAccess, options: HttpFron
         ...(typeof body.timeoutMs === "number" ? { timeoutMs: body.timeoutMs } : {}),
       })
       return send(res, rich, 200, ask ? { reply: answer.reply, epoch: answer.epoch } : { epoch: answer.epoch })
+    }
+    if (req.method === "POST" && path === "/v1/batch") {
+      let body: { requests?: unknown }
+      try {
+        body = decodeBody(await readBody(req), rich) as { requests?: unknown }
+      } catch (err) {
+        if (err instanceof FrontError) throw err
+        throw new FrontError("InvalidPayload", `the body is not valid ${rich ? "superjson" : "JSON"}: ${err instanceof Error ? err.message : String(err)}`)
+      }
+      if (typeof body !== "object" || body === null || !Array.isArray(body.requests)) throw new FrontError("BadRequest", "a batch is an object with an array 'requests'")
+      // Each request is admitted and answered on its own; the batch answers when all have (in request order).
+      const answers = await Promise.all(
+        (body.requests as ReadonlyArray<RequestBody & { tell?: boolean }>).map((r) => {
+          if (typeof r !== "object" || r === null || typeof r.target !== "string") return { error: { tag: "BadRequest", message: "each request needs a string 'target' ('type/id')" } }
+          const ask = r.tell !== true
+          return front
+            .submit({
+              target: r.target,
+              message: r.message,
+              ask,
+              ...(r.key === undefined ? {} : { key: r.key }),
+              ...(typeof r.timeoutMs === "number" ? { timeoutMs: r.timeoutMs } : {}),
+            })
+            .then(
+              (a) => (ask ? { reply: a.reply, epoch: a.epoch } : { epoch: a.epoch }),
+              (err: unknown) => (err instanceof FrontError ? { error: { tag: err.tag, message: err.message } } : { error: { tag: "Internal", message: String(err) } }),
+            )
+        }),
+      )
+      return send(res, rich, 200, { answers })
     }
     if (req.method === "GET" && path.startsWith("/v1/state/")) {
       const spec = decodeURIComponent(path.slice("/v1/state/".length))

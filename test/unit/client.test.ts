@@ -82,6 +82,11 @@ suite("HTTP client, 3 partitions", async () => {
   return { app, client: Client.http(await app.url!) }
 })
 
+suite("HTTP client without batching", async () => {
+  const app = serve(2)
+  return { app, client: Client.http(await app.url!, { batching: false }) }
+})
+
 describe("HTTP endpoint", () => {
   it("rich values (Date, Map, BigInt) make the round trip with the client", async () => {
     const app = serve()
@@ -108,8 +113,16 @@ describe("HTTP endpoint", () => {
     const unknown = await post("/v1/ask", JSON.stringify({ target: "ghost/1", message: {} }))
     expect(unknown.status).toBe(404)
     expect(await unknown.json()).toMatchObject({ error: { tag: "UnknownActorType" } })
+    // A batch: each request answered on its own, in order, errors included.
+    const batch = await post(
+      "/v1/batch",
+      JSON.stringify({ requests: [{ target: "counter/j", message: { add: 1 }, key: "j2" }, { target: "ghost/2", message: {} }, { target: "counter/j", message: { add: 1 }, key: "j2" }, { target: "counter/q", message: { add: 7 }, tell: true }] }),
+    )
+    expect(batch.status).toBe(200)
+    const answers = ((await batch.json()) as { answers: Array<{ reply?: unknown; epoch?: number; error?: { tag: string } }> }).answers
+    expect(answers.map((a) => a.reply ?? a.error?.tag ?? "told")).toEqual([5, "UnknownActorType", 5, "told"])
     const state = await fetch(`${url}/v1/state/counter/j`)
-    expect(await state.json()).toMatchObject({ state: 4 })
+    expect(await state.json()).toMatchObject({ state: 5 })
     expect(await (await fetch(`${url}/v1/info`)).json()).toMatchObject({ app: "counters", types: ["counter"] })
   })
 
