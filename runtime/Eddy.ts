@@ -65,6 +65,8 @@ export interface RunOptions {
   readonly logSegmentBytes?: number
   /** Snapshot every this many committed epochs (default 100; 0: never). */
   readonly snapshotEvery?: number
+  /** At least this long between snapshots (default 5000 ms when snapshotEvery is not given, else 0). */
+  readonly snapshotMinMs?: number
   readonly onSnapshot?: (epoch: number) => void
   /** Where console sinks print (default: standard output). */
   readonly print?: (line: string) => void
@@ -263,6 +265,9 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     shouldStop: () => stopRequested || options.stopWhen?.() === true,
     onCommitBoundary,
     snapshotEvery: options.snapshotEvery ?? 100,
+    // Unless told otherwise, a busy app (hundreds of epochs a second) snapshots every 100 epochs but at most every
+    // 5 s: the log holds everything in between, and each snapshot costs writes and fsyncs per key group.
+    snapshotMinMs: options.snapshotMinMs ?? (options.snapshotEvery === undefined ? 5000 : 0),
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
     ...(hasKafkaSources ? { openSplit: kafkaSplitOpener({ brokers: kafkaBrokers() }) } : {}),

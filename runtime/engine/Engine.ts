@@ -45,6 +45,8 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly livenessMs?: number
   /** Snapshot every this many committed epochs (0: never). */
   readonly snapshotEvery: number
+  /** And at least this long after the last snapshot epoch (0: epochs alone decide). */
+  readonly snapshotMinMs?: number
   readonly onSnapshot?: (epoch: number) => void
   /** Opens splits of seekable sources (Kafka); needed only if the app has such sources. */
   readonly openSplit?: SplitOpener
@@ -194,6 +196,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     let records = 0
     let failures = 0
     let committedHeard = { e: 0, n: 0 }
+    let lastSnapshotAt = 0
     let wakeAt: number | undefined
     let idleAfter = 0
     let woken = false
@@ -267,7 +270,14 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           }
           case "committed":
             epochs++
-            for (let p = 0; p < P; p++) yield* transport.send(p, { t: "committed", g, e: o.e })
+            {
+              // The coordinator picks snapshot epochs (every snapshotEvery-th, and not more often than
+              // snapshotMinMs) and says so in COMMITTED, so every process writes its part of the same epoch.
+              const now = Date.now()
+              const snapshot = options.snapshotEvery > 0 && o.e % options.snapshotEvery === 0 && now - lastSnapshotAt >= (options.snapshotMinMs ?? 0)
+              if (snapshot) lastSnapshotAt = now
+              for (let p = 0; p < P; p++) yield* transport.send(p, snapshot ? { t: "committed", g, e: o.e, snapshot } : { t: "committed", g, e: o.e })
+            }
             options.onCommit?.(o.e, o.votes, timing)
             options.onCommitBoundary?.(reader(o.e))
             if (options.shouldStop?.() === true) {
@@ -291,18 +301,18 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     })
 
     /**
-     * Snapshot epochs are every `snapshotEvery`-th epoch, so every process agrees without asking. When a process
+     * Snapshot epochs are chosen by the coordinator and flagged in COMMITTED, so every process agrees. When a process
      * sees COMMIT(e) it folds e's records of its partitions into its delta; at a snapshot epoch it writes its part
      * (the key groups written since its last part) and tells the coordinator. This runs between epochs: its cost
      * is proportional to the keys written since the last snapshot. (A forked fiber was starved by the epoch loop;
      * a worker thread is the way to take it off the loop entirely.)
      */
-    const onCommitted = (e: number, core: PartitionCore) =>
+    const onCommitted = (e: number, core: PartitionCore, snapshot: boolean) =>
       Effect.gen(function* () {
         if (options.snapshotEvery <= 0 || e <= folded) return
         folded = e
         snapshots.committed(e)
-        if (e % options.snapshotEvery !== 0) return
+        if (!snapshot) return
         const part = yield* snapshots.writePart(e, core.g, `p${host.partitions.join("-")}`, { kg: ownsKg, split: ownsSplit })
         const written: SnapshotWritten = { t: "snapshot", g: core.g, e, partitions: host.partitions, groups: part.groups, meta: part.meta, published: yield* egress.publishedThrough }
         yield* transport.send(COORDINATOR, written)
@@ -458,7 +468,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       } else if (env.t !== "vote" && env.t !== "ready" && env.t !== "snapshot" && env.t !== "wake") core.handle(env)
       yield* drainPartition(to)
       if (env.t === "committed") {
-        yield* onCommitted(env.e, core)
+        yield* onCommitted(env.e, core, env.snapshot === true)
         // A process without the coordinator reaches a commit boundary when all its partitions heard of the commit.
         if (!host.coordinator && (committedHeard = committedHeard.e === env.e ? { e: env.e, n: committedHeard.n + 1 } : { e: env.e, n: 1 }).n === hosted.length) {
           options.onCommitBoundary?.(reader(env.e))

@@ -84,6 +84,8 @@ export interface Committed {
   readonly t: "committed"
   readonly g: number
   readonly e: number
+  /** The coordinator chose e as a snapshot epoch: every process writes its part of snapshot e. */
+  readonly snapshot?: boolean
 }
 
 /** The run is over after epoch e (its egress is the last to publish): the partition's process may exit. */

@@ -153,5 +153,5 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
       }).pipe(Effect.provide(S3BlobStore.layer({ prefix: ns })), Effect.scoped),
     )
     expect(manifests.length).toBeGreaterThan(0)
-  }, 300_000)
+  }, 900_000) // minutes on a loaded 2-core machine; a hang still ends well inside CI's limit
 })
