@@ -4,7 +4,7 @@ import { Effect, Exit, Layer } from "effect"
 import type { App, CommittedStateReader } from "../workflows/App.ts"
 import { canonicalKey, parseCanonicalKey } from "./engine/keys.ts"
 import type { Key } from "../workflows/Key.ts"
-import { runEngine, type CommitTiming, type RunResult, type StateReader } from "./engine/Engine.ts"
+import { runEngine, type CommitTiming, type RestoreTiming, type RunResult, type StateReader } from "./engine/Engine.ts"
 import type { TaskFailure } from "./engine/errors.ts"
 import type { Reporter } from "./engine/PartitionCore.ts"
 import { compile } from "./engine/Plan.ts"
@@ -19,7 +19,7 @@ import { MemoryBlobStore } from "./embedded/MemoryBlobStore.ts"
 import { Log } from "./ports/Log.ts"
 import type { Transport } from "./ports/Transport.ts"
 import { BlobStore } from "./ports/BlobStore.ts"
-import { SnapshotManager } from "./engine/snapshots.ts"
+import { SnapshotManager, type PartStats } from "./engine/snapshots.ts"
 
 export interface RunOptions {
   /** Partitions (single-threaded workers) in this process. Default 1. */
@@ -55,6 +55,10 @@ export interface RunOptions {
   /** Snapshot every this many committed epochs (default 100; 0: never). */
   readonly snapshotEvery?: number
   readonly onSnapshot?: (epoch: number) => void
+  /** This process wrote its part of snapshot `epoch`. */
+  readonly onSnapshotPart?: (epoch: number, stats: PartStats) => void
+  /** This process restored its state from the snapshot and the log (timings of each step). */
+  readonly onRestored?: (timing: RestoreTiming) => void
   /** Where console sinks print (default: standard output). */
   readonly print?: (line: string) => void
 }
@@ -167,6 +171,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     snapshotEvery: options.snapshotEvery ?? 100,
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
+    ...(options.onSnapshotPart ? { onSnapshotPart: options.onSnapshotPart } : {}),
+    ...(options.onRestored ? { onRestored: options.onRestored } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)
   const done = Effect.runPromiseExit(program).then((exit): RunSummary => {
     finished = true

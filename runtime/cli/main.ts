@@ -4,6 +4,8 @@ import { join } from "node:path"
 import { committedState, start, stateReader } from "../Eddy.ts"
 import { canonicalKey, parseCanonicalKey } from "../engine/keys.ts"
 import { loadApp } from "./loadApp.ts"
+import type { RestoreTiming } from "../engine/Engine.ts"
+import type { PartStats } from "../engine/snapshots.ts"
 
 const usage = `usage:
   eddy run <app> [--partitions N] [--data-dir DIR] [--epoch-ms MS] [--epoch-atoms N] [--snapshot-every EPOCHS]
@@ -116,6 +118,15 @@ const engineFlags = (flags: Record<string, string | boolean>) => {
       ? {
           onOpen: (e: number) => process.stderr.write(`eddy: opened epoch ${e}\n`),
           onRecovered: (e: number) => process.stderr.write(`eddy: recovered to epoch ${e}\n`),
+          onSnapshot: (e: number) => process.stderr.write(`eddy: snapshot ${e} written\n`),
+          onSnapshotPart: (e: number, s: PartStats) => process.stderr.write(`eddy: snapshot part ${e}: ${s.blobs} blobs, ${s.bytes} bytes in ${s.ms.toFixed(1)} ms\n`),
+          // Times since the process started: where a restart's time goes (bench/recovery.ts reads this line).
+          onRestored: (t: RestoreTiming) =>
+            process.stderr.write(
+              `eddy: restored to epoch ${t.epoch} at ${(t.startedAt + t.snapshotMs + t.logMs + t.replayMs + t.restoreMs).toFixed(1)} ms ` +
+                `(engine start ${t.startedAt.toFixed(1)}, snapshot ${t.snapshot?.epoch ?? 0} ${t.snapshot?.blobs ?? 0} blobs ${t.snapshot?.bytes ?? 0} bytes ${t.snapshotMs.toFixed(1)}, ` +
+                `log ${t.logEntries} entries ${t.logMs.toFixed(1)}, replay ${t.replayMs.toFixed(1)}, restore ${t.restoreMs.toFixed(1)})\n`,
+            ),
         }
       : {}),
   }
@@ -137,6 +148,7 @@ const clusterProcessCommand = async (role: "coordinator" | "worker", appSpec: st
   const { stopAfter, ...engine } = engineFlags(flags)
   const app = await loadApp(appSpec, flags)
   const { startClusterProcess } = await import("../cluster/ClusterProcess.ts")
+  if (process.env["EDDY_PROGRESS"] === "1") process.stderr.write(`eddy: modules loaded at ${performance.now().toFixed(1)} ms\n`)
   const running = startClusterProcess(app, {
     ...engine,
     ...(stopAfter === undefined ? {} : { stopWhen: stopAfter }),

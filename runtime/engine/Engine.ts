@@ -15,7 +15,7 @@ import type { FenceRecord, SnapshotWritten, Vote } from "./protocol.ts"
 import { firstPosition, recover } from "./recovery.ts"
 import type { Key } from "../../workflows/Key.ts"
 import { canonicalKey, keyGroupOf, ownerOf, parseCanonicalKey } from "./keys.ts"
-import { SnapshotManager } from "./snapshots.ts"
+import { SnapshotManager, type LoadStats, type PartStats } from "./snapshots.ts"
 
 export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly partitions: number
@@ -44,6 +44,26 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   /** Snapshot every this many committed epochs (0: never). */
   readonly snapshotEvery: number
   readonly onSnapshot?: (epoch: number) => void
+  /** This process wrote its part of snapshot `epoch` (what it uploaded, how long it took). */
+  readonly onSnapshotPart?: (epoch: number, stats: PartStats) => void
+  /** Every process, once it has restored its state and before it takes part in an epoch: where start-up went. */
+  readonly onRestored?: (timing: RestoreTiming) => void
+}
+
+/** Where a process's recovery time went, in milliseconds (`performance.now()` is time since the process started). */
+export interface RestoreTiming {
+  readonly epoch: number
+  /** When the engine started, after the ports connected: module loading and connecting. */
+  readonly startedAt: number
+  /** The snapshot loaded (undefined: none). */
+  readonly snapshot: LoadStats | undefined
+  readonly snapshotMs: number
+  readonly logEntries: number
+  readonly logMs: number
+  /** Rolling the log forward from the snapshot (decoding and applying records). */
+  readonly replayMs: number
+  /** FENCE (coordinator), egress recovery, restoring the partitions' tables. */
+  readonly restoreMs: number
 }
 
 /** Reads the live state of the partitions hosted here; valid only at a commit boundary (then it is committed state). */
@@ -88,9 +108,14 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       return yield* Effect.fail(new ConfigError(`partitions must be an integer in 1..${plan.keyGroups} (the app's key groups), got ${P}`))
     }
 
+    const startedAt = performance.now()
     const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups)
     const snapshot = yield* snapshots.load(undefined)
-    const rec = recover(yield* log.readAll, snapshot)
+    const loadedAt = performance.now()
+    const entries = yield* log.readAll
+    const readAt = performance.now()
+    const rec = recover(entries, snapshot)
+    const replayedAt = performance.now()
     const commitPositions = new Map<number, LogPosition>(rec.commits.map((c) => [c.e, c.position]))
     const walFrom = new Map<number, LogPosition>()
     for (const c of rec.commits) if (c.walFrom !== undefined) walFrom.set(c.e, c.walFrom)
@@ -166,6 +191,16 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       },
     })
     options.onCommitBoundary?.(reader(rec.lastEpoch))
+    options.onRestored?.({
+      epoch: rec.lastEpoch,
+      startedAt,
+      snapshot: snapshots.loaded,
+      snapshotMs: loadedAt - startedAt,
+      logEntries: entries.length,
+      logMs: readAt - loadedAt,
+      replayMs: replayedAt - readAt,
+      restoreMs: performance.now() - replayedAt,
+    })
     if (host.coordinator) options.onRecovered?.(rec.lastEpoch)
 
     let records = 0
@@ -263,6 +298,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         snapshots.committed(e)
         if (e % options.snapshotEvery !== 0) return
         const part = yield* snapshots.writePart(e, core.g, `p${host.partitions.join("-")}`, { kg: ownsKg, split: ownsSplit })
+        options.onSnapshotPart?.(e, part.stats)
         const written: SnapshotWritten = { t: "snapshot", g: core.g, e, partitions: host.partitions, groups: part.groups, meta: part.meta, published: yield* egress.publishedThrough }
         yield* transport.send(COORDINATOR, written)
       }).pipe(

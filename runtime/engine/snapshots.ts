@@ -26,6 +26,21 @@ export interface SnapshotPart {
   readonly meta: string
 }
 
+/** What writing one part cost: blobs and bytes uploaded, and the time spent folding (CPU) and in the store. */
+export interface PartStats {
+  readonly blobs: number
+  readonly bytes: number
+  /** Whole writePart, from the first read of a base blob to the meta blob's upload. */
+  readonly ms: number
+}
+
+/** What loading a snapshot read from the store. */
+export interface LoadStats {
+  readonly epoch: number
+  readonly blobs: number
+  readonly bytes: number
+}
+
 interface Meta {
   readonly ingress: ReadonlyArray<readonly [string, number, boolean]>
   readonly inTransit: ReadonlyArray<readonly [number, ReadonlyArray<Msg>]>
@@ -50,15 +65,22 @@ export class SnapshotManager {
   private latest: Record<string, string> = {}
   /** Epoch of the snapshot being uploaded, if any: one at a time. */
   inFlight: number | undefined
+  /** What the last `load` read (undefined: no snapshot loaded). */
+  loaded: LoadStats | undefined
 
   constructor(
     private readonly blobs: BlobStoreService,
     private readonly app: string,
     private readonly keyGroups: number,
+    /** Blobs read or written at once (S3 requests in flight). */
+    private readonly concurrency = 1,
   ) {}
 
-  /** The newest snapshot at or below `maxEpoch`, decoded for recovery. */
-  load(maxEpoch: number | undefined): Effect.Effect<SnapshotState | undefined, BlobStoreError> {
+  /**
+   * The newest snapshot at or below `maxEpoch`, decoded for recovery: only the key groups `owns` accepts (a process
+   * restores just its own; the default is all), their blobs fetched and decoded `concurrency` at a time.
+   */
+  load(maxEpoch: number | undefined, owns: (kg: number) => boolean = () => true): Effect.Effect<SnapshotState | undefined, BlobStoreError> {
     const self = this
     return Effect.gen(function* () {
       const keys = yield* self.blobs.list("manifests/")
@@ -67,17 +89,20 @@ export class SnapshotManager {
         if (bytes === undefined) continue
         const m = decode(bytes) as Manifest
         if (maxEpoch !== undefined && m.epoch > maxEpoch) continue
+        let total = bytes.length
+        const fetch = (key: string, what: string) =>
+          Effect.flatMap(self.blobs.get(key), (blob) => {
+            if (blob === undefined) return Effect.die(new Error(`snapshot ${m.epoch} names ${what} '${key}', which is missing`))
+            total += blob.length
+            return Effect.succeed(decode(blob))
+          })
+        const wanted = Object.entries(m.groups).filter(([kg]) => owns(Number(kg)))
+        const decoded = yield* Effect.forEach(wanted, ([, key]) => fetch(key, "blob"), { concurrency: self.concurrency })
         const groups = new Map<number, RecoveredGroup>()
-        for (const [kg, key] of Object.entries(m.groups)) {
-          const blob = yield* self.blobs.get(key)
-          if (blob === undefined) return yield* Effect.die(new Error(`snapshot ${m.epoch} names blob '${key}', which is missing`))
-          groups.set(Number(kg), { tables: decode(blob) as Map<string, Map<string, unknown>> })
-        }
+        for (let j = 0; j < wanted.length; j++) groups.set(Number(wanted[j]![0]), { tables: decoded[j] as Map<string, Map<string, unknown>> })
+        const metas = (yield* Effect.forEach(m.metas, (key) => fetch(key, "meta blob"), { concurrency: self.concurrency })) as Meta[]
         const meta: { ingress: Array<readonly [string, number, boolean]>; inTransit: Array<readonly [number, ReadonlyArray<Msg>]> } = { ingress: [], inTransit: [] }
-        for (const key of m.metas) {
-          const metaBytes = yield* self.blobs.get(key)
-          if (metaBytes === undefined) return yield* Effect.die(new Error(`snapshot ${m.epoch} names meta blob '${key}', which is missing`))
-          const part = decode(metaBytes) as Meta
+        for (const part of metas) {
           meta.ingress.push(...part.ingress)
           meta.inTransit.push(...part.inTransit)
         }
@@ -85,6 +110,7 @@ export class SnapshotManager {
         self.latest = { ...m.groups }
         for (const x of meta.ingress) self.ingress.set(x[0], x)
         self.inTransit = new Map(meta.inTransit)
+        self.loaded = { epoch: m.epoch, blobs: wanted.length + m.metas.length + 1, bytes: total }
         return {
           epoch: m.epoch,
           g: m.g,
@@ -131,7 +157,7 @@ export class SnapshotManager {
    * (folded onto their previous blobs), and a meta blob with the positions of the splits and the in-transit
    * messages of the key groups it owns.
    */
-  writePart(epoch: number, g: number, part: string, owns: { readonly kg: (kg: number) => boolean; readonly split: (id: string) => boolean }): Effect.Effect<SnapshotPart, BlobStoreError> {
+  writePart(epoch: number, g: number, part: string, owns: { readonly kg: (kg: number) => boolean; readonly split: (id: string) => boolean }): Effect.Effect<SnapshotPart & { readonly stats: PartStats }, BlobStoreError> {
     const self = this
     const delta = this.delta
     this.delta = new Map()
@@ -141,30 +167,39 @@ export class SnapshotManager {
     }
     this.inFlight = epoch
     return Effect.gen(function* () {
+      const started = performance.now()
       const prefix = `snapshots/g${g}-e${pad(epoch)}/${part}`
-      const groups: Record<string, string> = {}
-      for (const [kg, changes] of [...delta].sort((a, b) => a[0] - b[0])) {
-        const baseKey = self.latest[String(kg)]
-        const baseBytes = baseKey === undefined ? undefined : yield* self.blobs.get(baseKey)
-        const tables = (baseBytes === undefined ? new Map() : decode(baseBytes)) as Map<string, Map<string, unknown>>
-        for (const [table, entries] of changes) {
-          let t = tables.get(table)
-          if (t === undefined) tables.set(table, (t = new Map()))
-          for (const [ks, value] of entries) {
-            if (value === undefined) t.delete(ks)
-            else t.set(ks, value)
+      let bytes = 0
+      // Each key group: its previous blob (if any) read, the changes folded in, the new blob written; several at once.
+      const fold = ([kg, changes]: readonly [number, Tables]) =>
+        Effect.gen(function* () {
+          const baseKey = self.latest[String(kg)]
+          const baseBytes = baseKey === undefined ? undefined : yield* self.blobs.get(baseKey)
+          const tables = (baseBytes === undefined ? new Map() : decode(baseBytes)) as Map<string, Map<string, unknown>>
+          for (const [table, entries] of changes) {
+            let t = tables.get(table)
+            if (t === undefined) tables.set(table, (t = new Map()))
+            for (const [ks, value] of entries) {
+              if (value === undefined) t.delete(ks)
+              else t.set(ks, value)
+            }
+            if (t.size === 0) tables.delete(table)
           }
-          if (t.size === 0) tables.delete(table)
-        }
-        const key = `${prefix}/kg${kg}`
-        yield* self.blobs.put(key, encode(tables))
-        groups[String(kg)] = key
-      }
+          const key = `${prefix}/kg${kg}`
+          const blob = encode(tables)
+          bytes += blob.length
+          yield* self.blobs.put(key, blob)
+          return [String(kg), key] as const
+        })
+      const written = yield* Effect.forEach([...delta].sort((a, b) => a[0] - b[0]), fold, { concurrency: self.concurrency })
+      const groups: Record<string, string> = Object.fromEntries(written)
       const metaKey = `${prefix}/meta`
-      yield* self.blobs.put(metaKey, encode(meta))
+      const metaBlob = encode(meta)
+      bytes += metaBlob.length
+      yield* self.blobs.put(metaKey, metaBlob)
       Object.assign(self.latest, groups)
       self.inFlight = undefined
-      return { groups, meta: metaKey }
+      return { groups, meta: metaKey, stats: { blobs: written.length + 1, bytes, ms: performance.now() - started } }
     }).pipe(
       Effect.tapError(() =>
         Effect.sync(() => {
