@@ -41,9 +41,11 @@ interface Restored {
   readonly name: string
   readonly modulesAt: number
   readonly engineAt: number
-  readonly snapshotAt: number
-  readonly logAt: number
+  /** Snapshot and log both read (sequential in older builds, concurrent now). */
+  readonly readAt: number
   readonly replayAt: number
+  readonly snapshotMs: number
+  readonly logMs: number
   readonly restoredAt: number
   readonly snapshotBytes: number
   readonly logEntries: number
@@ -95,6 +97,7 @@ const once = async (run: number): Promise<Run> => {
   let lastCommitted = 0
   const restored: Restored[] = []
   const modules = new Map<string, number>()
+  const activated = new Map<string, number>()
   const parts: Array<{ bytes: number; ms: number }> = []
   const manifestMs: number[] = []
   const committedAtEpoch = new Map<number, number>()
@@ -107,7 +110,7 @@ const once = async (run: number): Promise<Run> => {
     dataDir: dir,
     flags: ["--unchecked", "--epoch-atoms", String(epochAtoms), "--snapshot-every", String(snapshotEvery), "--liveness-ms", String(livenessMs), "--actors", String(actors), "--atom", String(atom)],
     maxRestarts: 1,
-    env: { ...process.env, EDDY_PROGRESS: "1" },
+    env: { ...process.env, EDDY_PROGRESS: "1", AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
     log: (line) => {
       if (line.includes("restarting every process")) detectedAt = performance.now()
     },
@@ -119,23 +122,27 @@ const once = async (run: number): Promise<Run> => {
       const now = performance.now()
       const m = /^eddy: modules loaded at ([\d.]+) ms/.exec(line)
       if (m !== null) modules.set(name, Number(m[1]))
-      const r = /^eddy: restored to epoch (\d+) at ([\d.]+) ms \(engine start ([\d.]+), snapshot \d+ \d+ blobs (\d+) bytes ([\d.]+), log (\d+) entries ([\d.]+), replay ([\d.]+), restore ([\d.]+)\)/.exec(line)
+      // A standby process (loaded ahead of time) starts its engine when the supervisor activates it.
+      const a = /^eddy: activated at ([\d.]+) ms/.exec(line)
+      if (a !== null) activated.set(name, Number(a[1]))
+      const r = /^eddy: restored to epoch (\d+) at ([\d.]+) ms \(engine start ([\d.]+), snapshot \d+ \d+ blobs (\d+) bytes ([\d.]+), log (\d+) entries ([\d.]+),(?: both read ([\d.]+),)? replay ([\d.]+), restore ([\d.]+)\)/.exec(line)
       if (r !== null && (phase === "killed" || phase === "restarted")) {
         // The line's times are on the process's clock (from its start); the offset to ours is taken at the line's arrival.
         const at = Number(r[2])
         const offset = now - at
         const engineAt = Number(r[3])
-        const snapshotAt = engineAt + Number(r[5])
-        const logAt = snapshotAt + Number(r[7])
-        const replayAt = logAt + Number(r[8])
+        // Older builds read the snapshot, then the log; newer ones both at once ("both read").
+        const readAt = engineAt + (r[8] === undefined ? Number(r[5]) + Number(r[7]) : Number(r[8]))
+        const replayAt = readAt + Number(r[9])
         restored.push({
           name,
-          modulesAt: (modules.get(name) ?? engineAt) + offset,
+          modulesAt: Math.max(modules.get(name) ?? engineAt, activated.get(name) ?? 0) + offset,
           engineAt: engineAt + offset,
-          snapshotAt: snapshotAt + offset,
-          logAt: logAt + offset,
+          readAt: readAt + offset,
           replayAt: replayAt + offset,
-          restoredAt: replayAt + Number(r[9]) + offset,
+          restoredAt: replayAt + Number(r[10]) + offset,
+          snapshotMs: Number(r[5]),
+          logMs: Number(r[7]),
           snapshotBytes: Number(r[4]),
           logEntries: Number(r[6]),
         })
@@ -215,8 +222,8 @@ for (let i = 0; i < runs; i++) {
   const t = (x: number) => s(x - r.killedAt)
   console.log(
     `run ${i + 1}: killed in epoch ${r.killedIn}, recovered to ${r.recoveredTo} from snapshot ${r.snapshot}; detected +${t(r.detectedAt)}, respawned +${t(r.spawnedAt)}, ` +
-      `modules +${t(max(r.restored.map((x) => x.modulesAt)))}, connected +${t(max(r.restored.map((x) => x.engineAt)))}, snapshot +${t(max(r.restored.map((x) => x.snapshotAt)))}, ` +
-      `log +${t(max(r.restored.map((x) => x.logAt)))}, replayed +${t(max(r.restored.map((x) => x.replayAt)))}, restored +${t(max(r.restored.map((x) => x.restoredAt)))}, ` +
+      `modules +${t(max(r.restored.map((x) => x.modulesAt)))}, connected +${t(max(r.restored.map((x) => x.engineAt)))}, snapshot and log read +${t(max(r.restored.map((x) => x.readAt)))}, ` +
+      `replayed +${t(max(r.restored.map((x) => x.replayAt)))}, restored +${t(max(r.restored.map((x) => x.restoredAt)))}, ` +
       `opened +${t(r.openedAt)}, committed +${t(r.committedAt)}`,
   )
 }
@@ -226,14 +233,15 @@ const phase = (label: string, f: (r: Run) => number) => {
   console.log(`${label.padEnd(58)} ${s(x.median).padStart(8)} [${s(x.min)}–${s(x.max)}]`)
 }
 const last = (r: Run, k: keyof Restored) => max(r.restored.map((x) => x[k] as number))
-console.log("\nphase (each ends when the slowest process finishes it)           median [min–max]")
+console.log(`\n${"phase (each ends when the slowest process finishes it)".padEnd(58)}   median [min–max]`)
 phase("detect the death (supervisor sees the exit)", (r) => r.detectedAt - r.killedAt)
 phase("stop the survivors, spawn every process", (r) => r.spawnedAt - r.detectedAt)
-phase("process start: node + tsx + modules", (r) => last(r, "modulesAt") - r.spawnedAt)
+phase("process start: node + tsx + modules (or standby activated)", (r) => last(r, "modulesAt") - r.spawnedAt)
 phase("connect Kafka, S3, NATS", (r) => last(r, "engineAt") - last(r, "modulesAt"))
-phase("load the snapshot from S3", (r) => last(r, "snapshotAt") - last(r, "engineAt"))
-phase("read the log from Kafka", (r) => last(r, "logAt") - last(r, "snapshotAt"))
-phase("replay the log onto the snapshot", (r) => last(r, "replayAt") - last(r, "logAt"))
+phase("load the snapshot from S3 and read the log from Kafka", (r) => last(r, "readAt") - last(r, "engineAt"))
+phase("  of which: snapshot load (slowest process)", (r) => last(r, "snapshotMs"))
+phase("  of which: log read (slowest process)", (r) => last(r, "logMs"))
+phase("replay the log onto the snapshot", (r) => last(r, "replayAt") - last(r, "readAt"))
 phase("restore tables, fence, egress", (r) => last(r, "restoredAt") - last(r, "replayAt"))
 phase("ready → first epoch opened", (r) => r.openedAt - last(r, "restoredAt"))
 phase("first epoch → COMMIT", (r) => r.committedAt - r.openedAt)

@@ -123,9 +123,9 @@ const engineFlags = (flags: Record<string, string | boolean>) => {
           // Times since the process started: where a restart's time goes (bench/recovery.ts reads this line).
           onRestored: (t: RestoreTiming) =>
             process.stderr.write(
-              `eddy: restored to epoch ${t.epoch} at ${(t.startedAt + t.snapshotMs + t.logMs + t.replayMs + t.restoreMs).toFixed(1)} ms ` +
+              `eddy: restored to epoch ${t.epoch} at ${(t.startedAt + t.readMs + t.replayMs + t.restoreMs).toFixed(1)} ms ` +
                 `(engine start ${t.startedAt.toFixed(1)}, snapshot ${t.snapshot?.epoch ?? 0} ${t.snapshot?.blobs ?? 0} blobs ${t.snapshot?.bytes ?? 0} bytes ${t.snapshotMs.toFixed(1)}, ` +
-                `log ${t.logEntries} entries ${t.logMs.toFixed(1)}, replay ${t.replayMs.toFixed(1)}, restore ${t.restoreMs.toFixed(1)})\n`,
+                `log ${t.logEntries} entries ${t.logMs.toFixed(1)}, both read ${t.readMs.toFixed(1)}, replay ${t.replayMs.toFixed(1)}, restore ${t.restoreMs.toFixed(1)})\n`,
             ),
         }
       : {}),
@@ -145,10 +145,19 @@ const clusterProcessCommand = async (role: "coordinator" | "worker", appSpec: st
   const livenessMs = int(take(flags, "liveness-ms"), "liveness-ms")
   const snapshotEvery = int(take(flags, "snapshot-every"), "snapshot-every")
   const dataDir = take(flags, "data-dir")
+  const standby = flags["standby"] === true
+  delete flags["standby"]
   const { stopAfter, ...engine } = engineFlags(flags)
   const app = await loadApp(appSpec, flags)
   const { startClusterProcess } = await import("../cluster/ClusterProcess.ts")
-  if (process.env["EDDY_PROGRESS"] === "1") process.stderr.write(`eddy: modules loaded at ${performance.now().toFixed(1)} ms\n`)
+  const progress = process.env["EDDY_PROGRESS"] === "1"
+  if (progress) process.stderr.write(`eddy: modules loaded at ${performance.now().toFixed(1)} ms\n`)
+  if (standby) {
+    // A spare started ahead of time by the supervisor (runtime/cluster/supervisor.ts): loaded, connected to nothing,
+    // it starts when told ("go" on stdin), or exits when its stdin closes first.
+    if (!(await activated())) return 0
+    if (progress) process.stderr.write(`eddy: activated at ${performance.now().toFixed(1)} ms\n`)
+  }
   const running = startClusterProcess(app, {
     ...engine,
     ...(stopAfter === undefined ? {} : { stopWhen: stopAfter }),
@@ -166,6 +175,25 @@ const clusterProcessCommand = async (role: "coordinator" | "worker", appSpec: st
   process.stderr.write(`eddy ${role}${partition === undefined ? "" : ` ${partition}`}: done after epoch ${r.lastEpoch} (${r.epochs} committed here, generation ${r.generation})\n`)
   return 0
 }
+
+/** Waits for a line "go" on stdin (true), or its end (false). */
+const activated = (): Promise<boolean> =>
+  new Promise((resolve) => {
+    let text = ""
+    const done = (go: boolean) => {
+      process.stdin.off("data", onData)
+      process.stdin.off("end", onEnd)
+      process.stdin.destroy()
+      resolve(go)
+    }
+    const onData = (d: Buffer) => {
+      text += d.toString()
+      if (text.split("\n").some((l) => l.trim() === "go")) done(true)
+    }
+    const onEnd = () => done(false)
+    process.stdin.on("data", onData)
+    process.stdin.on("end", onEnd)
+  })
 
 /** `eddy cluster`: a supervised local cluster, then the app's report from the committed state in Kafka and S3. */
 const clusterCommand = async (appSpec: string, argv: ReadonlyArray<string>, flags: Record<string, string | boolean>): Promise<number> => {

@@ -1,4 +1,4 @@
-import { Data, Effect, Option } from "effect"
+import { Data, Duration, Effect, Option } from "effect"
 import { BlobStore } from "../ports/BlobStore.ts"
 import type { LogPosition } from "../ports/Log.ts"
 import { Egress } from "../ports/Egress.ts"
@@ -44,6 +44,8 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   /** Snapshot every this many committed epochs (0: never). */
   readonly snapshotEvery: number
   readonly onSnapshot?: (epoch: number) => void
+  /** Snapshot blobs read or written at once (default 16). */
+  readonly snapshotConcurrency?: number
   /** This process wrote its part of snapshot `epoch` (what it uploaded, how long it took). */
   readonly onSnapshotPart?: (epoch: number, stats: PartStats) => void
   /** Every process, once it has restored its state and before it takes part in an epoch: where start-up went. */
@@ -60,6 +62,8 @@ export interface RestoreTiming {
   readonly snapshotMs: number
   readonly logEntries: number
   readonly logMs: number
+  /** The snapshot and the log are read concurrently: the time until both were in. */
+  readonly readMs: number
   /** Rolling the log forward from the snapshot (decoding and applying records). */
   readonly replayMs: number
   /** FENCE (coordinator), egress recovery, restoring the partitions' tables. */
@@ -108,13 +112,20 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       return yield* Effect.fail(new ConfigError(`partitions must be an integer in 1..${plan.keyGroups} (the app's key groups), got ${P}`))
     }
 
+    const host = options.host ?? { coordinator: true, partitions: Array.from({ length: P }, (_, p) => p) }
+    for (const p of host.partitions) if (!Number.isInteger(p) || p < 0 || p >= P) return yield* Effect.fail(new ConfigError(`partition ${p} is not in 0..${P - 1}`))
+    // A process restores the state of the key groups it hosts, and republishes only their egress (an EgressBatch has
+    // its key group at index 1).
+    const hostedSet = new Set(host.partitions)
+    const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
+
     const startedAt = performance.now()
-    const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups)
-    const snapshot = yield* snapshots.load(undefined)
-    const loadedAt = performance.now()
-    const entries = yield* log.readAll
+    const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups, options.snapshotConcurrency)
+    // The snapshot (S3) and the log (Kafka) are read at once: independent, and both mostly waiting.
+    const took = <A, E>(eff: Effect.Effect<A, E>) => Effect.map(Effect.timed(eff), ([d, a]) => [Duration.toMillis(d), a] as const)
+    const [[snapshotMs, snapshot], [logMs, entries]] = yield* Effect.all([took(snapshots.load(undefined, ownsKg)), took(log.readAll)], { concurrency: 2 })
     const readAt = performance.now()
-    const rec = recover(entries, snapshot)
+    const rec = recover(entries, snapshot, { ownsKg })
     const replayedAt = performance.now()
     const commitPositions = new Map<number, LogPosition>(rec.commits.map((c) => [c.e, c.position]))
     const walFrom = new Map<number, LogPosition>()
@@ -127,17 +138,12 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     if (rec.keyGroups !== undefined && rec.keyGroups !== plan.keyGroups) {
       return yield* Effect.fail(new ConfigError(`the data was written with ${rec.keyGroups} key groups; app '${plan.app.name}' now has ${plan.keyGroups}; key groups are fixed for the life of the data`))
     }
-    const host = options.host ?? { coordinator: true, partitions: Array.from({ length: P }, (_, p) => p) }
-    for (const p of host.partitions) if (!Number.isInteger(p) || p < 0 || p >= P) return yield* Effect.fail(new ConfigError(`partition ${p} is not in 0..${P - 1}`))
     // Only the coordinator opens a generation; partitions learn it from the epochs it opens.
     const g = rec.g + 1
     if (host.coordinator) {
       const fence: FenceRecord = { t: "fence", g, app: plan.app.name, keyGroups: plan.keyGroups }
       yield* log.appendDurable("control", encode(fence))
     }
-    // A process republishes only the egress of the key groups it hosts (an EgressBatch has its key group at index 1).
-    const hostedSet = new Set(host.partitions)
-    const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
     const splitKg = new Map(plan.splits.map((s) => [s.id, s.keyGroup]))
     const ownsSplit = (id: string) => ownsKg(splitKg.get(id) ?? -1)
     yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })))
@@ -195,9 +201,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       epoch: rec.lastEpoch,
       startedAt,
       snapshot: snapshots.loaded,
-      snapshotMs: loadedAt - startedAt,
+      snapshotMs,
       logEntries: entries.length,
-      logMs: readAt - loadedAt,
+      logMs,
+      readMs: readAt - startedAt,
       replayMs: replayedAt - readAt,
       restoreMs: performance.now() - replayedAt,
     })
@@ -320,7 +327,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         if (covered.size < P) return
         parts.delete(w.e)
         const previous = snapshots.manifest?.epoch ?? 0
-        yield* snapshots.writeManifest(w.e, g, l)
+        yield* snapshots.writeManifest(w.e, g, l, Math.min(...l.map((x) => x.published)))
         options.onSnapshot?.(w.e)
         const keep = Math.min(previous, ...l.map((x) => x.published))
         const control = commitPositions.get(keep)

@@ -18,6 +18,8 @@ export interface Manifest {
   readonly keyGroups: number
   readonly groups: Readonly<Record<string, string>>
   readonly metas: ReadonlyArray<string>
+  /** Egress through this epoch was durable in every sink when the manifest was written (absent in older manifests). */
+  readonly published?: number
 }
 
 /** What a process wrote for snapshot S: the blobs of its key groups that changed, and its meta blob. */
@@ -73,7 +75,7 @@ export class SnapshotManager {
     private readonly app: string,
     private readonly keyGroups: number,
     /** Blobs read or written at once (S3 requests in flight). */
-    private readonly concurrency = 1,
+    private readonly concurrency = 16,
   ) {}
 
   /**
@@ -113,6 +115,7 @@ export class SnapshotManager {
         self.loaded = { epoch: m.epoch, blobs: wanted.length + m.metas.length + 1, bytes: total }
         return {
           epoch: m.epoch,
+          ...(m.published === undefined ? {} : { published: m.published }),
           g: m.g,
           app: m.app,
           keyGroups: m.keyGroups,
@@ -224,13 +227,13 @@ export class SnapshotManager {
    * exist. Then blobs of snapshots older than the previous one that neither names are deleted (newer parts, being
    * written for the next snapshot, are never touched).
    */
-  writeManifest(epoch: number, g: number, parts: ReadonlyArray<SnapshotPart>): Effect.Effect<Manifest, BlobStoreError> {
+  writeManifest(epoch: number, g: number, parts: ReadonlyArray<SnapshotPart>, published?: number): Effect.Effect<Manifest, BlobStoreError> {
     const self = this
     return Effect.gen(function* () {
       const previous = self.manifest
       const groups: Record<string, string> = { ...(previous?.groups ?? {}) }
       for (const p of parts) Object.assign(groups, p.groups)
-      const manifest: Manifest = { epoch, g, app: self.app, keyGroups: self.keyGroups, groups, metas: parts.map((p) => p.meta) }
+      const manifest: Manifest = { epoch, g, app: self.app, keyGroups: self.keyGroups, groups, metas: parts.map((p) => p.meta), ...(published === undefined ? {} : { published }) }
       yield* self.blobs.put(manifestKey(epoch), encode(manifest))
       self.manifest = manifest
       const keep = new Set<string>([manifestKey(epoch), ...manifest.metas, ...Object.values(groups)])
