@@ -6,15 +6,18 @@
 // replay, restore)", "opened epoch", "committed epoch"), each phase ending when the slowest process finishes it.
 //
 //   node --import tsx bench/recovery.ts [--runs 5] [--workers 2] [--actors 1000000] [--atom 100] [--epoch-atoms 100]
-//        [--snapshot-every 20] [--kill-after 10] [--victim 1] [--liveness-ms 10000]
+//        [--snapshot-every 20] [--kill-after 10] [--victim 1] [--liveness-ms 10000] [--compare DIR]
+//
+// --compare DIR: also runs the tree checked out in DIR (e.g. `git worktree add DIR <commit>`, with node_modules),
+// alternating with this one run by run, and prints both breakdowns: before/after figures under the same load.
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import type { ChildProcess } from "node:child_process"
 import { Effect } from "effect"
 import { Kafka, logLevel } from "kafkajs"
 import { S3BlobStore } from "../runtime/cluster/S3BlobStore.ts"
-import { supervise } from "../runtime/cluster/supervisor.ts"
+import { supervise as superviseHere } from "../runtime/cluster/supervisor.ts"
 import { parseFlags } from "../runtime/cli/main.ts"
 import { readEndpoints } from "../runtime/config/Endpoints.ts"
 import { BlobStore } from "../runtime/ports/BlobStore.ts"
@@ -32,6 +35,15 @@ const snapshotEvery = num("snapshot-every", 20)
 const killAfter = num("kill-after", 10)
 const victim = num("victim", workers - 1)
 const livenessMs = num("liveness-ms", 10_000)
+const compare = typeof flags["compare"] === "string" ? resolve(flags["compare"]) : undefined
+process.env["AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED"] ??= "true"
+
+/** A tree to run: this one, or the --compare one (its own supervisor, CLI and app module). */
+interface Tree {
+  readonly label: string
+  readonly supervise: typeof superviseHere
+  readonly appSpec: string
+}
 // The fill is admitted by this epoch (every split admits `epochAtoms` atoms per epoch).
 const fillEpoch = Math.ceil(fillAtoms(actors, atom, 2) / epochAtoms)
 const firstFullSnapshot = Math.ceil((fillEpoch + 1) / snapshotEvery) * snapshotEvery
@@ -80,7 +92,7 @@ const cleanup = async (ns: string): Promise<void> => {
   )
 }
 
-const once = async (run: number): Promise<Run> => {
+const once = async (tree: Tree, run: number): Promise<Run> => {
   const dir = mkdtempSync(join(tmpdir(), "eddy-bench-recovery-"))
   const ns = `bench-rec-${run}-${Date.now().toString(36)}`
   const live = new Map<string, ChildProcess>()
@@ -103,8 +115,8 @@ const once = async (run: number): Promise<Run> => {
   const committedAtEpoch = new Map<number, number>()
   const commitTimes: Array<readonly [number, number]> = []
   const postCommits: number[] = []
-  const result = supervise({
-    appSpec: "bench/apps/holders.ts",
+  const result = tree.supervise({
+    appSpec: tree.appSpec,
     partitions: workers,
     namespace: ns,
     dataDir: dir,
@@ -215,45 +227,56 @@ console.log(
   `recovery after SIGKILL: ${workers} workers, ${fmt(actors)} actors (fill admitted by epoch ${fillEpoch}), ${2 * epochAtoms * atom} source records per epoch, ` +
     `snapshot every ${snapshotEvery} epochs, worker-${victim} killed in the middle of the ${killAfter + 1}th epoch after snapshot ${firstFullSnapshot}; ${runs} runs (median [min–max])`,
 )
-const all: Run[] = []
+const here: Tree = { label: "this tree", supervise: superviseHere, appSpec: "bench/apps/holders.ts" }
+const trees: Tree[] = [here]
+if (compare !== undefined) {
+  const mod = (await import(join(compare, "runtime/cluster/supervisor.ts"))) as { supervise: typeof superviseHere }
+  trees.unshift({ label: `baseline ${compare}`, supervise: mod.supervise, appSpec: join(compare, "bench/apps/holders.ts") })
+}
+const results = new Map<Tree, Run[]>(trees.map((t) => [t, []]))
 for (let i = 0; i < runs; i++) {
-  const r = await once(i)
-  all.push(r)
-  const t = (x: number) => s(x - r.killedAt)
-  console.log(
-    `run ${i + 1}: killed in epoch ${r.killedIn}, recovered to ${r.recoveredTo} from snapshot ${r.snapshot}; detected +${t(r.detectedAt)}, respawned +${t(r.spawnedAt)}, ` +
-      `modules +${t(max(r.restored.map((x) => x.modulesAt)))}, connected +${t(max(r.restored.map((x) => x.engineAt)))}, snapshot and log read +${t(max(r.restored.map((x) => x.readAt)))}, ` +
-      `replayed +${t(max(r.restored.map((x) => x.replayAt)))}, restored +${t(max(r.restored.map((x) => x.restoredAt)))}, ` +
-      `opened +${t(r.openedAt)}, committed +${t(r.committedAt)}`,
-  )
+  for (const tree of trees) {
+    const r = await once(tree, i)
+    results.get(tree)!.push(r)
+    const t = (x: number) => s(x - r.killedAt)
+    console.log(
+      `${tree.label}, run ${i + 1}: killed in epoch ${r.killedIn}, recovered to ${r.recoveredTo} from snapshot ${r.snapshot}; detected +${t(r.detectedAt)}, respawned +${t(r.spawnedAt)}, ` +
+        `modules +${t(max(r.restored.map((x) => x.modulesAt)))}, connected +${t(max(r.restored.map((x) => x.engineAt)))}, snapshot and log read +${t(max(r.restored.map((x) => x.readAt)))}, ` +
+        `replayed +${t(max(r.restored.map((x) => x.replayAt)))}, restored +${t(max(r.restored.map((x) => x.restoredAt)))}, ` +
+        `opened +${t(r.openedAt)}, committed +${t(r.committedAt)}`,
+    )
+  }
 }
 
-const phase = (label: string, f: (r: Run) => number) => {
-  const x = summary(all.map(f))
-  console.log(`${label.padEnd(58)} ${s(x.median).padStart(8)} [${s(x.min)}–${s(x.max)}]`)
+for (const [tree, all] of results) {
+  console.log(`\n${tree.label}:`)
+  const phase = (label: string, f: (r: Run) => number) => {
+    const x = summary(all.map(f))
+    console.log(`${label.padEnd(58)} ${s(x.median).padStart(8)} [${s(x.min)}–${s(x.max)}]`)
+  }
+  const last = (r: Run, k: keyof Restored) => max(r.restored.map((x) => x[k] as number))
+  console.log(`\n${"phase (each ends when the slowest process finishes it)".padEnd(58)}   median [min–max]`)
+  phase("detect the death (supervisor sees the exit)", (r) => r.detectedAt - r.killedAt)
+  phase("stop the survivors, spawn every process", (r) => r.spawnedAt - r.detectedAt)
+  phase("process start: node + tsx + modules (or standby activated)", (r) => last(r, "modulesAt") - r.spawnedAt)
+  phase("connect Kafka, S3, NATS", (r) => last(r, "engineAt") - last(r, "modulesAt"))
+  phase("load the snapshot from S3 and read the log from Kafka", (r) => last(r, "readAt") - last(r, "engineAt"))
+  phase("  of which: snapshot load (slowest process)", (r) => last(r, "snapshotMs"))
+  phase("  of which: log read (slowest process)", (r) => last(r, "logMs"))
+  phase("replay the log onto the snapshot", (r) => last(r, "replayAt") - last(r, "readAt"))
+  phase("restore tables, fence, egress", (r) => last(r, "restoredAt") - last(r, "replayAt"))
+  phase("ready → first epoch opened", (r) => r.openedAt - last(r, "restoredAt"))
+  phase("first epoch → COMMIT", (r) => r.committedAt - r.openedAt)
+  phase("TOTAL: kill → first commit", (r) => r.committedAt - r.killedAt)
+  const bytes = summary(all.map((r) => max(r.restored.map((x) => x.snapshotBytes))))
+  const entries = summary(all.map((r) => max(r.restored.map((x) => x.logEntries))))
+  console.log(`\nsnapshot read by the slowest process: ${(bytes.median / 1048576).toFixed(1)} MiB; log entries read: ${entries.median}`)
+  const partBytes = summary(all.flatMap((r) => r.parts.map((p) => p.bytes)))
+  const partMs = summary(all.flatMap((r) => r.parts.map((p) => p.ms)))
+  const manifest = summary(all.flatMap((r) => r.manifestMs))
+  console.log(`snapshot part per worker: ${(partBytes.median / 1048576).toFixed(1)} MiB [${(partBytes.min / 1048576).toFixed(1)}–${(partBytes.max / 1048576).toFixed(1)}], fold + upload ${partMs.median.toFixed(0)} ms [${partMs.min.toFixed(0)}–${partMs.max.toFixed(0)}]`)
+  console.log(`COMMIT(S) → manifest written: ${manifest.median.toFixed(0)} ms [${manifest.min.toFixed(0)}–${manifest.max.toFixed(0)}]`)
+  const pre = summary(all.map((r) => r.preKillRate))
+  const post = summary(all.map((r) => r.postRate))
+  console.log(`source records/s before the kill ${fmt(pre.median)} [${fmt(pre.min)}–${fmt(pre.max)}], after recovery ${fmt(post.median)} [${fmt(post.min)}–${fmt(post.max)}]`)
 }
-const last = (r: Run, k: keyof Restored) => max(r.restored.map((x) => x[k] as number))
-console.log(`\n${"phase (each ends when the slowest process finishes it)".padEnd(58)}   median [min–max]`)
-phase("detect the death (supervisor sees the exit)", (r) => r.detectedAt - r.killedAt)
-phase("stop the survivors, spawn every process", (r) => r.spawnedAt - r.detectedAt)
-phase("process start: node + tsx + modules (or standby activated)", (r) => last(r, "modulesAt") - r.spawnedAt)
-phase("connect Kafka, S3, NATS", (r) => last(r, "engineAt") - last(r, "modulesAt"))
-phase("load the snapshot from S3 and read the log from Kafka", (r) => last(r, "readAt") - last(r, "engineAt"))
-phase("  of which: snapshot load (slowest process)", (r) => last(r, "snapshotMs"))
-phase("  of which: log read (slowest process)", (r) => last(r, "logMs"))
-phase("replay the log onto the snapshot", (r) => last(r, "replayAt") - last(r, "readAt"))
-phase("restore tables, fence, egress", (r) => last(r, "restoredAt") - last(r, "replayAt"))
-phase("ready → first epoch opened", (r) => r.openedAt - last(r, "restoredAt"))
-phase("first epoch → COMMIT", (r) => r.committedAt - r.openedAt)
-phase("TOTAL: kill → first commit", (r) => r.committedAt - r.killedAt)
-const bytes = summary(all.map((r) => max(r.restored.map((x) => x.snapshotBytes))))
-const entries = summary(all.map((r) => max(r.restored.map((x) => x.logEntries))))
-console.log(`\nsnapshot read by the slowest process: ${(bytes.median / 1048576).toFixed(1)} MiB; log entries read: ${entries.median}`)
-const partBytes = summary(all.flatMap((r) => r.parts.map((p) => p.bytes)))
-const partMs = summary(all.flatMap((r) => r.parts.map((p) => p.ms)))
-const manifest = summary(all.flatMap((r) => r.manifestMs))
-console.log(`snapshot part per worker: ${(partBytes.median / 1048576).toFixed(1)} MiB [${(partBytes.min / 1048576).toFixed(1)}–${(partBytes.max / 1048576).toFixed(1)}], fold + upload ${partMs.median.toFixed(0)} ms [${partMs.min.toFixed(0)}–${partMs.max.toFixed(0)}]`)
-console.log(`COMMIT(S) → manifest written: ${manifest.median.toFixed(0)} ms [${manifest.min.toFixed(0)}–${manifest.max.toFixed(0)}]`)
-const pre = summary(all.map((r) => r.preKillRate))
-const post = summary(all.map((r) => r.postRate))
-console.log(`source records/s before the kill ${fmt(pre.median)} [${fmt(pre.min)}–${fmt(pre.max)}], after recovery ${fmt(post.median)} [${fmt(post.min)}–${fmt(post.max)}]`)
