@@ -1,4 +1,4 @@
-import { Data, Duration, Effect, Option } from "effect"
+import { Data, Duration, Effect, Fiber, Option } from "effect"
 import { BlobStore } from "../ports/BlobStore.ts"
 import type { LogPosition } from "../ports/Log.ts"
 import { Egress } from "../ports/Egress.ts"
@@ -123,7 +123,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups, options.snapshotConcurrency)
     // The snapshot (S3) and the log (Kafka) are read at once: independent, and both mostly waiting.
     const took = <A, E>(eff: Effect.Effect<A, E>) => Effect.map(Effect.timed(eff), ([d, a]) => [Duration.toMillis(d), a] as const)
-    const [[snapshotMs, snapshot], [logMs, entries]] = yield* Effect.all([took(snapshots.load(undefined, ownsKg)), took(log.readAll)], { concurrency: 2 })
+    // (A forked load, not Effect.all: a failure of either stays a plain failure, not one beside an interruption.)
+    const loading = yield* Effect.fork(took(snapshots.load(undefined, ownsKg)))
+    const [logMs, entries] = yield* took(log.readAll)
+    const [snapshotMs, snapshot] = yield* Fiber.join(loading)
     const readAt = performance.now()
     const rec = recover(entries, snapshot, { ownsKg })
     const replayedAt = performance.now()
