@@ -23,9 +23,12 @@ export interface SuperviseOptions {
    * Keep a standby of every process: started this long after each (re)start, it loads node, the TypeScript loader,
    * the modules and the app, then waits; a restart activates it instead of starting a process cold (which costs
    * 1.5-3 s on a small machine). A standby connects to nothing until activated, so it cannot disturb the running
-   * generation. Default 3000 ms; undefined or negative: no standbys.
+   * generation. Standbys start one by one, `standbyStaggerMs` apart (loading one takes about a core-second; all at
+   * once would compete with the cluster that just restarted). Default 5000 ms; negative: no standbys.
    */
   readonly standbyAfterMs?: number
+  /** Default 1500 ms. */
+  readonly standbyStaggerMs?: number
 }
 
 export interface SuperviseResult {
@@ -48,9 +51,10 @@ export const supervise = async (o: SuperviseOptions): Promise<SuperviseResult> =
   const log = o.log ?? ((line: string) => process.stderr.write(line + "\n"))
   const faults: string[] = []
   let quickFailures = 0
-  const standbyAfterMs = o.standbyAfterMs === undefined ? 3000 : o.standbyAfterMs
+  const standbyAfterMs = o.standbyAfterMs ?? 5000
+  const standbyStaggerMs = o.standbyStaggerMs ?? 1500
   const standbys = new Map<string, Proc>()
-  let standbyTimer: NodeJS.Timeout | undefined
+  let standbyTimers: NodeJS.Timeout[] = []
   const common = ["--partitions", String(o.partitions), "--namespace", o.namespace, ...o.flags]
   const roles: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
     ["coordinator", ["coordinator", o.appSpec, ...common]],
@@ -78,22 +82,22 @@ export const supervise = async (o: SuperviseOptions): Promise<SuperviseResult> =
     return { name, child, exit }
   }
   const prepareStandbys = () => {
-    clearTimeout(standbyTimer)
+    for (const t of standbyTimers) clearTimeout(t)
     if (standbyAfterMs < 0) return
-    standbyTimer = setTimeout(() => {
-      for (const [name, args] of roles) {
-        if (standbys.has(name)) continue
+    standbyTimers = roles.map(([name, args], i) =>
+      setTimeout(() => {
+        if (standbys.has(name)) return
         const p = start(name, args, true)
         standbys.set(name, p)
         // A standby that dies on its own is simply not used.
         void p.exit.then(() => {
           if (standbys.get(name) === p) standbys.delete(name)
         })
-      }
-    }, standbyAfterMs)
+      }, standbyAfterMs + i * standbyStaggerMs),
+    )
   }
   const dropStandbys = async () => {
-    clearTimeout(standbyTimer)
+    for (const t of standbyTimers) clearTimeout(t)
     const left = [...standbys.values()]
     standbys.clear()
     // Closing its stdin tells a standby to exit.
