@@ -110,6 +110,7 @@ const once = async (tree: Tree, run: number): Promise<Run> => {
   const restored: Restored[] = []
   const modules = new Map<string, number>()
   const activated = new Map<string, number>()
+  const errors: string[] = []
   const parts: Array<{ bytes: number; ms: number }> = []
   const manifestMs: number[] = []
   const committedAtEpoch = new Map<number, number>()
@@ -133,6 +134,8 @@ const once = async (tree: Tree, run: number): Promise<Run> => {
     },
     onLine: (name, _stream, line) => {
       const now = performance.now()
+      // Why a process failed (it prints the error before exiting with code 2): shown with the run.
+      if (/^eddy( \w+)?: \w*(Error|error)/.test(line) || line.includes("Error:")) errors.push(`${name}: ${line}`)
       const m = /^eddy: modules loaded at ([\d.]+) ms/.exec(line)
       if (m !== null) modules.set(name, Number(m[1]))
       // A standby process (loaded ahead of time) starts its engine when the supervisor activates it.
@@ -213,7 +216,10 @@ const once = async (tree: Tree, run: number): Promise<Run> => {
   rmSync(dir, { recursive: true, force: true })
   await cleanup(ns)
   if (r.restarts < 1 || committedAt === 0) throw new Error(`expected a restart after the kill, got ${r.restarts} (${r.faults.join("; ")})`)
-  if (r.restarts > 1) console.log(`  (${tree.label}, run ${run + 1}: ${r.restarts} restarts: ${r.faults.join("; ")}; the breakdown mixes them, the total is to the first commit after all)`)
+  if (r.restarts > 1) {
+    console.log(`  (${tree.label}, run ${run + 1}: ${r.restarts} restarts: ${r.faults.join("; ")}; the breakdown mixes them, the total is to the first commit after all)`)
+    for (const e of errors.slice(0, 5)) console.log(`    ${e.slice(0, 300)}`)
+  }
   // Records per second before the kill (the last 10 epochs) and after recovery (5 epochs after the first).
   const before = commitTimes.slice(-11)
   const recordsPerEpoch = 2 * epochAtoms * atom
