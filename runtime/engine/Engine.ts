@@ -59,10 +59,11 @@ export interface RestoreTiming {
   readonly startedAt: number
   /** The snapshot loaded (undefined: none). */
   readonly snapshot: LoadStats | undefined
+  /** Fetching the snapshot's blobs (concurrently with reading the log), plus decoding them (after). */
   readonly snapshotMs: number
   readonly logEntries: number
   readonly logMs: number
-  /** The snapshot and the log are read concurrently: the time until both were in. */
+  /** The snapshot's blobs and the log are fetched concurrently, then the blobs decoded: the time until all is in. */
   readonly readMs: number
   /** Rolling the log forward from the snapshot (decoding and applying records). */
   readonly replayMs: number
@@ -121,12 +122,15 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
 
     const startedAt = performance.now()
     const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups, options.snapshotConcurrency)
-    // The snapshot (S3) and the log (Kafka) are read at once: independent, and both mostly waiting.
+    // The snapshot's blobs (S3) and the log (Kafka) are fetched at once: independent, and both mostly waiting. The
+    // blobs are decoded after both are in: decoding is CPU work that would stall the log read. (A forked fetch, not
+    // Effect.all: a failure of either stays a plain failure, not one beside an interruption.)
     const took = <A, E>(eff: Effect.Effect<A, E>) => Effect.map(Effect.timed(eff), ([d, a]) => [Duration.toMillis(d), a] as const)
-    // (A forked load, not Effect.all: a failure of either stays a plain failure, not one beside an interruption.)
-    const loading = yield* Effect.fork(took(snapshots.load(undefined, ownsKg)))
+    const fetching = yield* Effect.fork(took(snapshots.fetch(undefined, ownsKg)))
     const [logMs, entries] = yield* took(log.readAll)
-    const [snapshotMs, snapshot] = yield* Fiber.join(loading)
+    const [fetchMs, fetched] = yield* Fiber.join(fetching)
+    const [decodeMs, snapshot] = yield* took(Effect.sync(() => (fetched === undefined ? undefined : snapshots.decodeFetched(fetched))))
+    const snapshotMs = fetchMs + decodeMs
     const readAt = performance.now()
     const rec = recover(entries, snapshot, { ownsKg })
     const replayedAt = performance.now()

@@ -36,6 +36,15 @@ export interface PartStats {
   readonly ms: number
 }
 
+/** A snapshot's blobs as fetched, not yet decoded (SnapshotManager.fetch). */
+export interface FetchedSnapshot {
+  readonly manifest: Manifest
+  readonly groups: ReadonlyArray<readonly [number, Uint8Array]>
+  readonly metas: ReadonlyArray<Uint8Array>
+  readonly blobs: number
+  readonly bytes: number
+}
+
 /** What loading a snapshot read from the store. */
 export interface LoadStats {
   readonly epoch: number
@@ -80,9 +89,17 @@ export class SnapshotManager {
 
   /**
    * The newest snapshot at or below `maxEpoch`, decoded for recovery: only the key groups `owns` accepts (a process
-   * restores just its own; the default is all), their blobs fetched and decoded `concurrency` at a time.
+   * restores just its own; the default is all), their blobs fetched `concurrency` at a time.
    */
   load(maxEpoch: number | undefined, owns: (kg: number) => boolean = () => true): Effect.Effect<SnapshotState | undefined, BlobStoreError> {
+    return Effect.map(this.fetch(maxEpoch, owns), (f) => (f === undefined ? undefined : this.decodeFetched(f)))
+  }
+
+  /**
+   * `load` in two steps: the blobs' bytes (I/O, which can overlap other reads), then `decodeFetched` (CPU, which would
+   * hold up whatever else the process reads meanwhile if done as each blob arrives).
+   */
+  fetch(maxEpoch: number | undefined, owns: (kg: number) => boolean = () => true): Effect.Effect<FetchedSnapshot | undefined, BlobStoreError> {
     const self = this
     return Effect.gen(function* () {
       const keys = yield* self.blobs.list("manifests/")
@@ -96,36 +113,42 @@ export class SnapshotManager {
           Effect.flatMap(self.blobs.get(key), (blob) => {
             if (blob === undefined) return Effect.die(new Error(`snapshot ${m.epoch} names ${what} '${key}', which is missing`))
             total += blob.length
-            return Effect.succeed(decode(blob))
+            return Effect.succeed(blob)
           })
         const wanted = Object.entries(m.groups).filter(([kg]) => owns(Number(kg)))
-        const decoded = yield* Effect.forEach(wanted, ([, key]) => fetch(key, "blob"), { concurrency: self.concurrency })
-        const groups = new Map<number, RecoveredGroup>()
-        for (let j = 0; j < wanted.length; j++) groups.set(Number(wanted[j]![0]), { tables: decoded[j] as Map<string, Map<string, unknown>> })
-        const metas = (yield* Effect.forEach(m.metas, (key) => fetch(key, "meta blob"), { concurrency: self.concurrency })) as Meta[]
-        const meta: { ingress: Array<readonly [string, number, boolean]>; inTransit: Array<readonly [number, ReadonlyArray<Msg>]> } = { ingress: [], inTransit: [] }
-        for (const part of metas) {
-          meta.ingress.push(...part.ingress)
-          meta.inTransit.push(...part.inTransit)
-        }
-        self.manifest = m
-        self.latest = { ...m.groups }
-        for (const x of meta.ingress) self.ingress.set(x[0], x)
-        self.inTransit = new Map(meta.inTransit)
-        self.loaded = { epoch: m.epoch, blobs: wanted.length + m.metas.length + 1, bytes: total }
-        return {
-          epoch: m.epoch,
-          ...(m.published === undefined ? {} : { published: m.published }),
-          g: m.g,
-          app: m.app,
-          keyGroups: m.keyGroups,
-          groups,
-          ingress: new Map(meta.ingress.map(([s, position, exhausted]) => [s, { position, exhausted }])),
-          inTransit: new Map(meta.inTransit),
-        } satisfies SnapshotState
+        const groups = yield* Effect.forEach(wanted, ([kg, key]) => Effect.map(fetch(key, "blob"), (blob) => [Number(kg), blob] as const), { concurrency: self.concurrency })
+        const metas = yield* Effect.forEach(m.metas, (key) => fetch(key, "meta blob"), { concurrency: self.concurrency })
+        return { manifest: m, groups, metas, blobs: wanted.length + m.metas.length + 1, bytes: total } satisfies FetchedSnapshot
       }
       return undefined
     })
+  }
+
+  decodeFetched(f: FetchedSnapshot): SnapshotState {
+    const m = f.manifest
+    const groups = new Map<number, RecoveredGroup>()
+    for (const [kg, blob] of f.groups) groups.set(kg, { tables: decode(blob) as Map<string, Map<string, unknown>> })
+    const meta: { ingress: Array<readonly [string, number, boolean]>; inTransit: Array<readonly [number, ReadonlyArray<Msg>]> } = { ingress: [], inTransit: [] }
+    for (const bytes of f.metas) {
+      const part = decode(bytes) as Meta
+      meta.ingress.push(...part.ingress)
+      meta.inTransit.push(...part.inTransit)
+    }
+    this.manifest = m
+    this.latest = { ...m.groups }
+    for (const x of meta.ingress) this.ingress.set(x[0], x)
+    this.inTransit = new Map(meta.inTransit)
+    this.loaded = { epoch: m.epoch, blobs: f.blobs, bytes: f.bytes }
+    return {
+      epoch: m.epoch,
+      ...(m.published === undefined ? {} : { published: m.published }),
+      g: m.g,
+      app: m.app,
+      keyGroups: m.keyGroups,
+      groups,
+      ingress: new Map(meta.ingress.map(([s, position, exhausted]) => [s, { position, exhausted }])),
+      inTransit: new Map(meta.inTransit),
+    } satisfies SnapshotState
   }
 
   record(record: EpochRecord): void {
