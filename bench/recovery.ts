@@ -113,6 +113,7 @@ const once = async (tree: Tree, run: number): Promise<Run> => {
   const modules = new Map<string, number>()
   const activated = new Map<string, number>()
   const errors: string[] = []
+  let disturbed = false
   const parts: Array<{ bytes: number; ms: number }> = []
   const manifestMs: number[] = []
   const committedAtEpoch = new Map<number, number>()
@@ -128,7 +129,10 @@ const once = async (tree: Tree, run: number): Promise<Run> => {
     maxRestarts: 4,
     env: { ...process.env, EDDY_PROGRESS: "1", AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
     log: (line) => {
-      if (line.includes("restarting every process")) detectedAt = performance.now()
+      if (!line.includes("restarting every process")) return
+      // A second failure after the kill (say a server restarted by someone else) spoils the run's breakdown.
+      if (phase === "restarted" || (phase === "killed" && detectedAt !== 0)) disturbed = true
+      else if (phase === "killed") detectedAt = performance.now()
     },
     onStart: (name, child) => {
       live.set(name, child)
@@ -222,6 +226,7 @@ const once = async (tree: Tree, run: number): Promise<Run> => {
     await cleanup(ns)
   }
   if (r.restarts < 1 || committedAt === 0) throw new Error(`expected a restart after the kill, got ${r.restarts} (${r.faults.join("; ")})`)
+  if (disturbed) throw new Error(`a second failure after the kill (${r.faults.join("; ")}): ${errors.slice(0, 2).join(" | ")}`)
   if (r.restarts > 1) {
     console.log(`  (${tree.label}, run ${run + 1}: ${r.restarts} restarts: ${r.faults.join("; ")}; the breakdown mixes them, the total is to the first commit after all)`)
     for (const e of errors.slice(0, 5)) console.log(`    ${e.slice(0, 300)}`)
