@@ -101,7 +101,8 @@ for (const w of workers) {
   const epoch = rs.flatMap((r) => r.epochMs)
   const parts = rs.flatMap((r) => r.parts)
   const manifest = rs.flatMap((r) => r.manifestMs)
-  const kib = parts.length === 0 ? "—" : `${fmt(summary(parts.map((p) => p.bytes / 1024)).median)} KiB`
+  const partBytes = summary(parts.map((p) => p.bytes)).median
+  const kib = parts.length === 0 ? "—" : partBytes >= 1048576 ? `${(partBytes / 1048576).toFixed(2)} MiB` : `${(partBytes / 1024).toFixed(0)} KiB`
   const upload = parts.length === 0 ? "—" : `${ms(percentile(parts.map((p) => p.ms), 50))} / ${ms(percentile(parts.map((p) => p.ms), 99))}`
   const man = manifest.length === 0 ? "—" : `${ms(percentile(manifest, 50))} / ${ms(percentile(manifest, 99))}`
   console.log(
