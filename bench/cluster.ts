@@ -11,6 +11,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { supervise } from "../runtime/cluster/supervisor.ts"
 import { parseFlags } from "../runtime/cli/main.ts"
+import { cleanupNamespace } from "./cleanup.ts"
 import { fmt, percentile, summary } from "./stats.ts"
 
 const { flags } = parseFlags(process.argv.slice(2))
@@ -35,6 +36,7 @@ const once = async (w: number): Promise<Run> => {
   const dir = mkdtempSync(join(tmpdir(), "eddy-bench-cluster-"))
   let start = 0
   let end = 0
+  const ns = `bench-pp-${w}-${Date.now().toString(36)}`
   const commitMs: number[] = []
   const epochMs: number[] = []
   const parts: Array<{ bytes: number; ms: number }> = []
@@ -43,7 +45,7 @@ const once = async (w: number): Promise<Run> => {
   const result = await supervise({
     appSpec: "bench/apps/pingpong.ts",
     partitions: w,
-    namespace: `bench-pp-${w}-${Date.now().toString(36)}`,
+    namespace: ns,
     dataDir: dir,
     flags: ["--pairs", String(pairs), "--rounds", String(rounds), "--epoch-atoms", epochAtoms, "--snapshot-every", snapshotEvery, "--unchecked"],
     maxRestarts: 0,
@@ -68,6 +70,7 @@ const once = async (w: number): Promise<Run> => {
     },
   })
   rmSync(dir, { recursive: true, force: true })
+  await cleanupNamespace(ns)
   if (result.restarts > 0) throw new Error(`the cluster restarted during the benchmark: ${result.faults.join("; ")}`)
   return { seconds: (end - start) / 1000, commitMs, epochMs, parts, manifestMs }
 }

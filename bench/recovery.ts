@@ -14,14 +14,10 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import type { ChildProcess } from "node:child_process"
-import { Effect } from "effect"
-import { Kafka, logLevel } from "kafkajs"
-import { S3BlobStore } from "../runtime/cluster/S3BlobStore.ts"
 import { supervise as superviseHere } from "../runtime/cluster/supervisor.ts"
 import { parseFlags } from "../runtime/cli/main.ts"
-import { readEndpoints } from "../runtime/config/Endpoints.ts"
-import { BlobStore } from "../runtime/ports/BlobStore.ts"
 import { fillAtoms } from "./apps/holders.ts"
+import { cleanupNamespace } from "./cleanup.ts"
 import { fmt, summary } from "./stats.ts"
 
 const { flags } = parseFlags(process.argv.slice(2))
@@ -79,19 +75,6 @@ interface Run {
   readonly manifestMs: ReadonlyArray<number>
   readonly preKillRate: number
   readonly postRate: number
-}
-
-const cleanup = async (ns: string): Promise<void> => {
-  const admin = new Kafka({ clientId: "eddy-bench", brokers: [...readEndpoints().kafka.brokers], logLevel: logLevel.NOTHING }).admin()
-  await admin.connect()
-  await admin.deleteTopics({ topics: [`eddy.${ns}.wal`, `eddy.${ns}.control`] }).catch(() => undefined)
-  await admin.disconnect()
-  await Effect.runPromise(
-    Effect.gen(function* () {
-      const store = yield* BlobStore
-      yield* Effect.forEach(yield* store.list(""), (k) => store.delete(k), { concurrency: 16, discard: true })
-    }).pipe(Effect.provide(S3BlobStore.layer({ prefix: ns })), Effect.scoped),
-  )
 }
 
 const once = async (tree: Tree, run: number): Promise<Run> => {
@@ -223,7 +206,7 @@ const once = async (tree: Tree, run: number): Promise<Run> => {
     r = await result
   } finally {
     rmSync(dir, { recursive: true, force: true })
-    await cleanup(ns)
+    await cleanupNamespace(ns)
   }
   if (r.restarts < 1 || committedAt === 0) throw new Error(`expected a restart after the kill, got ${r.restarts} (${r.faults.join("; ")})`)
   if (disturbed) throw new Error(`a second failure after the kill (${r.faults.join("; ")}): ${errors.slice(0, 2).join(" | ")}`)
