@@ -69,7 +69,7 @@ const cluster = async (c: number): Promise<Sample> => {
   const dir = mkdtempSync(join(tmpdir(), "eddy-bench-client-cluster-"))
   const ns = `bench-client-${Date.now().toString(36)}`
   const stop = new AbortController()
-  const running = supervise({ appSpec: "examples/counter", partitions: workers, namespace: ns, dataDir: dir, flags: ["--serve", "--unchecked"], maxRestarts: 0, signal: stop.signal, log: () => undefined })
+  const running = supervise({ appSpec: "examples/counter", partitions: workers, namespace: ns, dataDir: dir, flags: ["--serve", "--unchecked"], maxRestarts: 0, signal: stop.signal, log: () => undefined, onLine: () => undefined })
   const client = await Client.nats({ namespace: ns, timeoutMs: 60_000 })
   try {
     // Start-up (processes, recovery) is not measured: wait for the first answer.

@@ -9,7 +9,7 @@ import { startHttpFront, type StateAccess } from "./front/HttpFront.ts"
 import { localClient } from "./front/LocalClient.ts"
 import { RequestFront } from "./front/RequestFront.ts"
 import type { Key } from "../workflows/Key.ts"
-import { runEngine, type CommitTiming, type RunResult, type StateReader } from "./engine/Engine.ts"
+import { runEngine, type CommitTiming, type RestoreTiming, type RunResult, type StateReader } from "./engine/Engine.ts"
 import type { TaskFailure } from "./engine/errors.ts"
 import type { Reporter } from "./engine/PartitionCore.ts"
 import { compile } from "./engine/Plan.ts"
@@ -24,7 +24,7 @@ import { MemoryBlobStore } from "./embedded/MemoryBlobStore.ts"
 import { Log } from "./ports/Log.ts"
 import type { Transport } from "./ports/Transport.ts"
 import { BlobStore } from "./ports/BlobStore.ts"
-import { SnapshotManager } from "./engine/snapshots.ts"
+import { SnapshotManager, type PartStats } from "./engine/snapshots.ts"
 import { Egress } from "./ports/Egress.ts"
 import { composeEgress } from "./ports/CompositeEgress.ts"
 import { KafkaEgress } from "./cluster/KafkaEgress.ts"
@@ -68,6 +68,10 @@ export interface RunOptions {
   /** At least this long between snapshots (default 5000 ms when snapshotEvery is not given, else 0). */
   readonly snapshotMinMs?: number
   readonly onSnapshot?: (epoch: number) => void
+  /** This process wrote its part of snapshot `epoch`. */
+  readonly onSnapshotPart?: (epoch: number, stats: PartStats) => void
+  /** This process restored its state from the snapshot and the log (timings of each step). */
+  readonly onRestored?: (timing: RestoreTiming) => void
   /** Where console sinks print (default: standard output). */
   readonly print?: (line: string) => void
   /**
@@ -271,6 +275,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
     ...(hasKafkaSources ? { openSplit: kafkaSplitOpener({ brokers: kafkaBrokers() }) } : {}),
+    ...(options.onSnapshotPart ? { onSnapshotPart: options.onSnapshotPart } : {}),
+    ...(options.onRestored ? { onRestored: options.onRestored } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)
   const state: StateAccess = { read: (f) => read((r) => f(r)) }
   const http = options.serve === undefined ? undefined : startHttpFront(front, state, { app: app.name, ...options.serve })

@@ -7,6 +7,8 @@ import { announce, clientFor, parseJsonArg } from "./clientCommands.ts"
 import { loadApp } from "./loadApp.ts"
 import { progressLine } from "./progress.ts"
 import { tailCommand } from "./tail.ts"
+import type { RestoreTiming } from "../engine/Engine.ts"
+import type { PartStats } from "../engine/snapshots.ts"
 
 const usage = `usage:
   eddy run <app> [--partitions N] [--data-dir DIR] [--epoch-ms MS] [--epoch-atoms N] [--snapshot-every EPOCHS]
@@ -156,6 +158,15 @@ const engineFlags = (flags: Record<string, string | boolean>) => {
       ? {
           onOpen: (e: number) => process.stderr.write(`eddy: opened epoch ${e}\n`),
           onRecovered: (e: number) => process.stderr.write(`eddy: recovered to epoch ${e}\n`),
+          onSnapshot: (e: number) => process.stderr.write(`eddy: snapshot ${e} written\n`),
+          onSnapshotPart: (e: number, s: PartStats) => process.stderr.write(`eddy: snapshot part ${e}: ${s.blobs} blobs, ${s.bytes} bytes in ${s.ms.toFixed(1)} ms\n`),
+          // Times since the process started: where a restart's time goes (bench/recovery.ts reads this line).
+          onRestored: (t: RestoreTiming) =>
+            process.stderr.write(
+              `eddy: restored to epoch ${t.epoch} at ${(t.startedAt + t.readMs + t.replayMs + t.restoreMs).toFixed(1)} ms ` +
+                `(engine start ${t.startedAt.toFixed(1)}, snapshot ${t.snapshot?.epoch ?? 0} ${t.snapshot?.blobs ?? 0} blobs ${t.snapshot?.bytes ?? 0} bytes ${t.snapshotMs.toFixed(1)}, ` +
+                `log ${t.logEntries} entries ${t.logMs.toFixed(1)}, both read ${t.readMs.toFixed(1)}, replay ${t.replayMs.toFixed(1)}, restore ${t.restoreMs.toFixed(1)})\n`,
+            ),
         }
       : {}),
   }
@@ -174,9 +185,19 @@ const clusterProcessCommand = async (role: "coordinator" | "worker", appSpec: st
   const livenessMs = int(take(flags, "liveness-ms"), "liveness-ms")
   const snapshotEvery = int(take(flags, "snapshot-every"), "snapshot-every")
   const dataDir = take(flags, "data-dir")
+  const standby = flags["standby"] === true
+  delete flags["standby"]
   const { stopAfter, ...engine } = engineFlags(flags)
   const app = await loadApp(appSpec, flags)
   const { startClusterProcess } = await import("../cluster/ClusterProcess.ts")
+  const progress = process.env["EDDY_PROGRESS"] === "1"
+  if (progress) process.stderr.write(`eddy: modules loaded at ${performance.now().toFixed(1)} ms\n`)
+  if (standby) {
+    // A spare started ahead of time by the supervisor (runtime/cluster/supervisor.ts): loaded, connected to nothing,
+    // it starts when told ("go" on stdin), or exits when its stdin closes first.
+    if (!(await activated())) return 0
+    if (progress) process.stderr.write(`eddy: activated at ${performance.now().toFixed(1)} ms\n`)
+  }
   const running = startClusterProcess(app, {
     ...engine,
     ...(stopAfter === undefined ? {} : { stopWhen: stopAfter }),
@@ -194,6 +215,25 @@ const clusterProcessCommand = async (role: "coordinator" | "worker", appSpec: st
   process.stderr.write(`eddy ${role}${partition === undefined ? "" : ` ${partition}`}: done after epoch ${r.lastEpoch} (${r.epochs} committed here, generation ${r.generation})\n`)
   return 0
 }
+
+/** Waits for a line "go" on stdin (true), or its end (false). */
+const activated = (): Promise<boolean> =>
+  new Promise((resolve) => {
+    let text = ""
+    const done = (go: boolean) => {
+      process.stdin.off("data", onData)
+      process.stdin.off("end", onEnd)
+      process.stdin.destroy()
+      resolve(go)
+    }
+    const onData = (d: Buffer) => {
+      text += d.toString()
+      if (text.split("\n").some((l) => l.trim() === "go")) done(true)
+    }
+    const onEnd = () => done(false)
+    process.stdin.on("data", onData)
+    process.stdin.on("end", onEnd)
+  })
 
 /** `eddy cluster`: a supervised local cluster, then the app's report from the committed state in Kafka and S3. */
 const clusterCommand = async (appSpec: string, argv: ReadonlyArray<string>, flags: Record<string, string | boolean>): Promise<number> => {

@@ -1,4 +1,4 @@
-import { Data, Effect, Option } from "effect"
+import { Data, Duration, Effect, Fiber, Option } from "effect"
 import { BlobStore } from "../ports/BlobStore.ts"
 import type { LogPosition } from "../ports/Log.ts"
 import { Egress } from "../ports/Egress.ts"
@@ -15,7 +15,7 @@ import type { FenceRecord, SnapshotWritten, Vote, Wake } from "./protocol.ts"
 import { firstPosition, recover } from "./recovery.ts"
 import type { Key } from "../../workflows/Key.ts"
 import { canonicalKey, keyGroupOf, ownerOf, parseCanonicalKey } from "./keys.ts"
-import { SnapshotManager } from "./snapshots.ts"
+import { SnapshotManager, type LoadStats, type PartStats } from "./snapshots.ts"
 
 export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly partitions: number
@@ -52,6 +52,12 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly openSplit?: SplitOpener
   /** Client requests into the live sources this process hosts, and their committed answers. */
   readonly requests?: RequestChannel
+  /** Snapshot blobs read or written at once (default 16). */
+  readonly snapshotConcurrency?: number
+  /** This process wrote its part of snapshot `epoch` (what it uploaded, how long it took). */
+  readonly onSnapshotPart?: (epoch: number, stats: PartStats) => void
+  /** Every process, once it has restored its state and before it takes part in an epoch: where start-up went. */
+  readonly onRestored?: (timing: RestoreTiming) => void
 }
 
 /**
@@ -67,6 +73,25 @@ export interface RequestChannel {
   onArrival(wake: () => void): void
   /** The committed records of reply sinks of epoch e, once it committed. */
   answer(e: number, records: ReadonlyArray<unknown>): void
+}
+
+/** Where a process's recovery time went, in milliseconds (`performance.now()` is time since the process started). */
+export interface RestoreTiming {
+  readonly epoch: number
+  /** When the engine started, after the ports connected: module loading and connecting. */
+  readonly startedAt: number
+  /** The snapshot loaded (undefined: none). */
+  readonly snapshot: LoadStats | undefined
+  /** Fetching the snapshot's blobs (concurrently with reading the log), plus decoding them (after). */
+  readonly snapshotMs: number
+  readonly logEntries: number
+  readonly logMs: number
+  /** The snapshot's blobs and the log are fetched concurrently, then the blobs decoded: the time until all is in. */
+  readonly readMs: number
+  /** Rolling the log forward from the snapshot (decoding and applying records). */
+  readonly replayMs: number
+  /** FENCE (coordinator), egress recovery, restoring the partitions' tables. */
+  readonly restoreMs: number
 }
 
 /** Reads the live state of the partitions hosted here; valid only at a commit boundary (then it is committed state). */
@@ -111,9 +136,27 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       return yield* Effect.fail(new ConfigError(`partitions must be an integer in 1..${plan.keyGroups} (the app's key groups), got ${P}`))
     }
 
-    const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups)
-    const snapshot = yield* snapshots.load(undefined)
-    const rec = recover(yield* log.readAll, snapshot)
+    const host = options.host ?? { coordinator: true, partitions: Array.from({ length: P }, (_, p) => p) }
+    for (const p of host.partitions) if (!Number.isInteger(p) || p < 0 || p >= P) return yield* Effect.fail(new ConfigError(`partition ${p} is not in 0..${P - 1}`))
+    // A process restores the state of the key groups it hosts, and republishes only their egress (an EgressBatch has
+    // its key group at index 1).
+    const hostedSet = new Set(host.partitions)
+    const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
+
+    const startedAt = performance.now()
+    const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups, options.snapshotConcurrency)
+    // The snapshot's blobs (S3) and the log (Kafka) are fetched at once: independent, and both mostly waiting. The
+    // blobs are decoded after both are in: decoding is CPU work that would stall the log read. (A forked fetch, not
+    // Effect.all: a failure of either stays a plain failure, not one beside an interruption.)
+    const took = <A, E>(eff: Effect.Effect<A, E>) => Effect.map(Effect.timed(eff), ([d, a]) => [Duration.toMillis(d), a] as const)
+    const fetching = yield* Effect.fork(took(snapshots.fetch(undefined, ownsKg)))
+    const [logMs, entries] = yield* took(log.readAll)
+    const [fetchMs, fetched] = yield* Fiber.join(fetching)
+    const [decodeMs, snapshot] = yield* took(Effect.sync(() => (fetched === undefined ? undefined : snapshots.decodeFetched(fetched))))
+    const snapshotMs = fetchMs + decodeMs
+    const readAt = performance.now()
+    const rec = recover(entries, snapshot, { ownsKg })
+    const replayedAt = performance.now()
     const commitPositions = new Map<number, LogPosition>(rec.commits.map((c) => [c.e, c.position]))
     const walFrom = new Map<number, LogPosition>()
     for (const c of rec.commits) if (c.walFrom !== undefined) walFrom.set(c.e, c.walFrom)
@@ -125,17 +168,12 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     if (rec.keyGroups !== undefined && rec.keyGroups !== plan.keyGroups) {
       return yield* Effect.fail(new ConfigError(`the data was written with ${rec.keyGroups} key groups; app '${plan.app.name}' now has ${plan.keyGroups}; key groups are fixed for the life of the data`))
     }
-    const host = options.host ?? { coordinator: true, partitions: Array.from({ length: P }, (_, p) => p) }
-    for (const p of host.partitions) if (!Number.isInteger(p) || p < 0 || p >= P) return yield* Effect.fail(new ConfigError(`partition ${p} is not in 0..${P - 1}`))
     // Only the coordinator opens a generation; partitions learn it from the epochs it opens.
     const g = rec.g + 1
     if (host.coordinator) {
       const fence: FenceRecord = { t: "fence", g, app: plan.app.name, keyGroups: plan.keyGroups }
       yield* log.appendDurable("control", encode(fence))
     }
-    // A process republishes only the egress of the key groups it hosts (an EgressBatch has its key group at index 1).
-    const hostedSet = new Set(host.partitions)
-    const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
     const splitKg = new Map(plan.splits.map((s) => [s.id, s.keyGroup]))
     const ownsSplit = (id: string) => ownsKg(splitKg.get(id) ?? -1)
     yield* egress.recover(hostedSet.size === P ? rec.committed : rec.committed.map((c) => ({ ...c, egress: c.egress.filter((x) => ownsKg(x[1])) })), rec.lastEpoch)
@@ -191,6 +229,17 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       },
     })
     options.onCommitBoundary?.(reader(rec.lastEpoch))
+    options.onRestored?.({
+      epoch: rec.lastEpoch,
+      startedAt,
+      snapshot: snapshots.loaded,
+      snapshotMs,
+      logEntries: entries.length,
+      logMs,
+      readMs: readAt - startedAt,
+      replayMs: replayedAt - readAt,
+      restoreMs: performance.now() - replayedAt,
+    })
     if (host.coordinator) options.onRecovered?.(rec.lastEpoch)
 
     let records = 0
@@ -314,6 +363,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         snapshots.committed(e)
         if (!snapshot) return
         const part = yield* snapshots.writePart(e, core.g, `p${host.partitions.join("-")}`, { kg: ownsKg, split: ownsSplit })
+        options.onSnapshotPart?.(e, part.stats)
         const written: SnapshotWritten = { t: "snapshot", g: core.g, e, partitions: host.partitions, groups: part.groups, meta: part.meta, published: yield* egress.publishedThrough }
         yield* transport.send(COORDINATOR, written)
       }).pipe(
@@ -335,7 +385,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         if (covered.size < P) return
         parts.delete(w.e)
         const previous = snapshots.manifest?.epoch ?? 0
-        yield* snapshots.writeManifest(w.e, g, l)
+        yield* snapshots.writeManifest(w.e, g, l, Math.min(...l.map((x) => x.published)))
         options.onSnapshot?.(w.e)
         const keep = Math.min(previous, ...l.map((x) => x.published))
         const control = commitPositions.get(keep)

@@ -1,6 +1,7 @@
 import { LogCorruptedError, type LogEntry } from "../ports/Log.ts"
 import { decode } from "./codec.ts"
 import { checksumOf, decodeRecord, sortEgress, type EgressBatch, type EpochRecord } from "./EpochRecord.ts"
+import { ownerOf } from "./keys.ts"
 import type { CommitRecord, ControlRecord, Msg } from "./protocol.ts"
 
 /** A key group's committed state, by table name (task name, $pending, $meta) and canonical key. */
@@ -29,6 +30,8 @@ export interface Recovered {
 
 export interface SnapshotState {
   readonly epoch: number
+  /** Egress through this epoch was durable in every sink when the snapshot was written (absent: unknown). */
+  readonly published?: number
   readonly g: number
   readonly app: string
   readonly keyGroups: number
@@ -39,11 +42,21 @@ export interface SnapshotState {
 
 const posKey = (p: LogEntry["position"]): string => `${p.part}:${p.offset}`
 
+export interface RecoverOptions {
+  /**
+   * The key groups this process restores (default: all). Only their state is rolled forward, and a record is decoded
+   * only if its partition could hold one of them (a partition's record holds only the key groups, splits and egress
+   * it owned under the epoch's partition count) or it is of the last committed epoch (whose in-transit messages
+   * the coordinator counts). Checksums and presence are checked for every record all the same.
+   */
+  readonly ownsKg?: (kg: number) => boolean
+}
 /**
  * Rolls the log forward: COMMITs of the newest generation line decide which epoch records count (a zombie's
  * commit after a newer FENCE is ignored); each counted record must match its vote's checksum, or start-up stops.
  */
-export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotState | undefined): Recovered => {
+export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotState | undefined, options: RecoverOptions = {}): Recovered => {
+  const ownsKg = options.ownsKg ?? (() => true)
   const wal = new Map<string, LogEntry>()
   let g = 0
   let app: string | undefined
@@ -76,6 +89,23 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
   let lastEpoch = snapshot?.epoch ?? 0
   let lastTime = 0
   const snapshotEpoch = snapshot?.epoch ?? 0
+  // Egress through this epoch is durable in every sink (the snapshot says so): records covered by the snapshot and by
+  // it need not be decoded at all.
+  const published = Math.min(snapshotEpoch, snapshot?.published ?? 0)
+  const G = keyGroups ?? snapshot?.keyGroups
+  const mayHold = new Map<string, boolean>()
+  const relevant = (from: number, partitions: number): boolean => {
+    if (options.ownsKg === undefined || G === undefined) return true
+    const k = `${partitions}:${from}`
+    let r = mayHold.get(k)
+    if (r === undefined) {
+      r = false
+      for (let kg = 0; kg < G && !r; kg++) if (ownerOf(kg, G, partitions) === from && ownsKg(kg)) r = true
+      mayHold.set(k, r)
+    }
+    return r
+  }
+  const lastCommitted = commits.at(-1)?.record.e
   for (const { record: c } of commits) {
     const records: EpochRecord[] = []
     for (const v of c.votes) {
@@ -88,6 +118,8 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
       if (checksumOf(entry.payload) !== v.checksum) {
         throw new LogCorruptedError({ message: `epoch ${c.e} is committed but partition ${v.from}'s record at ${posKey(v.position)} does not match its checksum`, location: posKey(v.position) })
       }
+      if (c.e <= published) continue
+      if (c.e !== lastCommitted && !relevant(v.from, c.partitions ?? c.votes.length)) continue
       records.push(decodeRecord(entry.payload))
     }
     const egress: EgressBatch[] = []
@@ -100,6 +132,7 @@ export const recover = (entries: ReadonlyArray<LogEntry>, snapshot: SnapshotStat
     inTransit = new Map()
     for (const r of records) {
       for (const [kg, tables] of r.state) {
+        if (!ownsKg(kg)) continue
         let grp = groups.get(kg)
         if (grp === undefined) groups.set(kg, (grp = { tables: new Map() }))
         for (const [table, keys, values] of tables) {

@@ -18,12 +18,38 @@ export interface Manifest {
   readonly keyGroups: number
   readonly groups: Readonly<Record<string, string>>
   readonly metas: ReadonlyArray<string>
+  /** Egress through this epoch was durable in every sink when the manifest was written (absent in older manifests). */
+  readonly published?: number
 }
 
 /** What a process wrote for snapshot S: the blobs of its key groups that changed, and its meta blob. */
 export interface SnapshotPart {
   readonly groups: Readonly<Record<string, string>>
   readonly meta: string
+}
+
+/** What writing one part cost: blobs and bytes uploaded, and the time spent folding (CPU) and in the store. */
+export interface PartStats {
+  readonly blobs: number
+  readonly bytes: number
+  /** Whole writePart, from the first read of a base blob to the meta blob's upload. */
+  readonly ms: number
+}
+
+/** A snapshot's blobs as fetched, not yet decoded (SnapshotManager.fetch). */
+export interface FetchedSnapshot {
+  readonly manifest: Manifest
+  readonly groups: ReadonlyArray<readonly [number, Uint8Array]>
+  readonly metas: ReadonlyArray<Uint8Array>
+  readonly blobs: number
+  readonly bytes: number
+}
+
+/** What loading a snapshot read from the store. */
+export interface LoadStats {
+  readonly epoch: number
+  readonly blobs: number
+  readonly bytes: number
 }
 
 interface Meta {
@@ -50,15 +76,30 @@ export class SnapshotManager {
   private latest: Record<string, string> = {}
   /** Epoch of the snapshot being uploaded, if any: one at a time. */
   inFlight: number | undefined
+  /** What the last `load` read (undefined: no snapshot loaded). */
+  loaded: LoadStats | undefined
 
   constructor(
     private readonly blobs: BlobStoreService,
     private readonly app: string,
     private readonly keyGroups: number,
+    /** Blobs read or written at once (S3 requests in flight). */
+    private readonly concurrency = 16,
   ) {}
 
-  /** The newest snapshot at or below `maxEpoch`, decoded for recovery. */
-  load(maxEpoch: number | undefined): Effect.Effect<SnapshotState | undefined, BlobStoreError> {
+  /**
+   * The newest snapshot at or below `maxEpoch`, decoded for recovery: only the key groups `owns` accepts (a process
+   * restores just its own; the default is all), their blobs fetched `concurrency` at a time.
+   */
+  load(maxEpoch: number | undefined, owns: (kg: number) => boolean = () => true): Effect.Effect<SnapshotState | undefined, BlobStoreError> {
+    return Effect.map(this.fetch(maxEpoch, owns), (f) => (f === undefined ? undefined : this.decodeFetched(f)))
+  }
+
+  /**
+   * `load` in two steps: the blobs' bytes (I/O, which can overlap other reads), then `decodeFetched` (CPU, which would
+   * hold up whatever else the process reads meanwhile if done as each blob arrives).
+   */
+  fetch(maxEpoch: number | undefined, owns: (kg: number) => boolean = () => true): Effect.Effect<FetchedSnapshot | undefined, BlobStoreError> {
     const self = this
     return Effect.gen(function* () {
       const keys = yield* self.blobs.list("manifests/")
@@ -67,36 +108,47 @@ export class SnapshotManager {
         if (bytes === undefined) continue
         const m = decode(bytes) as Manifest
         if (maxEpoch !== undefined && m.epoch > maxEpoch) continue
-        const groups = new Map<number, RecoveredGroup>()
-        for (const [kg, key] of Object.entries(m.groups)) {
-          const blob = yield* self.blobs.get(key)
-          if (blob === undefined) return yield* Effect.die(new Error(`snapshot ${m.epoch} names blob '${key}', which is missing`))
-          groups.set(Number(kg), { tables: decode(blob) as Map<string, Map<string, unknown>> })
-        }
-        const meta: { ingress: Array<readonly [string, number, boolean]>; inTransit: Array<readonly [number, ReadonlyArray<Msg>]> } = { ingress: [], inTransit: [] }
-        for (const key of m.metas) {
-          const metaBytes = yield* self.blobs.get(key)
-          if (metaBytes === undefined) return yield* Effect.die(new Error(`snapshot ${m.epoch} names meta blob '${key}', which is missing`))
-          const part = decode(metaBytes) as Meta
-          meta.ingress.push(...part.ingress)
-          meta.inTransit.push(...part.inTransit)
-        }
-        self.manifest = m
-        self.latest = { ...m.groups }
-        for (const x of meta.ingress) self.ingress.set(x[0], x)
-        self.inTransit = new Map(meta.inTransit)
-        return {
-          epoch: m.epoch,
-          g: m.g,
-          app: m.app,
-          keyGroups: m.keyGroups,
-          groups,
-          ingress: new Map(meta.ingress.map(([s, position, exhausted]) => [s, { position, exhausted }])),
-          inTransit: new Map(meta.inTransit),
-        } satisfies SnapshotState
+        let total = bytes.length
+        const fetch = (key: string, what: string) =>
+          Effect.flatMap(self.blobs.get(key), (blob) => {
+            if (blob === undefined) return Effect.die(new Error(`snapshot ${m.epoch} names ${what} '${key}', which is missing`))
+            total += blob.length
+            return Effect.succeed(blob)
+          })
+        const wanted = Object.entries(m.groups).filter(([kg]) => owns(Number(kg)))
+        const groups = yield* Effect.forEach(wanted, ([kg, key]) => Effect.map(fetch(key, "blob"), (blob) => [Number(kg), blob] as const), { concurrency: self.concurrency })
+        const metas = yield* Effect.forEach(m.metas, (key) => fetch(key, "meta blob"), { concurrency: self.concurrency })
+        return { manifest: m, groups, metas, blobs: wanted.length + m.metas.length + 1, bytes: total } satisfies FetchedSnapshot
       }
       return undefined
     })
+  }
+
+  decodeFetched(f: FetchedSnapshot): SnapshotState {
+    const m = f.manifest
+    const groups = new Map<number, RecoveredGroup>()
+    for (const [kg, blob] of f.groups) groups.set(kg, { tables: decode(blob) as Map<string, Map<string, unknown>> })
+    const meta: { ingress: Array<readonly [string, number, boolean]>; inTransit: Array<readonly [number, ReadonlyArray<Msg>]> } = { ingress: [], inTransit: [] }
+    for (const bytes of f.metas) {
+      const part = decode(bytes) as Meta
+      meta.ingress.push(...part.ingress)
+      meta.inTransit.push(...part.inTransit)
+    }
+    this.manifest = m
+    this.latest = { ...m.groups }
+    for (const x of meta.ingress) this.ingress.set(x[0], x)
+    this.inTransit = new Map(meta.inTransit)
+    this.loaded = { epoch: m.epoch, blobs: f.blobs, bytes: f.bytes }
+    return {
+      epoch: m.epoch,
+      ...(m.published === undefined ? {} : { published: m.published }),
+      g: m.g,
+      app: m.app,
+      keyGroups: m.keyGroups,
+      groups,
+      ingress: new Map(meta.ingress.map(([s, position, exhausted]) => [s, { position, exhausted }])),
+      inTransit: new Map(meta.inTransit),
+    } satisfies SnapshotState
   }
 
   record(record: EpochRecord): void {
@@ -131,7 +183,7 @@ export class SnapshotManager {
    * (folded onto their previous blobs), and a meta blob with the positions of the splits and the in-transit
    * messages of the key groups it owns.
    */
-  writePart(epoch: number, g: number, part: string, owns: { readonly kg: (kg: number) => boolean; readonly split: (id: string) => boolean }): Effect.Effect<SnapshotPart, BlobStoreError> {
+  writePart(epoch: number, g: number, part: string, owns: { readonly kg: (kg: number) => boolean; readonly split: (id: string) => boolean }): Effect.Effect<SnapshotPart & { readonly stats: PartStats }, BlobStoreError> {
     const self = this
     const delta = this.delta
     this.delta = new Map()
@@ -141,30 +193,39 @@ export class SnapshotManager {
     }
     this.inFlight = epoch
     return Effect.gen(function* () {
+      const started = performance.now()
       const prefix = `snapshots/g${g}-e${pad(epoch)}/${part}`
-      const groups: Record<string, string> = {}
-      for (const [kg, changes] of [...delta].sort((a, b) => a[0] - b[0])) {
-        const baseKey = self.latest[String(kg)]
-        const baseBytes = baseKey === undefined ? undefined : yield* self.blobs.get(baseKey)
-        const tables = (baseBytes === undefined ? new Map() : decode(baseBytes)) as Map<string, Map<string, unknown>>
-        for (const [table, entries] of changes) {
-          let t = tables.get(table)
-          if (t === undefined) tables.set(table, (t = new Map()))
-          for (const [ks, value] of entries) {
-            if (value === undefined) t.delete(ks)
-            else t.set(ks, value)
+      let bytes = 0
+      // Each key group: its previous blob (if any) read, the changes folded in, the new blob written; several at once.
+      const fold = ([kg, changes]: readonly [number, Tables]) =>
+        Effect.gen(function* () {
+          const baseKey = self.latest[String(kg)]
+          const baseBytes = baseKey === undefined ? undefined : yield* self.blobs.get(baseKey)
+          const tables = (baseBytes === undefined ? new Map() : decode(baseBytes)) as Map<string, Map<string, unknown>>
+          for (const [table, entries] of changes) {
+            let t = tables.get(table)
+            if (t === undefined) tables.set(table, (t = new Map()))
+            for (const [ks, value] of entries) {
+              if (value === undefined) t.delete(ks)
+              else t.set(ks, value)
+            }
+            if (t.size === 0) tables.delete(table)
           }
-          if (t.size === 0) tables.delete(table)
-        }
-        const key = `${prefix}/kg${kg}`
-        yield* self.blobs.put(key, encode(tables))
-        groups[String(kg)] = key
-      }
+          const key = `${prefix}/kg${kg}`
+          const blob = encode(tables)
+          bytes += blob.length
+          yield* self.blobs.put(key, blob)
+          return [String(kg), key] as const
+        })
+      const written = yield* Effect.forEach([...delta].sort((a, b) => a[0] - b[0]), fold, { concurrency: self.concurrency })
+      const groups: Record<string, string> = Object.fromEntries(written)
       const metaKey = `${prefix}/meta`
-      yield* self.blobs.put(metaKey, encode(meta))
+      const metaBlob = encode(meta)
+      bytes += metaBlob.length
+      yield* self.blobs.put(metaKey, metaBlob)
       Object.assign(self.latest, groups)
       self.inFlight = undefined
-      return { groups, meta: metaKey }
+      return { groups, meta: metaKey, stats: { blobs: written.length + 1, bytes, ms: performance.now() - started } }
     }).pipe(
       Effect.tapError(() =>
         Effect.sync(() => {
@@ -189,13 +250,13 @@ export class SnapshotManager {
    * exist. Then blobs of snapshots older than the previous one that neither names are deleted (newer parts, being
    * written for the next snapshot, are never touched).
    */
-  writeManifest(epoch: number, g: number, parts: ReadonlyArray<SnapshotPart>): Effect.Effect<Manifest, BlobStoreError> {
+  writeManifest(epoch: number, g: number, parts: ReadonlyArray<SnapshotPart>, published?: number): Effect.Effect<Manifest, BlobStoreError> {
     const self = this
     return Effect.gen(function* () {
       const previous = self.manifest
       const groups: Record<string, string> = { ...(previous?.groups ?? {}) }
       for (const p of parts) Object.assign(groups, p.groups)
-      const manifest: Manifest = { epoch, g, app: self.app, keyGroups: self.keyGroups, groups, metas: parts.map((p) => p.meta) }
+      const manifest: Manifest = { epoch, g, app: self.app, keyGroups: self.keyGroups, groups, metas: parts.map((p) => p.meta), ...(published === undefined ? {} : { published }) }
       yield* self.blobs.put(manifestKey(epoch), encode(manifest))
       self.manifest = manifest
       const keep = new Set<string>([manifestKey(epoch), ...manifest.metas, ...Object.values(groups)])
