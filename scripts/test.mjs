@@ -17,24 +17,37 @@ if (existsSync("scripts/infra.ts") && process.env.EDDY_SKIP_INFRA !== "1") {
     failed = true
   }
 }
-const report = "test-results.json"
-rmSync(report, { force: true })
-const args = ["vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)]
-step("tests", "npx", args)
 let passed = 0
 let failedTests = 0
-if (existsSync(report)) {
-  const r = JSON.parse(readFileSync(report, "utf8"))
-  passed = r.numPassedTests ?? 0
-  failedTests = (r.numFailedTests ?? 0) + (r.numTotalTestSuites === undefined ? 0 : 0)
+let skipped = 0
+// Two runs: everything else in parallel, then the tests that restart the shared brokers (*.exclusive.test.ts) alone.
+const runs = [
+  { name: "tests", report: "test-results.json", env: {}, pattern: [] },
+  { name: "tests that restart the brokers, alone", report: "test-results.exclusive.json", env: { EDDY_EXCLUSIVE: "1" }, pattern: ["exclusive.test.ts"] },
+]
+const extra = process.argv.slice(2)
+for (const run of runs) {
+  // Given file filters, run only the run they belong to, with them.
+  const exclusive = run.pattern.length > 0
+  if (extra.length > 0 && exclusive !== extra.some((a) => a.includes("exclusive"))) continue
+  const pattern = extra.length > 0 ? extra : run.pattern
+  rmSync(run.report, { force: true })
+  const args = ["vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${run.report}`, ...pattern]
+  console.log(`\n== ${run.name}: npx ${args.join(" ")}`)
+  spawnSync("npx", args, { stdio: "inherit", env: { ...process.env, ...run.env } })
+  if (!existsSync(run.report)) {
+    console.error(`no test report was written by: ${run.name}`)
+    failedTests += 1
+    continue
+  }
+  const r = JSON.parse(readFileSync(run.report, "utf8"))
+  passed += r.numPassedTests ?? 0
+  failedTests += r.numFailedTests ?? 0
   // A file that failed to load has no tests but counts as a failure.
   for (const f of r.testResults ?? []) if (f.status === "failed" && (f.assertionResults ?? []).length === 0) failedTests += 1
-  const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0)
-  if (skipped > 0) console.log(`${skipped} skipped`)
-} else {
-  console.error("no test report was written")
-  failedTests += 1
+  skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0)
 }
+if (skipped > 0) console.log(`${skipped} skipped`)
 if (failed && failedTests === 0) failedTests = 1
 console.log(`${passed} passed, ${failedTests} failed`)
 process.exit(failed || failedTests > 0 ? 1 : 0)
