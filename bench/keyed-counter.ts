@@ -92,7 +92,7 @@ if (flags["child"] !== undefined) {
     const p50 = summary(rs.map((r) => r.epochMsP50)).median
     const p99 = summary(rs.map((r) => r.epochMsP99)).median
     console.log(
-      `${mode.padEnd(10)} ${fmt(tput.median).padStart(9)} records/s [${fmt(tput.min)}–${fmt(tput.max)}]  ratio to baseline ${(tput.median / base).toFixed(3)}  peak RSS ${rss.median.toFixed(0)} MB` +
+      `${mode.padEnd(10)} ${fmt(tput.median).padStart(9)} records/s [${fmt(tput.min)}–${fmt(tput.max)}]  ratio to baseline ${(tput.median / base).toFixed(3)}  peak RSS ${rss.median.toFixed(1)} MiB` +
         (mode === "baseline" ? "" : `  epochs ${rs[0]!.epochs}, epoch time p50 ${p50.toFixed(1)} ms p99 ${p99.toFixed(1)} ms`),
     )
   }
