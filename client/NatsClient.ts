@@ -14,6 +14,15 @@ export interface NatsClientOptions {
   readonly timeoutMs?: number
   /** How long one attempt waits before it is retried with the same idempotency key (default 5 s). */
   readonly attemptMs?: number
+  /** Coalesce the asks and tells of one tick into one batch request (default true). */
+  readonly batching?: boolean
+}
+
+interface Pending {
+  readonly body: { target: string; message: unknown; key: string; tell?: true }
+  readonly timeoutMs: number
+  readonly resolve: (a: AnswerBody) => void
+  readonly reject: (e: unknown) => void
 }
 
 const isNoAnswer = (err: unknown): boolean => {
@@ -71,8 +80,41 @@ export const natsClient = async (options: NatsClientOptions): Promise<EddyClient
     }
   }
 
-  const send = async (subject: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> =>
-    (await call(subject, { target: targetString(target), message, key: o.idempotencyKey ?? randomUUID() }, o.timeoutMs ?? defaultTimeout)) as unknown as AnswerBody
+  let pending: Pending[] = []
+  const flush = () => {
+    const batch = pending
+    pending = []
+    if (batch.length === 1) {
+      const p = batch[0]!
+      const { tell, ...one } = p.body
+      call(tell === true ? s.tell : s.ask, one, p.timeoutMs).then((a) => p.resolve(a as unknown as AnswerBody), p.reject)
+      return
+    }
+    const timeoutMs = Math.max(...batch.map((p) => p.timeoutMs))
+    // An attempt without an answer (a worker died holding the batch) is retried whole: the keys make it safe.
+    call(s.batch, { requests: batch.map((p) => p.body), timeoutMs }, timeoutMs).then(
+      (r) => {
+        const answers = (r as { answers?: Array<AnswerBody & Partial<ErrorBody>> }).answers ?? []
+        batch.forEach((p, i) => {
+          const a = answers[i]
+          if (a === undefined) p.reject(new Unavailable(`a batch of ${batch.length} got ${answers.length} answers`))
+          else if (a.error !== undefined) p.reject(clientError(a.error.tag, a.error.message))
+          else p.resolve(a)
+        })
+      },
+      (err: unknown) => batch.forEach((p) => p.reject(err)),
+    )
+  }
+
+  const send = async (subject: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> => {
+    const body = { target: targetString(target), message, key: o.idempotencyKey ?? randomUUID() }
+    const timeoutMs = o.timeoutMs ?? defaultTimeout
+    if (options.batching === false) return (await call(subject, body, timeoutMs)) as unknown as AnswerBody
+    return new Promise<AnswerBody>((resolve, reject) => {
+      if (pending.length === 0) setImmediate(flush)
+      pending.push({ body: subject === s.tell ? { ...body, tell: true } : body, timeoutMs, resolve, reject })
+    })
+  }
 
   return {
     ask: async <R>(target: Target, message: unknown, o: RequestOptions = {}): Promise<Answer<R>> => {

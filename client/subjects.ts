@@ -7,6 +7,9 @@ export const clientSubjects = (ns: string) => ({
   list: `eddy.${ns}.client.list`,
   listPartition: (p: number) => `eddy.${ns}.client.list.p${p}`,
   info: `eddy.${ns}.client.info`,
+  batch: `eddy.${ns}.client.batch`,
+  /** Where a worker collects the answers to the requests of the batches it took. */
+  answers: (worker: string) => `eddy.${ns}.client.answers.${worker}`,
 })
 
 /** Workers answering client subjects share this queue group: each request goes to one of them. */

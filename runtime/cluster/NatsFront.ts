@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto"
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node"
 import { clientSubjects, FRONT_QUEUE } from "../../client/subjects.ts"
 import { decodeBody, encodeBody, type RequestBody } from "../../client/wire.ts"
@@ -49,6 +50,66 @@ export const startNatsFront = async (front: RequestFront, state: StateAccess, op
   }
   nc.subscribe(s.ask, { queue: FRONT_QUEUE, callback: request(true) })
   nc.subscribe(s.tell, { queue: FRONT_QUEUE, callback: request(false) })
+
+  // Batches: each request is admitted on its own with an answer address of this worker (answers come from whichever
+  // worker commits them); the batch is answered, in request order, once every request has its answer.
+  const worker = randomUUID().slice(0, 12)
+  const answersSubject = s.answers(worker)
+  const batches = new Map<string, { readonly answers: unknown[]; left: number; readonly reply: Msg; readonly timer: ReturnType<typeof setTimeout> }>()
+  let batchSeq = 0
+  const settle = (id: string, i: number, answer: unknown) => {
+    const b = batches.get(id)
+    if (b === undefined || b.answers[i] !== undefined) return
+    b.answers[i] = answer
+    if (--b.left > 0) return
+    batches.delete(id)
+    clearTimeout(b.timer)
+    respond(b.reply, { answers: b.answers })
+  }
+  nc.subscribe(`${answersSubject}.>`, {
+    callback: (err, msg) => {
+      if (err !== null) return
+      const parts = msg.subject.slice(answersSubject.length + 1).split(".")
+      try {
+        settle(parts[0]!, Number(parts[1]), decodeBody(msg.string(), true))
+      } catch {
+        // not an answer of ours
+      }
+    },
+  })
+  nc.subscribe(s.batch, {
+    queue: FRONT_QUEUE,
+    callback: (err, msg) => {
+      if (err !== null) return
+      let body: { requests?: unknown; timeoutMs?: unknown }
+      try {
+        body = decodeBody(msg.string(), true) as typeof body
+        if (typeof body !== "object" || body === null || !Array.isArray(body.requests)) throw new FrontError("BadRequest", "a batch is an object with an array 'requests'")
+      } catch (e) {
+        return respond(msg, errorBody(e instanceof FrontError ? e : new FrontError("InvalidPayload", `the body is not valid superjson: ${e instanceof Error ? e.message : String(e)}`)))
+      }
+      const requests = body.requests as ReadonlyArray<RequestBody & { tell?: boolean }>
+      if (requests.length === 0) return respond(msg, { answers: [] })
+      const id = `${++batchSeq}`
+      const timeoutMs = typeof body.timeoutMs === "number" ? body.timeoutMs : 30_000
+      const timer = setTimeout(() => {
+        const b = batches.get(id)
+        if (b === undefined) return
+        b.answers.forEach((a, i) => {
+          if (a === undefined) settle(id, i, { error: { tag: "Timeout", message: `no answer within ${timeoutMs} ms; it may still run once: retry with the same idempotency key` } })
+        })
+      }, timeoutMs)
+      batches.set(id, { answers: new Array<unknown>(requests.length).fill(undefined), left: requests.length, reply: msg, timer })
+      requests.forEach((r, i) => {
+        try {
+          if (typeof r !== "object" || r === null || typeof r.target !== "string") throw new FrontError("BadRequest", "each request needs a string 'target' ('type/id')")
+          front.submitFor({ target: r.target, message: r.message, ask: r.tell !== true, ...(r.key === undefined ? {} : { key: r.key }) }, `${answersSubject}.${id}.${i}`)
+        } catch (e) {
+          settle(id, i, errorBody(e))
+        }
+      })
+    },
+  })
 
   const readState = async (target: string) => {
     const slash = target.indexOf("/")
@@ -128,6 +189,7 @@ export const startNatsFront = async (front: RequestFront, state: StateAccess, op
   await nc.flush()
   return {
     close: async () => {
+      for (const b of batches.values()) clearTimeout(b.timer)
       await nc.drain().catch(() => undefined)
     },
   }

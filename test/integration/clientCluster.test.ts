@@ -3,7 +3,7 @@
 // and every caller of a key gets the same answer, also when it asks again after the crashes.
 import type { ChildProcess } from "node:child_process"
 import { afterAll, describe, expect, it } from "vitest"
-import { Client, type EddyClient } from "../../client/index.ts"
+import { Client, UnknownActorType, type EddyClient } from "../../client/index.ts"
 import { supervise } from "../../runtime/cluster/supervisor.ts"
 import { removeDir, seeded, tempDir } from "../helpers.ts"
 
@@ -80,6 +80,23 @@ describe("client over NATS against a cluster", () => {
       for (const r of requests.slice(0, 40)) expect((await client.ask<number>(r.to, { add: r.add }, { idempotencyKey: r.key })).reply).toBe(answers.get(r.key))
       expect(await client.state("counter/c0")).toBe(requests.filter((r) => r.to === "counter/c0").reduce((s, r) => s + r.add, 0))
       expect([...(await client.list("counter"))].sort()).toEqual(Array.from({ length: 12 }, (_, c) => `c${c}`).sort())
+      // One batch (calls of one tick) answers each call on its own: an unknown type fails alone, a tell commits.
+      const [ok, unknown, told] = await Promise.allSettled([
+        client.ask<number>("counter/c1", { add: 0 }, { idempotencyKey: "batch-a" }),
+        client.ask("nosuch/x", { add: 1 }),
+        client.tell("counter/c1", { add: 0 }, { idempotencyKey: "batch-t" }),
+      ])
+      expect(ok.status === "fulfilled" && ok.value.reply).toBe(requests.filter((r) => r.to === "counter/c1").reduce((x, r) => x + r.add, 0))
+      expect(unknown.status === "rejected" && unknown.reason).toBeInstanceOf(UnknownActorType)
+      expect(told.status).toBe("fulfilled")
+      // Without batching, the same answers (the stored ones for known keys).
+      const single = await Client.nats({ namespace: ns, timeoutMs: 60_000, batching: false })
+      try {
+        expect((await single.ask<number>(requests[0]!.to, { add: requests[0]!.add }, { idempotencyKey: requests[0]!.key })).reply).toBe(answers.get(requests[0]!.key))
+        await expect(single.ask("nosuch/x", {})).rejects.toBeInstanceOf(UnknownActorType)
+      } finally {
+        await single.close()
+      }
     } finally {
       await client.close()
       stopping.abort()
