@@ -49,14 +49,17 @@ describe("client retries across SIGKILLs of an embedded app", () => {
     })()
     const client = Client.http(`http://127.0.0.1:${port}`, { timeoutMs: 60_000 })
     try {
+      // At least 150 requests, and requests keep coming until the app was killed 6 times (however fast it answers).
       const N = 150
-      const requests = Array.from({ length: N }, (_, i) => ({ key: `r${i}`, to: `counter/c${i % 6}`, add: i + 1 }))
+      const requests: Array<{ key: string; to: string; add: number }> = []
       const answers = new Map<string, number>()
       let next = 0
       await Promise.all(
         Array.from({ length: 8 }, async () => {
-          while (next < N) {
-            const r = requests[next++]!
+          while ((next < N || kills < 6) && next < 20_000) {
+            const i = next++
+            const r = { key: `r${i}`, to: `counter/c${i % 6}`, add: i + 1 }
+            requests.push(r)
             const [a, b] = await Promise.all([
               client.ask<number>(r.to, { add: r.add }, { idempotencyKey: r.key }),
               r.add % 4 === 0 ? client.ask<number>(r.to, { add: r.add }, { idempotencyKey: r.key }) : undefined,
@@ -68,8 +71,8 @@ describe("client retries across SIGKILLs of an embedded app", () => {
           }
         }),
       )
-      console.log(`client crash test (seed ${seed}): ${N} requests, ${kills} SIGKILLs of the app`)
-      expect(kills).toBeGreaterThanOrEqual(3)
+      console.log(`client crash test (seed ${seed}): ${requests.length} requests, ${kills} SIGKILLs of the app`)
+      expect(kills).toBeGreaterThanOrEqual(6)
       for (let c = 0; c < 6; c++) {
         const mine = requests.filter((r) => r.to === `counter/c${c}`).map((r) => ({ add: r.add, reply: answers.get(r.key)! }))
         mine.sort((x, y) => x.reply - y.reply)
