@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { Agent, request } from "node:http"
 import { targetString, type Answer, type EddyClient, type RequestOptions, type StateOptions, type Target } from "./Client.ts"
+import { batcher, type Call } from "./batching.ts"
 import { ClientError, clientError, Timeout, Unavailable } from "./errors.ts"
 import { decodeBody, encodeBody, SUPERJSON_TYPE, type AnswerBody, type ErrorBody } from "./wire.ts"
 
@@ -15,12 +16,6 @@ export interface HttpClientOptions {
    * still gets its own answer or error.
    */
   readonly batching?: boolean
-}
-
-interface Pending {
-  readonly body: { target: string; message: unknown; key: string; timeoutMs: number; tell?: true }
-  readonly resolve: (a: AnswerBody) => void
-  readonly reject: (e: unknown) => void
 }
 
 /**
@@ -68,7 +63,7 @@ export const httpClient = (url: string, options: HttpClientOptions = {}): EddyCl
     })
 
   /** Retries what got no answer; an answer (even an error) is final. */
-  const call = async (method: "GET" | "POST", path: string, body: unknown, timeoutMs: number): Promise<unknown> => {
+  const exchange = async (method: "GET" | "POST", path: string, body: unknown, timeoutMs: number): Promise<unknown> => {
     const deadline = Date.now() + timeoutMs
     let delay = 50
     for (;;) {
@@ -84,39 +79,18 @@ export const httpClient = (url: string, options: HttpClientOptions = {}): EddyCl
     }
   }
 
-  let pending: Pending[] = []
-  const flush = () => {
-    const batch = pending
-    pending = []
-    if (batch.length === 1) {
-      const p = batch[0]!
-      const { tell, ...one } = p.body
-      call("POST", tell === true ? "/v1/tell" : "/v1/ask", one, one.timeoutMs + 1000).then((a) => p.resolve(a as AnswerBody), p.reject)
-      return
-    }
-    const timeoutMs = Math.max(...batch.map((p) => p.body.timeoutMs))
-    call("POST", "/v1/batch", { requests: batch.map((p) => p.body) }, timeoutMs + 1000).then(
-      (r) => {
-        const answers = (r as { answers: Array<AnswerBody & Partial<ErrorBody>> }).answers
-        batch.forEach((p, i) => {
-          const a = answers[i]
-          if (a === undefined) p.reject(new Unavailable(`${url} answered a batch of ${batch.length} with ${answers.length} answers`))
-          else if (a.error !== undefined) p.reject(clientError(a.error.tag, a.error.message))
-          else p.resolve(a)
-        })
-      },
-      (err: unknown) => batch.forEach((p) => p.reject(err)),
-    )
+  const single = (call: Call) => {
+    const { tell, ...one } = call
+    return exchange("POST", tell === true ? "/v1/tell" : "/v1/ask", one, one.timeoutMs + 1000)
   }
+  const batched = batcher(url, {
+    one: single,
+    many: (calls) => exchange("POST", "/v1/batch", { requests: calls }, Math.max(...calls.map((c) => c.timeoutMs)) + 1000),
+  })
 
   const send = async (path: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> => {
-    const timeoutMs = o.timeoutMs ?? defaultTimeout
-    const body = { target: targetString(target), message, key: o.idempotencyKey ?? randomUUID(), timeoutMs }
-    if (options.batching === false) return (await call("POST", path, body, timeoutMs + 1000)) as AnswerBody
-    return new Promise<AnswerBody>((resolve, reject) => {
-      if (pending.length === 0) setImmediate(flush)
-      pending.push({ body: path === "/v1/tell" ? { ...body, tell: true } : body, resolve, reject })
-    })
+    const c: Call = { target: targetString(target), message, key: o.idempotencyKey ?? randomUUID(), timeoutMs: o.timeoutMs ?? defaultTimeout, ...(path === "/v1/tell" ? { tell: true as const } : {}) }
+    return (options.batching === false ? await single(c) : await batched(c)) as AnswerBody
   }
 
   return {
@@ -129,9 +103,9 @@ export const httpClient = (url: string, options: HttpClientOptions = {}): EddyCl
       const spec = targetString(target)
       const slash = spec.indexOf("/")
       const path = `/v1/state/${encodeURIComponent(spec.slice(0, slash))}/${encodeURIComponent(spec.slice(slash + 1))}${o.minEpoch === undefined ? "" : `?minEpoch=${o.minEpoch}`}`
-      return ((await call("GET", path, undefined, o.timeoutMs ?? defaultTimeout)) as { state?: S }).state
+      return ((await exchange("GET", path, undefined, o.timeoutMs ?? defaultTimeout)) as { state?: S }).state
     },
-    list: async (type) => ((await call("GET", `/v1/actors/${encodeURIComponent(type)}`, undefined, defaultTimeout)) as { ids: string[] }).ids,
+    list: async (type) => ((await exchange("GET", `/v1/actors/${encodeURIComponent(type)}`, undefined, defaultTimeout)) as { ids: string[] }).ids,
     close: () => {
       agent.destroy()
       return Promise.resolve()

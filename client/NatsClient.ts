@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { targetString, type Answer, type EddyClient, type RequestOptions, type StateOptions, type Target } from "./Client.ts"
+import { batcher, type Call } from "./batching.ts"
 import { clientError, Timeout, Unavailable } from "./errors.ts"
 import { clientSubjects } from "./subjects.ts"
 import { decodeBody, encodeBody, type AnswerBody, type ErrorBody } from "./wire.ts"
@@ -16,13 +17,6 @@ export interface NatsClientOptions {
   readonly attemptMs?: number
   /** Coalesce the asks and tells of one tick into one batch request (default true). */
   readonly batching?: boolean
-}
-
-interface Pending {
-  readonly body: { target: string; message: unknown; key: string; tell?: true }
-  readonly timeoutMs: number
-  readonly resolve: (a: AnswerBody) => void
-  readonly reject: (e: unknown) => void
 }
 
 const isNoAnswer = (err: unknown): boolean => {
@@ -80,40 +74,22 @@ export const natsClient = async (options: NatsClientOptions): Promise<EddyClient
     }
   }
 
-  let pending: Pending[] = []
-  const flush = () => {
-    const batch = pending
-    pending = []
-    if (batch.length === 1) {
-      const p = batch[0]!
-      const { tell, ...one } = p.body
-      call(tell === true ? s.tell : s.ask, one, p.timeoutMs).then((a) => p.resolve(a as unknown as AnswerBody), p.reject)
-      return
-    }
-    const timeoutMs = Math.max(...batch.map((p) => p.timeoutMs))
-    // An attempt without an answer (a worker died holding the batch) is retried whole: the keys make it safe.
-    call(s.batch, { requests: batch.map((p) => p.body), timeoutMs }, timeoutMs).then(
-      (r) => {
-        const answers = (r as { answers?: Array<AnswerBody & Partial<ErrorBody>> }).answers ?? []
-        batch.forEach((p, i) => {
-          const a = answers[i]
-          if (a === undefined) p.reject(new Unavailable(`a batch of ${batch.length} got ${answers.length} answers`))
-          else if (a.error !== undefined) p.reject(clientError(a.error.tag, a.error.message))
-          else p.resolve(a)
-        })
-      },
-      (err: unknown) => batch.forEach((p) => p.reject(err)),
-    )
+  const single = (c: Call) => {
+    const { tell, ...one } = c
+    return call(tell === true ? s.tell : s.ask, one, one.timeoutMs)
   }
+  // An attempt without an answer (a worker died holding the batch) is retried whole: the keys make it safe.
+  const batched = batcher(`NATS namespace '${options.namespace}'`, {
+    one: single,
+    many: (calls) => {
+      const timeoutMs = Math.max(...calls.map((c) => c.timeoutMs))
+      return call(s.batch, { requests: calls, timeoutMs }, timeoutMs)
+    },
+  })
 
   const send = async (subject: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> => {
-    const body = { target: targetString(target), message, key: o.idempotencyKey ?? randomUUID() }
-    const timeoutMs = o.timeoutMs ?? defaultTimeout
-    if (options.batching === false) return (await call(subject, body, timeoutMs)) as unknown as AnswerBody
-    return new Promise<AnswerBody>((resolve, reject) => {
-      if (pending.length === 0) setImmediate(flush)
-      pending.push({ body: subject === s.tell ? { ...body, tell: true } : body, timeoutMs, resolve, reject })
-    })
+    const c: Call = { target: targetString(target), message, key: o.idempotencyKey ?? randomUUID(), timeoutMs: o.timeoutMs ?? defaultTimeout, ...(subject === s.tell ? { tell: true as const } : {}) }
+    return (options.batching === false ? await single(c) : await batched(c)) as AnswerBody
   }
 
   return {

@@ -109,13 +109,13 @@ export function* requests(o: ShopOptions): Generator<{ readonly user: string; re
   for (let u = 0; u < o.users; u++) yield { user: `u${u}`, msg: { op: "checkout" } }
 }
 
-export const shoppingCartApp = (o: ShopOptions) => {
-  const system = Actors.system({ name: "shop", behaviors: [cart, orders, analytics] })
-  const stock = Workflow.create("inventory", (wf) => {
+/** The Inventory workflow: the replier of the `inventory` portal, `initialStock` units of every item. */
+export const inventoryWorkflow = (initialStock: number) =>
+  Workflow.create("inventory", (wf) => {
     wf.source(Source.empty<never>())
       .via(
         Portal.replier<StockReq, StockRep, never, never, number>(inventory, (ctx, req) => {
-          const have = ctx.state.get(o.stock)
+          const have = ctx.state.get(initialStock)
           if (req.op === "return") {
             ctx.state.set(have + req.qty)
             ctx.reply({ ok: true })
@@ -127,6 +127,10 @@ export const shoppingCartApp = (o: ShopOptions) => {
       )
       .sink(Sink.discard("inventory.none"))
   })
+
+export const shoppingCartApp = (o: ShopOptions) => {
+  const system = Actors.system({ name: "shop", behaviors: [cart, orders, analytics] })
+  const stock = inventoryWorkflow(o.stock)
   const clients = Workflow.create("clients", (wf) => {
     system.input(wf.source(Source.generator(() => requests(o), { name: "requests", atomSize: 1 })).map((r) => system.tell(system.ref(cart, r.user), r.msg)))
   })

@@ -111,28 +111,8 @@ export const startNatsFront = async (front: RequestFront, state: StateAccess, op
     },
   })
 
-  const readState = async (target: string) => {
-    const slash = target.indexOf("/")
-    if (slash <= 0) throw new FrontError("InvalidPayload", `'${target}' is not of the form type/id`)
-    const view = front.endpointOf(target.slice(0, slash)).view
-    const key = view.key(target)
-    if (key === undefined) throw new FrontError("InvalidPayload", `'${target}' names no actor`)
-    return state.read((r) => {
-      const v = r.get(view.task, key)
-      return { state: v === undefined ? undefined : view.show(v), epoch: r.epoch }
-    })
-  }
-  const listLocal = (type: string) => {
-    const view = front.endpointOf(type).view
-    return state.read((r) => {
-      const out: string[] = []
-      for (const key of r.keys(view.task)) {
-        const d = view.describe(key)
-        if (d.group === type && view.show(r.get(view.task, key)) !== undefined) out.push(d.spec.slice(type.length + 1))
-      }
-      return out
-    })
-  }
+  const readState = (target: string) => front.readState(state, target)
+  const listLocal = (type: string) => front.listIds(state, type)
   const serveAsync = (f: (body: unknown) => Promise<unknown>) => (err: Error | null, msg: Msg) => {
     if (err !== null) return
     let body: unknown

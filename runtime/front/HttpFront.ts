@@ -125,27 +125,10 @@ async function handle(front: RequestFront, state: StateAccess, options: HttpFron
       return send(res, rich, 200, { answers })
     }
     if (req.method === "GET" && path.startsWith("/v1/state/")) {
-      const spec = decodeURIComponent(path.slice("/v1/state/".length))
-      const slash = spec.indexOf("/")
-      if (slash <= 0) throw new FrontError("InvalidPayload", `'${spec}' is not of the form type/id`)
-      const view = front.endpointOf(spec.slice(0, slash)).view
-      const key = view.key(spec)
-      if (key === undefined) throw new FrontError("InvalidPayload", `'${spec}' names no actor`)
-      const { value, epoch } = await state.read((r) => ({ value: r.get(view.task, key), epoch: r.epoch }))
-      return send(res, rich, 200, { state: value === undefined ? undefined : view.show(value), epoch })
+      return send(res, rich, 200, await front.readState(state, decodeURIComponent(path.slice("/v1/state/".length))))
     }
     if (req.method === "GET" && path.startsWith("/v1/actors/")) {
-      const type = decodeURIComponent(path.slice("/v1/actors/".length))
-      const view = front.endpointOf(type).view
-      const ids = await state.read((r) => {
-        const out: string[] = []
-        for (const key of r.keys(view.task)) {
-          const d = view.describe(key)
-          if (d.group === type && view.show(r.get(view.task, key)) !== undefined) out.push(d.spec.slice(type.length + 1))
-        }
-        return out
-      })
-      return send(res, rich, 200, { ids })
+      return send(res, rich, 200, { ids: await front.listIds(state, decodeURIComponent(path.slice("/v1/actors/".length))) })
     }
     if (req.method === "GET" && path === "/v1/info") {
       const epoch = await state.read((r) => r.epoch)

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { EndpointError, type EndpointFailure, type EndpointReply, type EndpointRequest, type RequestEndpoint } from "../../workflows/Endpoint.ts"
 import type { RequestChannel } from "../engine/Engine.ts"
+import type { StateAccess } from "./HttpFront.ts"
 import { canonicalKey, keyGroupOf } from "../engine/keys.ts"
 import type { Plan } from "../engine/Plan.ts"
 
@@ -108,6 +109,32 @@ export class RequestFront implements RequestChannel {
       throw new FrontError("UnknownActorType", known.length === 0 ? `app '${this.plan.app.name}' serves no requests (it has no actor system)` : `app '${this.plan.app.name}' has no actor type '${type}' (it has: ${known.join(", ")})`)
     }
     return inbox.endpoint
+  }
+
+  /** The committed state of `target` (`type/id`) as its view shows it, read at the next commit boundary. */
+  readState(state: StateAccess, target: string): Promise<{ readonly state: unknown; readonly epoch: number }> {
+    const slash = target.indexOf("/")
+    if (slash <= 0) return Promise.reject(new FrontError("InvalidPayload", `'${target}' is not of the form type/id`))
+    const view = this.endpointOf(target.slice(0, slash)).view
+    const key = view.key(target)
+    if (key === undefined) return Promise.reject(new FrontError("InvalidPayload", `'${target}' names no actor`))
+    return state.read((r) => {
+      const v = r.get(view.task, key)
+      return { state: v === undefined ? undefined : view.show(v), epoch: r.epoch }
+    })
+  }
+
+  /** Ids of the targets of `type` with committed state, in the partitions of this process. */
+  listIds(state: StateAccess, type: string): Promise<string[]> {
+    const view = this.endpointOf(type).view
+    return state.read((r) => {
+      const out: string[] = []
+      for (const key of r.keys(view.task)) {
+        const d = view.describe(key)
+        if (d.group === type && view.show(r.get(view.task, key)) !== undefined) out.push(d.spec.slice(type.length + 1))
+      }
+      return out
+    })
   }
 
   /** Admits a request; resolves with its committed answer. */

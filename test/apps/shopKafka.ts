@@ -4,9 +4,8 @@
 //
 //   eddy cluster test/apps/shopKafka.ts --in TOPIC --in-partitions N --out TOPIC --dlq TOPIC [--stock 20 --items 40]
 import { Actors } from "eddy/actors"
-import { Portal } from "eddy/portals"
 import { App, AppArgs, Sink, Source, Workflow, type KafkaRecord } from "eddy/workflows"
-import { analytics, cart, inventory, orders, type CartMsg } from "../../examples/shopping-cart/app.ts"
+import { analytics, cart, inventoryWorkflow, orders, type CartMsg } from "../../examples/shopping-cart/app.ts"
 
 export interface ShopRequest {
   readonly user: string
@@ -47,26 +46,7 @@ export const shopKafkaApp = (o: ShopKafkaOptions) => {
     behaviors: [cart, ordersOut, analytics],
     output: Sink.kafka<unknown>({ topic: o.output, key: (x) => (x as { user: string }).user }),
   })
-  const stock = Workflow.create("inventory", (wf) => {
-    wf.source(Source.empty<never>())
-      .via(
-        Portal.replier<{ op: "reserve" | "return"; item: string; qty: number }, { ok: boolean }, never, never, number>(
-          inventory,
-          (ctx, req) => {
-            const have = ctx.state.get(o.stock)
-            if (req.op === "return") {
-              ctx.state.set(have + req.qty)
-              ctx.reply({ ok: true })
-            } else if (have >= req.qty) {
-              ctx.state.set(have - req.qty)
-              ctx.reply({ ok: true })
-            } else ctx.reply({ ok: false })
-          },
-          { name: "stock" },
-        ),
-      )
-      .sink(Sink.discard("inventory.none"))
-  })
+  const stock = inventoryWorkflow(o.stock)
   const clients = Workflow.create("clients", (wf) => {
     const requests = wf.source(
       Source.kafka({ topic: o.input, partitions: o.inputPartitions, decode: decodeRequest, deadLetterTopic: o.deadLetters, bounded: true, name: "requests" }),
