@@ -5,7 +5,7 @@
 //     bank:    [--keys 10000] [--initial 1000,20] [--dist ...]   cart: [--keys 1000] [--items 200] [--stock 100]
 //     [--warmup 1] [--max-calls 2000000] [--epoch-ms 10] [--checked] [--eddy-local] [--no-eddy] [--seed 1]
 //     [--snapshot-every N]   (Eddy's snapshot interval in epochs; default Eddy's own, 100)
-//     [--profile DIR]   (the Eddy server process runs with --cpu-prof, profiles written to DIR)
+//     [--profile DIR]   (the Eddy server runs with --cpu-prof, profiles written to DIR; the client driver to DIR/client)
 //
 // Every run starts fresh processes: Eddy (the app embedded, file log with fsync at each commit, HTTP endpoint) or
 // Restate (restate-server + the SDK endpoint), and a client process running the closed loop over loopback HTTP with
@@ -188,7 +188,7 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
       checked: values.checked,
       ...(values["snapshot-every"] === undefined ? {} : { snapshotEvery: Number(values["snapshot-every"]) }),
     }
-    const driver = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "lib", "driver.ts"), JSON.stringify(config)], { stdio: ["ignore", "pipe", "inherit"] })
+    const driver = spawn(process.execPath, [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", join(values.profile, "client")]), "--import", "tsx", join(import.meta.dirname, "lib", "driver.ts"), JSON.stringify(config)], { stdio: ["ignore", "pipe", "inherit"] })
     const all = [...procs, { name: system === "eddy-local" ? "eddy+client" : "client", pid: driver.pid! }]
     const cpu0 = new Map<string, number>()
     const cpu1 = new Map<string, number>()

@@ -44,18 +44,62 @@ export const statusOf = (tag: string): number => {
   }
 }
 
-export const encodeBody = (value: unknown, rich: boolean): string => (rich ? JSON.stringify(superjson.serialize(value)) : JSON.stringify(value))
+/**
+ * Whether JSON carries `value` exactly, as superjson would: strings, booleans, null, finite numbers other than -0,
+ * arrays without holes and objects with Object's (or no) prototype, each object once (superjson keeps shared
+ * references shared). Anything else (undefined, Date, Map, BigInt, a class instance, …) needs superjson's annotations.
+ */
+export const isPlainJson = (value: unknown): boolean => plain(value, undefined)
+
+const plain = (v: unknown, seen: Set<object> | undefined): boolean => {
+  switch (typeof v) {
+    case "string":
+    case "boolean":
+      return true
+    case "number":
+      return Number.isFinite(v) && !Object.is(v, -0)
+    case "object": {
+      if (v === null) return true
+      if (seen === undefined) seen = new Set()
+      else if (seen.has(v)) return false
+      seen.add(v)
+      if (Array.isArray(v)) {
+        if (Object.getPrototypeOf(v) !== Array.prototype) return false
+        for (let i = 0; i < v.length; i++) if (!(i in v) || !plain(v[i], seen)) return false
+        return true
+      }
+      const proto = Object.getPrototypeOf(v) as unknown
+      if (proto !== Object.prototype && proto !== null) return false
+      for (const k in v) if (Object.hasOwn(v, k) && !plain((v as Record<string, unknown>)[k], seen)) return false
+      return true
+    }
+    default:
+      return false
+  }
+}
+
+/**
+ * A body as JSON, or as a superjson document when `rich`. A value JSON carries exactly is written as the document
+ * superjson would make of it (`{"json": …}`, no annotations) without running superjson: most bodies are plain.
+ */
+export const encodeBody = (value: unknown, rich: boolean): string =>
+  !rich ? JSON.stringify(value) : isPlainJson(value) ? `{"json":${JSON.stringify(value)}}` : JSON.stringify(superjson.serialize(value))
 
 /** Keys that would reach an object's prototype if the document were merged anywhere: refused outright. */
 const FORBIDDEN = new Set(["__proto__", "constructor", "prototype"])
+const reviver = (k: string, v: unknown): unknown => {
+  if (FORBIDDEN.has(k)) throw new TypeError(`the key '${k}' is not allowed in a request`)
+  return v
+}
 
 /** Parses a body; throws a SyntaxError (bad JSON) or a TypeError (a forbidden key) the caller reports as invalid. */
 export const decodeBody = (text: string, rich: boolean): unknown => {
-  const json: unknown = JSON.parse(text, (k, v: unknown) => {
-    if (FORBIDDEN.has(k)) throw new TypeError(`the key '${k}' is not allowed in a request`)
-    return v
-  })
+  // The reviver (a call per value) only when a forbidden word occurs at all.
+  const suspicious = text.includes("__proto__") || text.includes("constructor") || text.includes("prototype")
+  const json: unknown = suspicious ? JSON.parse(text, reviver) : JSON.parse(text)
   if (!rich) return json
   if (typeof json !== "object" || json === null || !("json" in json)) throw new TypeError("a superjson body must be an object with 'json' (and 'meta')")
+  // Without annotations a superjson document is its JSON.
+  if (!("meta" in json) || json.meta === undefined) return json.json
   return superjson.deserialize(json as Parameters<typeof superjson.deserialize>[0])
 }

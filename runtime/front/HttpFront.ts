@@ -85,14 +85,11 @@ async function handle(front: RequestFront, state: StateAccess, options: HttpFron
       }
       if (typeof body !== "object" || body === null || typeof body.target !== "string") throw new FrontError("BadRequest", "the body must be an object with a string 'target' ('type/id') and a 'message'")
       const ask = path === "/v1/ask"
-      const answer = await front.submit({
-        target: body.target,
-        message: body.message,
-        ask,
-        ...(body.key === undefined ? {} : { key: body.key }),
-        ...(typeof body.timeoutMs === "number" ? { timeoutMs: body.timeoutMs } : {}),
-      })
-      return send(res, rich, 200, ask ? { reply: answer.reply, epoch: answer.epoch } : { epoch: answer.epoch })
+      // Answered from inside the commit (synchronously), so the response is on its way before the engine goes on.
+      return front.submitWith(
+        { target: body.target, message: body.message, ask, ...(body.key === undefined ? {} : { key: body.key }), ...(typeof body.timeoutMs === "number" ? { timeoutMs: body.timeoutMs } : {}) },
+        (o) => (o instanceof FrontError ? fail(res, rich, o) : send(res, rich, 200, ask ? { reply: o.reply, epoch: o.epoch } : { epoch: o.epoch })),
+      )
     }
     if (req.method === "POST" && path === "/v1/batch") {
       let body: { requests?: unknown }
@@ -103,26 +100,26 @@ async function handle(front: RequestFront, state: StateAccess, options: HttpFron
         throw new FrontError("InvalidPayload", `the body is not valid ${rich ? "superjson" : "JSON"}: ${err instanceof Error ? err.message : String(err)}`)
       }
       if (typeof body !== "object" || body === null || !Array.isArray(body.requests)) throw new FrontError("BadRequest", "a batch is an object with an array 'requests'")
-      // Each request is admitted and answered on its own; the batch answers when all have (in request order).
-      const answers = await Promise.all(
-        (body.requests as ReadonlyArray<RequestBody & { tell?: boolean }>).map((r) => {
-          if (typeof r !== "object" || r === null || typeof r.target !== "string") return { error: { tag: "BadRequest", message: "each request needs a string 'target' ('type/id')" } }
-          const ask = r.tell !== true
-          return front
-            .submit({
-              target: r.target,
-              message: r.message,
-              ask,
-              ...(r.key === undefined ? {} : { key: r.key }),
-              ...(typeof r.timeoutMs === "number" ? { timeoutMs: r.timeoutMs } : {}),
-            })
-            .then(
-              (a) => (ask ? { reply: a.reply, epoch: a.epoch } : { epoch: a.epoch }),
-              (err: unknown) => (err instanceof FrontError ? { error: { tag: err.tag, message: err.message } } : { error: { tag: "Internal", message: String(err) } }),
-            )
-        }),
-      )
-      return send(res, rich, 200, { answers })
+      // Each request is admitted and answered on its own; the batch answers when all have (in request order), from
+      // inside the commit that answered the last of them.
+      const requests = body.requests as ReadonlyArray<RequestBody & { tell?: boolean }>
+      const answers: unknown[] = new Array<unknown>(requests.length)
+      let left = requests.length
+      const settled = (i: number, a: unknown) => {
+        answers[i] = a
+        if (--left > 0) return
+        send(res, rich, 200, { answers })
+      }
+      if (left === 0) return send(res, rich, 200, { answers })
+      requests.forEach((r, i) => {
+        if (typeof r !== "object" || r === null || typeof r.target !== "string") return settled(i, { error: { tag: "BadRequest", message: "each request needs a string 'target' ('type/id')" } })
+        const ask = r.tell !== true
+        front.submitWith(
+          { target: r.target, message: r.message, ask, ...(r.key === undefined ? {} : { key: r.key }), ...(typeof r.timeoutMs === "number" ? { timeoutMs: r.timeoutMs } : {}) },
+          (o) => settled(i, o instanceof FrontError ? { error: { tag: o.tag, message: o.message } } : ask ? { reply: o.reply, epoch: o.epoch } : { epoch: o.epoch }),
+        )
+      })
+      return
     }
     if (req.method === "GET" && path.startsWith("/v1/state/")) {
       return send(res, rich, 200, await front.readState(state, decodeURIComponent(path.slice("/v1/state/".length))))

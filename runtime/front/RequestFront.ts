@@ -43,10 +43,14 @@ export interface RequestFrontOptions {
   readonly timeoutMs?: number
 }
 
+/** Hears a request's outcome once: its committed answer, or why there is none. */
+export type Settle = (outcome: FrontAnswer | FrontError) => void
+
 interface Waiter {
-  readonly resolve: (a: FrontAnswer) => void
-  readonly reject: (e: FrontError) => void
-  readonly timer: ReturnType<typeof setTimeout>
+  readonly settle: Settle
+  readonly deadline: number
+  readonly target: string
+  readonly timeoutMs: number
 }
 
 interface Inbox {
@@ -67,6 +71,13 @@ export class RequestFront implements RequestChannel {
   private readonly byType = new Map<string, Inbox>()
   private readonly queues = new Map<number, EndpointRequest[]>()
   private readonly waiters = new Map<string, Waiter>()
+  /**
+   * Waiter ids in admission order, one queue per timeout (so deadlines ascend within a queue): one timer for all,
+   * rather than one per request. Answered ids leave lazily, when they reach a queue's head.
+   */
+  private readonly deadlines = new Map<number, { ids: string[]; head: number }>()
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private timerAt = Number.POSITIVE_INFINITY
   private readonly prefix = `l:${randomUUID().slice(0, 8)}:`
   private queued = 0
   private n = 0
@@ -139,21 +150,69 @@ export class RequestFront implements RequestChannel {
 
   /** Admits a request; resolves with its committed answer. */
   submit(req: FrontRequest): Promise<FrontAnswer> {
-    return new Promise<FrontAnswer>((resolve, reject) => {
-      const w = `${this.prefix}${++this.n}`
-      try {
-        this.admit(req, w)
-      } catch (err) {
-        reject(err)
-        return
+    return new Promise<FrontAnswer>((resolve, reject) => this.submitWith(req, (o) => (o instanceof FrontError ? reject(o) : resolve(o))))
+  }
+
+  /**
+   * Admits a request; `settle` hears its outcome exactly once: a refusal at once, the answer synchronously when its
+   * epoch commits (so a front can write it before the engine moves on), or a timeout.
+   */
+  submitWith(req: FrontRequest, settle: Settle): void {
+    const w = `${this.prefix}${++this.n}`
+    try {
+      this.admit(req, w)
+    } catch (err) {
+      settle(err instanceof FrontError ? err : new FrontError("BadRequest", err instanceof Error ? err.message : String(err)))
+      return
+    }
+    const timeoutMs = req.timeoutMs ?? this.options.timeoutMs ?? 30_000
+    const deadline = performance.now() + timeoutMs
+    this.waiters.set(w, { settle, deadline, target: req.target, timeoutMs })
+    let q = this.deadlines.get(timeoutMs)
+    if (q === undefined) this.deadlines.set(timeoutMs, (q = { ids: [], head: 0 }))
+    q.ids.push(w)
+    if (deadline < this.timerAt) this.arm(deadline)
+  }
+
+  private arm(at: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timerAt = at
+    this.timer = setTimeout(() => this.expire(), Math.max(0, at - performance.now()))
+    this.timer.unref?.()
+  }
+
+  /** Times out the waiters past their deadline, drops answered ids from the queue heads, re-arms for the next. */
+  private expire(): void {
+    this.timer = undefined
+    this.timerAt = Number.POSITIVE_INFINITY
+    const now = performance.now()
+    let next = Number.POSITIVE_INFINITY
+    for (const [ms, q] of this.deadlines) {
+      while (q.head < q.ids.length) {
+        const w = q.ids[q.head]!
+        const waiter = this.waiters.get(w)
+        if (waiter !== undefined && waiter.deadline > now) {
+          next = Math.min(next, waiter.deadline)
+          break
+        }
+        q.head++
+        if (waiter !== undefined) {
+          this.waiters.delete(w)
+          this.deliver(waiter, new FrontError("Timeout", `no answer from ${waiter.target} within ${waiter.timeoutMs} ms; it may still run once: retry with the same idempotency key to learn its result`))
+        }
       }
-      const timeoutMs = req.timeoutMs ?? this.options.timeoutMs ?? 30_000
-      const timer = setTimeout(() => {
-        this.waiters.delete(w)
-        reject(new FrontError("Timeout", `no answer from ${req.target} within ${timeoutMs} ms; it may still run once: retry with the same idempotency key to learn its result`))
-      }, timeoutMs)
-      this.waiters.set(w, { resolve, reject, timer })
-    })
+      this.compact(ms, q)
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.arm(next)
+  }
+
+  /** A front's callback runs inside the engine's commit: its failure must not reach the engine. */
+  private deliver(waiter: Waiter, outcome: FrontAnswer | FrontError): void {
+    try {
+      waiter.settle(outcome)
+    } catch (err) {
+      console.error(`eddy: delivering an answer failed: ${err instanceof Error ? err.message : String(err)}`)
+    }
   }
 
   /** Admits a request whose answer goes to `address` (a remote caller); throws FrontError if refused. */
@@ -219,20 +278,33 @@ export class RequestFront implements RequestChannel {
       const waiter = this.waiters.get(a.w)
       if (waiter === undefined) continue // timed out, or answered already (answers may travel twice)
       this.waiters.delete(a.w)
-      clearTimeout(waiter.timer)
       this.answered++
-      if (a.x !== undefined) waiter.reject(new FrontError(a.x.tag, a.x.message))
-      else waiter.resolve({ reply: a.r, epoch: e })
+      this.deliver(waiter, a.x !== undefined ? new FrontError(a.x.tag, a.x.message) : { reply: a.r, epoch: e })
+    }
+    // Answers come roughly in admission order: drop answered ids from the queue heads now, or they would wait for
+    // their deadlines (30 s of traffic) to leave.
+    for (const [ms, q] of this.deadlines) {
+      while (q.head < q.ids.length && !this.waiters.has(q.ids[q.head]!)) q.head++
+      this.compact(ms, q)
+    }
+  }
+
+  private compact(ms: number, q: { ids: string[]; head: number }): void {
+    if (q.head === q.ids.length) this.deadlines.delete(ms)
+    else if (q.head > 1024 && q.head * 2 > q.ids.length) {
+      q.ids = q.ids.slice(q.head)
+      q.head = 0
     }
   }
 
   /** The run ended: every caller still waiting hears why. */
   close(reason: string): void {
     this.closed = reason
-    for (const [w, waiter] of this.waiters) {
-      clearTimeout(waiter.timer)
-      waiter.reject(new FrontError("Unavailable", reason))
-      this.waiters.delete(w)
-    }
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    this.deadlines.clear()
+    const waiting = [...this.waiters.values()]
+    this.waiters.clear()
+    for (const waiter of waiting) this.deliver(waiter, new FrontError("Unavailable", reason))
   }
 }
