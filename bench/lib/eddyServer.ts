@@ -1,7 +1,7 @@
 // An Eddy app of the benchmark served over HTTP, as its own process (so its CPU and memory are measured apart):
 //   node --import tsx bench/lib/eddyServer.ts --workload counter --data-dir DIR [--epoch-ms 10] [--checked]
-// EDDY_BENCH_TIMING=1 prints, each second, where an epoch's time goes (open → durable, commit, durable → next open).
 //     [--initial 1000] [--stock 100] [--snapshot-every N]
+// EDDY_BENCH_TIMING=1 prints, each second, where an epoch's time goes (open → durable, commit, durable → next open).
 // Prints "url <url>" once it listens; stops at the next epoch boundary on SIGTERM; SIGUSR2: "commits <n>".
 import { parseArgs } from "node:util"
 import { Eddy } from "eddy/runtime"
