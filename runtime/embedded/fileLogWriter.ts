@@ -27,6 +27,8 @@ interface Queued {
 }
 
 const CHUNK_BYTES = 1024 * 1024
+/** Bytes of frames nobody waits for that start a write anyway (large epochs stream out while they run). */
+const EAGER_BYTES = 256 * 1024
 
 const writeFully = async (fh: FileHandle, bufs: Array<Buffer>, position: number): Promise<void> => {
   const total = bufs.reduce((n, b) => n + b.length, 0)
@@ -108,7 +110,9 @@ export class SegmentWriter {
     encodeFrameInto(this.chunk, this.used, stream, durable, payload)
     this.used += length
     this.enqueued += length
-    this.kick()
+    // A frame nobody waits for yet is held back a little, so that the next durable one (an epoch's COMMIT after its
+    // WAL records) goes out in the same writev: one write and one fdatasync per epoch instead of two writes.
+    if (durable || this.enqueued - this.written >= EAGER_BYTES) this.kick()
     return this.enqueued
   }
 
@@ -136,6 +140,7 @@ export class SegmentWriter {
     if (this.failure) return done(this.failure, this.mark)
     if (seq <= this.written) return done(undefined, this.mark)
     this.writtenWaiters.push({ seq, done })
+    this.kick()
   }
 
   /** Calls back once the queue is below its limit again (backpressure for `append`). */
@@ -143,11 +148,14 @@ export class SegmentWriter {
     if (this.failure) return done(this.failure)
     if (!this.overLimit) return done(undefined)
     this.drainWaiters.push(done)
+    this.kick()
   }
 
   /** Writes and syncs what is queued, then closes every file. Later calls fail. */
   async close(): Promise<void> {
     this.closing = true
+    // Frames held back for a later write go out now, as they always would have.
+    if (this.enqueued > this.written) this.kick()
     if (this.running) await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
     try {
       if (!this.failure && (this.dirty.size > 0 || this.dirDirty)) await this.sync()
