@@ -1,10 +1,12 @@
 /**
  * The FileLog's single writer: frames are encoded in call order (their positions are already fixed) straight into
- * shared staging chunks, and one loop writes everything staged with one positional writev per segment, then one
- * fdatasync for all durable waiters that arrived meanwhile (group commit). Writes never overlap, and a failed write
- * or sync poisons the writer: after a failed fsync the page cache cannot be trusted, so only a restart (recovery
+ * shared staging chunks, and one loop writes everything staged with one positional writev per segment. Segments are
+ * open with O_DSYNC, so a write returns once it is durable: every durable waiter that arrived meanwhile is answered
+ * by the same write (group commit), with no fdatasync of its own. Frames nobody waits for are held back briefly so
+ * they join the next durable write. Writes never overlap, and a failed write or sync poisons the writer: after a failed fsync the page cache cannot be trusted, so only a restart (recovery
  * from disk) may continue. Progress is counted in bytes: a frame's "seq" is the byte count up to its end.
  */
+import { constants } from "node:fs"
 import { open, type FileHandle } from "node:fs/promises"
 import { join } from "node:path"
 import type { LogStream } from "../ports/Log.ts"
@@ -58,8 +60,7 @@ export class SegmentWriter {
   /** The newest segment the writer has opened; it never writes to an older one again. */
   private openPart: number
   private readonly handles = new Map<number, FileHandle>()
-  /** Segments written since their last fdatasync, and whether a segment file was created since the last dir sync. */
-  private readonly dirty = new Set<number>()
+  /** Whether a segment file was created since the last directory sync. */
   private dirDirty = false
   private durableWaiters: Array<{ seq: number; done: Done }> = []
   private writtenWaiters: Array<{ seq: number; done: (error: Error | undefined, mark: WrittenMark) => void }> = []
@@ -158,7 +159,7 @@ export class SegmentWriter {
     if (this.enqueued > this.written) this.kick()
     if (this.running) await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
     try {
-      if (!this.failure && (this.dirty.size > 0 || this.dirDirty)) await this.sync()
+      if (!this.failure && this.dirDirty) await this.sync()
     } finally {
       const handles = [...this.handles.values()]
       this.handles.clear()
@@ -206,7 +207,6 @@ export class SegmentWriter {
       }
       const fh = await this.handleFor(head.part)
       await writeFully(fh, run, head.offset)
-      this.dirty.add(head.part)
       this.written += end - head.offset
       this.mark = { part: head.part, end }
       i += run.length
@@ -225,13 +225,14 @@ export class SegmentWriter {
     const existing = this.handles.get(part)
     if (existing !== undefined) return existing
     const reopen = part === this.openPart && this.startExists && this.handles.size === 0 && this.written === 0
-    // "wx": a new segment must not exist yet; "r+" (not "a"): positional writes are ignored in append mode.
-    const fh = await open(join(this.dir, segmentName(part)), reopen ? "r+" : "wx")
+    // A new segment must not exist yet (O_EXCL); no O_APPEND: positional writes are ignored in append mode. O_DSYNC:
+    // a write returns once its bytes are durable, so a commit costs one write and no separate fdatasync.
+    const fh = await open(join(this.dir, segmentName(part)), constants.O_DSYNC | (reopen ? constants.O_RDWR : constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL))
     if (!reopen) this.dirDirty = true
     this.handles.set(part, fh)
     this.openPart = part
     for (const [p, h] of this.handles) {
-      if (p < part && !this.dirty.has(p)) {
+      if (p < part) {
         this.handles.delete(p)
         await h.close()
       }
@@ -241,15 +242,11 @@ export class SegmentWriter {
 
   private async sync(): Promise<void> {
     const upTo = this.written
-    const parts = [...this.dirty]
-    this.dirty.clear()
-    const dirDirty = this.dirDirty
-    this.dirDirty = false
-    // Rolled segments and the directory entries of new ones must be durable too, not just the current file.
-    await Promise.all([
-      ...parts.map((p) => (this.handles.get(p) as FileHandle).datasync()),
-      ...(dirDirty ? [syncDir(this.dir)] : []),
-    ])
+    // Written bytes are durable already (O_DSYNC); the directory entries of new segments must be too.
+    if (this.dirDirty) {
+      this.dirDirty = false
+      await syncDir(this.dir)
+    }
     for (const [p, h] of this.handles) {
       if (p < this.openPart) {
         this.handles.delete(p)
