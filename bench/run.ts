@@ -6,6 +6,8 @@
 //     [--warmup 1] [--max-calls 2000000] [--epoch-ms 10] [--checked] [--eddy-local] [--no-eddy] [--seed 1]
 //     [--snapshot-every N]   (Eddy's snapshot interval in epochs; default Eddy's own, 100)
 //     [--profile DIR]   (the Eddy server runs with --cpu-prof, profiles written to DIR; the client driver to DIR/client)
+//     [--eddy-cluster W]   (also Eddy as a local cluster: a coordinator and W workers over NATS, Kafka log, S3
+//                           snapshots; driven by Client.nats. Needs the servers: npm run infra:up)
 //
 // Every run starts fresh processes: Eddy (the app embedded, file log with fsync at each commit, HTTP endpoint) or
 // Restate (restate-server + the SDK endpoint), and a client process running the closed loop over loopback HTTP with
@@ -22,6 +24,10 @@ import { fmt, summary } from "./stats.ts"
 import type { DriverConfig, DriverResult, SystemName } from "./lib/driver.ts"
 import { cpuSeconds, peakRssMb } from "./lib/procstat.ts"
 import type { Distribution } from "./lib/random.ts"
+import { connect } from "@nats-io/transport-node"
+import { clientSubjects } from "../client/subjects.ts"
+import { readEndpoints } from "../runtime/config/Endpoints.ts"
+import { supervise } from "../runtime/cluster/supervisor.ts"
 import { startRestate } from "./restate/server.ts"
 import type { WorkloadConfig } from "./lib/workloads.ts"
 
@@ -47,6 +53,7 @@ const { values, positionals } = parseArgs({
     seed: { type: "string", default: "1" },
     profile: { type: "string" },
     "snapshot-every": { type: "string" },
+    "eddy-cluster": { type: "string" },
   },
 })
 
@@ -64,7 +71,12 @@ const defaults: Record<WorkloadConfig["workload"], { c: string; keys: string; di
   cart: { c: "64", keys: "1000", dist: "uniform" },
 }
 const d = defaults[workloadName]
-const systems: SystemName[] = [...(values["no-eddy"] ? [] : (["eddy"] as const)), ...(values["eddy-local"] ? (["eddy-local"] as const) : []), ...(values.vs === "restate" ? (["restate"] as const) : [])]
+const systems: SystemName[] = [
+  ...(values["no-eddy"] ? [] : (["eddy"] as const)),
+  ...(values["eddy-local"] ? (["eddy-local"] as const) : []),
+  ...(values["eddy-cluster"] !== undefined ? (["eddy-cluster"] as const) : []),
+  ...(values.vs === "restate" ? (["restate"] as const) : []),
+]
 if (values.vs !== undefined && values.vs !== "restate") throw new Error(`--vs ${values.vs}: only restate is supported`)
 
 interface Variant {
@@ -152,9 +164,64 @@ const startEddy = async (w: WorkloadConfig): Promise<{ url: string; procs: Proc[
   }
 }
 
+/** A local cluster serving the workload over NATS (no standbys: they would only cost CPU here). */
+const startEddyCluster = async (w: WorkloadConfig, workers: number): Promise<{ namespace: string; procs: Proc[]; stop: () => Promise<void> }> => {
+  const dataDir = mkdtempSync(join(tmpdir(), "eddy-bench-cluster-"))
+  const namespace = `bench-${w.workload}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
+  const procs: Proc[] = []
+  const stopping = new AbortController()
+  let failed: string | undefined
+  const running = supervise({
+    appSpec: join(import.meta.dirname, "lib", "servedApp.ts"),
+    partitions: workers,
+    namespace,
+    dataDir,
+    flags: ["--serve", ...(values.checked ? [] : ["--unchecked"]), "--epoch-ms", values["epoch-ms"], "--workload", w.workload, "--initial", String(w.initial), "--stock", String(w.stock), ...(values["snapshot-every"] === undefined ? [] : ["--snapshot-every", values["snapshot-every"]])],
+    maxRestarts: 0,
+    standbyAfterMs: -1,
+    signal: stopping.signal,
+    log: (l) => (failed ??= l),
+    onStart: (name, child) => procs.push({ name, pid: child.pid! }),
+    onLine: (name, stream, line) => {
+      if (stream === "stderr" && /fail|error/i.test(line)) process.stderr.write(`${name}: ${line}\n`)
+    },
+  }).catch((err: unknown) => {
+    failed ??= String(err)
+    return undefined
+  })
+  // Ready once some worker answers `info` after the first epoch: every partition has joined by then.
+  const nc = await connect({ servers: readEndpoints().nats.url })
+  try {
+    const deadline = Date.now() + 60_000
+    for (;;) {
+      if (failed !== undefined) throw new Error(`the Eddy cluster did not start: ${failed}`)
+      try {
+        const m = await nc.request(clientSubjects(namespace).info, '{"json":{}}', { timeout: 1_000 })
+        if (((JSON.parse(m.string()) as { json?: { epoch?: number } }).json?.epoch ?? 0) >= 1) break
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline) throw new Error("the Eddy cluster did not answer within 60 s")
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  } finally {
+    await nc.close()
+  }
+  return {
+    namespace,
+    procs: [...procs],
+    stop: async () => {
+      stopping.abort()
+      await running
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
 const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
   let url: string | undefined
   let admin: string | undefined
+  let namespace: string | undefined
   let procs: Proc[] = []
   let stop = async () => {}
   let commits: (() => Promise<number>) | undefined
@@ -173,12 +240,18 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
     procs = e.procs
     commits = e.commits
     stop = e.stop
+  } else if (system === "eddy-cluster") {
+    const c = await startEddyCluster(v.workload, Number(values["eddy-cluster"]))
+    namespace = c.namespace
+    procs = c.procs
+    stop = c.stop
   }
   try {
     const config: DriverConfig = {
       system,
       ...(url === undefined ? {} : { url }),
       ...(admin === undefined ? {} : { admin }),
+      ...(namespace === undefined ? {} : { namespace }),
       workload: v.workload,
       concurrency: v.concurrency,
       seconds: Number(values.seconds),

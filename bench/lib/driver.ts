@@ -13,7 +13,7 @@ import { EddyInvoker, RestateInvoker } from "./invokers.ts"
 import { closedLoop } from "./loop.ts"
 import { makeWorkload, type Invoker, type WorkloadConfig } from "./workloads.ts"
 
-export type SystemName = "eddy" | "eddy-local" | "restate"
+export type SystemName = "eddy" | "eddy-local" | "eddy-cluster" | "restate"
 
 export interface DriverConfig {
   readonly system: SystemName
@@ -21,6 +21,8 @@ export interface DriverConfig {
   readonly url?: string
   /** Restate's admin API (state queries for verification). */
   readonly admin?: string
+  /** eddy-cluster: the deployment's namespace (Client.nats). */
+  readonly namespace?: string
   readonly workload: WorkloadConfig
   readonly concurrency: number
   readonly seconds: number
@@ -54,6 +56,10 @@ if (config.system === "restate") {
   close = async () => r.close()
 } else if (config.system === "eddy") {
   const client = Client.http(config.url!, { maxSockets: Math.max(c, 64) })
+  invoker = new EddyInvoker(client)
+  close = () => client.close()
+} else if (config.system === "eddy-cluster") {
+  const client = await Client.nats({ namespace: config.namespace!, timeoutMs: 60_000 })
   invoker = new EddyInvoker(client)
   close = () => client.close()
 } else {
