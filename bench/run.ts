@@ -4,7 +4,7 @@
 //     counter: [--keys 1000,100000] [--dist uniform,zipf]        fib: [--n 15,20]
 //     bank:    [--keys 10000] [--initial 1000,20] [--dist ...]   cart: [--keys 1000] [--items 200] [--stock 100]
 //     [--warmup 1] [--max-calls 2000000] [--epoch-ms 10] [--checked] [--eddy-local] [--no-eddy] [--seed 1]
-//     [--snapshot-every N]   (Eddy's snapshot interval in epochs; default Eddy's own, 100)
+//     [--snapshot-every N]   (Eddy's snapshot interval in epochs; default Eddy's own: 100 epochs, at most every 5 s)
 //     [--profile DIR]   (the Eddy server runs with --cpu-prof, profiles written to DIR; the client driver to DIR/client)
 //     [--eddy-cluster W]   (also Eddy as a local cluster: a coordinator and W workers over NATS, Kafka log, S3
 //                           snapshots; driven by Client.nats. Needs the servers: npm run infra:up)
@@ -300,7 +300,7 @@ const ratio = (a: number, b: number, digits: number, unit = "") => (Number.isFin
 const med = (xs: number[]) => summary(xs).median
 
 const header = ["configuration", "system", "calls/s", ...(workloadName === "fib" ? ["invocations/s"] : []), "p50 ms", "p95 ms", "p99 ms", "CPU s / 1k ops, per process", "peak RSS MB, per process", "Eddy calls per epoch", "Eddy/Restate throughput", "Eddy/Restate p99", "check"]
-console.log(`\n${workloadName}: ${runs} runs per row, ${values.seconds} s measured after ${values.warmup} s warm-up; medians [min–max]; Eddy epoch-ms ${values["epoch-ms"]}, snapshot every ${values["snapshot-every"] ?? 100} epochs, ${values.checked ? "checked" : "unchecked"} mode\n`)
+console.log(`\n${workloadName}: ${runs} runs per row, ${values.seconds} s measured after ${values.warmup} s warm-up; medians [min–max]; Eddy epoch-ms ${values["epoch-ms"]}, ${values["snapshot-every"] === undefined ? "snapshots every 100 epochs and at most every 5 s (Eddy's default)" : `snapshot every ${values["snapshot-every"]} epochs`}, ${values.checked ? "checked" : "unchecked"} mode\n`)
 console.log(`| ${header.join(" | ")} |`)
 console.log(`|${header.map(() => "---").join("|")}|`)
 for (const v of variants) {
