@@ -34,9 +34,6 @@ export const startNatsFront = async (front: RequestFront, state: StateAccess, op
   const respond = (msg: Msg, body: unknown) => {
     if (msg.reply !== undefined && msg.reply !== "") msg.respond(encodeBody(body, true))
   }
-  front.remote = (address: string, a: EndpointReply, epoch: number) => {
-    nc.publish(address, encodeBody(a.x !== undefined ? { error: { tag: a.x.tag, message: a.x.message } } : { reply: a.r, epoch }, true))
-  }
   const request = (ask: boolean) => (err: Error | null, msg: Msg) => {
     if (err !== null) return
     try {
@@ -55,6 +52,7 @@ export const startNatsFront = async (front: RequestFront, state: StateAccess, op
   // worker commits them); the batch is answered, in request order, once every request has its answer.
   const worker = randomUUID().slice(0, 12)
   const answersSubject = s.answers(worker)
+  const answersPrefix = `${answersSubject}.`
   const batches = new Map<string, { readonly answers: unknown[]; left: number; readonly reply: Msg; readonly timer: ReturnType<typeof setTimeout> }>()
   let batchSeq = 0
   const settle = (id: string, i: number, answer: unknown) => {
@@ -65,6 +63,15 @@ export const startNatsFront = async (front: RequestFront, state: StateAccess, op
     batches.delete(id)
     clearTimeout(b.timer)
     respond(b.reply, { answers: b.answers })
+  }
+  front.remote = (address: string, a: EndpointReply, epoch: number) => {
+    const body = a.x !== undefined ? { error: { tag: a.x.tag, message: a.x.message } } : { reply: a.r, epoch }
+    // An answer to a batch this worker took is settled here, not sent round through NATS.
+    if (address.startsWith(answersPrefix)) {
+      const parts = address.slice(answersPrefix.length).split(".")
+      return settle(parts[0]!, Number(parts[1]), body)
+    }
+    nc.publish(address, encodeBody(body, true))
   }
   nc.subscribe(`${answersSubject}.>`, {
     callback: (err, msg) => {
