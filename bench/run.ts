@@ -189,6 +189,11 @@ const startEddyCluster = async (w: WorkloadConfig, workers: number): Promise<{ n
     failed ??= String(err)
     return undefined
   })
+  const stop = async () => {
+    stopping.abort()
+    await running
+    rmSync(dataDir, { recursive: true, force: true })
+  }
   // Ready once some worker answers `info` after the first epoch: every partition has joined by then.
   const nc = await connect({ servers: readEndpoints().nats.url })
   try {
@@ -204,18 +209,13 @@ const startEddyCluster = async (w: WorkloadConfig, workers: number): Promise<{ n
       if (Date.now() > deadline) throw new Error("the Eddy cluster did not answer within 60 s")
       await new Promise((r) => setTimeout(r, 200))
     }
+  } catch (err) {
+    await stop()
+    throw err
   } finally {
     await nc.close()
   }
-  return {
-    namespace,
-    procs: [...procs],
-    stop: async () => {
-      stopping.abort()
-      await running
-      rmSync(dataDir, { recursive: true, force: true })
-    },
-  }
+  return { namespace, procs: [...procs], stop }
 }
 
 const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
