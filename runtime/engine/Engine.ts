@@ -6,7 +6,7 @@ import { Log } from "../ports/Log.ts"
 import { COORDINATOR, Transport } from "../ports/Transport.ts"
 import { encode } from "./codec.ts"
 import { CoordinatorCore, type CoordinatorOptions } from "./CoordinatorCore.ts"
-import { egressCount, encodeRecord, forEachEgress } from "./EpochRecord.ts"
+import { encodeRecord, forEachEgress } from "./EpochRecord.ts"
 import { ConfigError } from "./errors.ts"
 import { SplitReader, type SplitOpener } from "./ingress.ts"
 import { PartitionCore, type IngressBatch, type Reporter } from "./PartitionCore.ts"
@@ -277,7 +277,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
               failures += o.failures
               // The generation is the one the coordinator opened this epoch in (a worker learns it from "open").
               const exhausted = o.exhausted && (options.requests === undefined || !options.requests.waiting(core.liveSplits))
-              const vote: Vote = { t: "vote", g: core.g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted, failures: o.failures, records: o.records, out: egressCount(o.record.egress) }
+              const vote: Vote = { t: "vote", g: core.g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted, failures: o.failures, records: o.records, out: o.out }
               yield* transport.send(COORDINATOR, vote)
               break
             }

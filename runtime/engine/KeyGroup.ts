@@ -149,6 +149,8 @@ export class KeyGroup {
   /** Pending asks written since the last epoch record. */
   pendingDirty = new Set<string>()
   askSeq = 0
+  /** askSeq when the current epoch opened: asks numbered from here were made in this epoch. */
+  askSeqAtOpen = 0
   outSeq = 0
   metaDirty = false
   /** Messages (and runs of ingress records) to process, in order; `head` is the next one (avoids shifting arrays). */

@@ -5,7 +5,7 @@ import type { Continuation } from "../../portals/Continuation.ts"
 import type { Future, PortalContext } from "../../portals/PortalContext.ts"
 import type { ValueState } from "../../workflows/TaskContext.ts"
 import { checkedCopy, deepFreeze, findUnserializable } from "./codec.ts"
-import { RECORD_FORMAT, type EgressBatch, type EpochRecord, type TableDelta } from "./EpochRecord.ts"
+import { egressCount, RECORD_FORMAT, type EgressBatch, type EpochRecord, type TableDelta } from "./EpochRecord.ts"
 import { RecoveryError, type TaskFailure } from "./errors.ts"
 import type { Recovered } from "./recovery.ts"
 import { IngressRun, KeyGroup, type PendingAsk, type StateCell, type StateTable } from "./KeyGroup.ts"
@@ -32,7 +32,7 @@ export interface PartitionOptions {
 /** What the partition asks its driver to do: the core itself does no I/O, so it can run under simulation. */
 export type PartitionOutput =
   | { readonly o: "send"; readonly to: number; readonly env: RoundData | RoundDone }
-  | { readonly o: "record"; readonly e: number; readonly record: EpochRecord; readonly inTransit: number; readonly exhausted: boolean; readonly failures: number; readonly records: number }
+  | { readonly o: "record"; readonly e: number; readonly record: EpochRecord; readonly inTransit: number; readonly exhausted: boolean; readonly failures: number; readonly records: number; readonly out: number }
   | { readonly o: "publish"; readonly e: number; readonly egress: ReadonlyArray<EgressBatch> }
 
 /** Atoms read from each split for one epoch, and where each split now stands. */
@@ -153,6 +153,7 @@ export class PartitionCore {
   private readonly sunkSink: string[] = []
   private readonly sunkV: unknown[] = []
   private askSeq = 0
+  private readonly discardSinks = new Set<string>()
 
   constructor(
     readonly plan: Plan,
@@ -180,6 +181,7 @@ export class PartitionCore {
     this.fns = plan.nodes.map((n) => ("fn" in n.node ? n.node.fn : undefined))
     this.sinkNames = plan.nodes.map((n) => (n.node.kind === "sink" ? n.node.sink.name : undefined))
     this.expireFns = plan.nodes.map((n) => n.node.expire)
+    for (const [name, spec] of plan.sinks) if (spec.kind === "discard") this.discardSinks.add(name)
   }
 
   /** Takes over the committed state of the owned key groups (everything else in `rec` belongs to others). */
@@ -197,6 +199,7 @@ export class PartitionCore {
         if (table === "$meta") {
           const meta = entries.get("") as { askSeq: number; outSeq: number }
           kg.askSeq = meta.askSeq
+          kg.askSeqAtOpen = meta.askSeq
           kg.outSeq = meta.outSeq
         } else if (table === "$pending") {
           for (const [id, value] of entries) {
@@ -495,12 +498,15 @@ export class PartitionCore {
         const vs: unknown[] = []
         for (const id of kg.pendingDirty) {
           const p = kg.pending.get(id)
+          // An ask made and answered within this epoch never existed at a commit: nothing to log, not even its end.
+          if (p === undefined && Number(id.slice(id.lastIndexOf(".") + 1)) >= kg.askSeqAtOpen) continue
           ks.push(id)
           vs.push(p === undefined ? undefined : { ...p, node: names[p.node]!.name })
         }
-        tables.push(["$pending", ks, vs])
+        if (ks.length > 0) tables.push(["$pending", ks, vs])
         kg.pendingDirty = new Set()
       }
+      kg.askSeqAtOpen = kg.askSeq
       if (kg.metaDirty) {
         tables.push(["$meta", [""], [{ askSeq: kg.askSeq, outSeq: kg.outSeq }]])
         kg.metaDirty = false
@@ -535,8 +541,11 @@ export class PartitionCore {
       exhausted &&= pos.exhausted
     }
     this.uncommitted.set(this.e, egress)
-    const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: this.g, e: this.e, partition: this.me, state, inTransit, ingress, egress }
-    this.out.push({ o: "record", e: this.e, record, inTransit: inTransitCount, exhausted, failures: this.epochFailures, records: this.epochRecords })
+    // Records of discard sinks (the actor systems' answers to their callers) are published from memory after the
+    // commit and never again: a caller that missed its answer retries and reads the stored one. They stay out of the log.
+    const logged = this.discardSinks.size === 0 ? egress : egress.filter((b) => typeof b[0] !== "string" || !this.discardSinks.has(b[0]))
+    const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: this.g, e: this.e, partition: this.me, state, inTransit, ingress, egress: logged }
+    this.out.push({ o: "record", e: this.e, record, inTransit: inTransitCount, exhausted, failures: this.epochFailures, records: this.epochRecords, out: egressCount(egress) })
   }
 
   /** In-transit messages name their tasks, so a log written by one build of the app reads in another. */

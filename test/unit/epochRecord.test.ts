@@ -1,6 +1,16 @@
 // Epoch record layouts: format 2 (columns per table, one egress batch per key group) is what partitions write; logs
 // written in format 1 (one tuple per state entry and per egress record) still recover to the same state and egress.
+import { join } from "node:path"
+import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
+import { counterApp } from "../../examples/counter/app.ts"
+import { Continuation, Portal } from "../../portals/index.ts"
+import { FileLog } from "../../runtime/embedded/FileLog.ts"
+import { Eddy } from "../../runtime/index.ts"
+import { Log } from "../../runtime/ports/Log.ts"
+import { App, Sink, Source, Workflow } from "../../workflows/index.ts"
+import { removeDir, tempDir } from "../helpers.ts"
+import { range, runApp } from "./util.ts"
 import { encode } from "../../runtime/engine/codec.ts"
 import { checksumOf, decodeRecord, egressCount, encodeRecord, forEachEgress, RECORD_FORMAT, type EgressBatch, type EpochRecord } from "../../runtime/engine/EpochRecord.ts"
 import type { CommitRecord, FenceRecord } from "../../runtime/engine/protocol.ts"
@@ -108,5 +118,64 @@ describe("epoch records", () => {
         ["out", 2, 2, "third"],
       ],
     ])
+  })
+})
+
+describe("what the log holds", () => {
+  const walRecords = (dir: string): Promise<EpochRecord[]> =>
+    Effect.runPromise(Effect.scoped(Effect.provide(Effect.flatMap(Log, (log) => log.readAll), FileLog.layer(join(dir, "log"))))).then((entries) =>
+      entries.filter((x) => x.stream === "wal").map((x) => decodeRecord(x.payload)),
+    )
+  const pendingIn = (rs: ReadonlyArray<EpochRecord>) => rs.flatMap((r) => r.state.flatMap(([, tables]) => tables.filter(([t]) => t === "$pending").flatMap(([, ks, vs]) => ks.map((k, i) => [k, vs[i]] as const))))
+
+  it("not the answers to callers (a discard sink), nor asks made and answered in one epoch; the effects are all there", async () => {
+    const dir = tempDir("record-contents")
+    try {
+      const running = Eddy.start(counterApp(), { dataDir: dir, stopWhenIdle: false, onFailure: () => undefined })
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => running.client.ask<number>(`counter/c${i % 8}`, { add: 1 })))
+      expect(answers.map((a) => a.reply).sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => Math.floor(i / 8) + 1).sort((a, b) => a - b))
+      await running.stop()
+      const rs = await walRecords(dir)
+      const sinks = new Set(rs.flatMap((r) => egressOf(r.egress).map(([sink]) => sink)))
+      expect(sinks.has("counters.replies")).toBe(false)
+      // Each ask of the request task was answered within its epoch: no pending entry was ever logged.
+      expect(pendingIn(rs)).toEqual([])
+      // The requests' idempotency entries (with the answers) and the counters' state are logged.
+      const tables = new Set(rs.flatMap((r) => r.state.flatMap(([, ts]) => ts.map(([t]) => t))))
+      expect(tables.has("counters/request")).toBe(true)
+      expect(tables.has("counters/actors")).toBe(true)
+      // Restarted from the log, the counters hold what the answers said.
+      const again = Eddy.start(counterApp(), { dataDir: dir, stopWhenIdle: false, onFailure: () => undefined })
+      const values = await Promise.all(Array.from({ length: 8 }, (_, i) => again.client.ask<number>(`counter/c${i}`, { get: true })))
+      expect(values.map((v) => v.reply)).toEqual(Array.from({ length: 8 }, () => 5))
+      await again.stop()
+    } finally {
+      removeDir(dir)
+    }
+  })
+
+  it("asks that cross a commit: logged when made, logged again when answered", async () => {
+    const dir = tempDir("record-pending")
+    try {
+      const double = Portal.define<number, number>("double", { key: (n) => n % 3 })
+      const done = Continuation.define<number, number, number>("done", (ctx, v, n) => ctx.emit(n * 1000 + v))
+      const wf = Workflow.create("w", (wf) => {
+        wf.source(Source.empty()).via(Portal.replier(double, (ctx, n: number) => ctx.reply(n * 2)))
+        wf.source(Source.array(range(1, 6)))
+          .keyBy((n) => n)
+          .via(Portal.asker<number, number>((ctx, n) => ctx.ask(double, n).then(done, n), { continuations: [done] }))
+          .sink(Sink.memory("out"))
+      })
+      // One round per epoch: every ask is answered in a later epoch than the one that made it.
+      const r = await runApp(App.define({ name: "cross", workflows: [wf] }), { dataDir: dir, roundLimit: 1 })
+      expect([...r.outputs<number>("out")].sort((a, b) => a - b)).toEqual(range(1, 6).map((n) => n * 1000 + 2 * n))
+      const pending = pendingIn(await walRecords(dir))
+      const made = pending.filter(([, v]) => v !== undefined).map(([k]) => k)
+      const ended = pending.filter(([, v]) => v === undefined).map(([k]) => k)
+      expect(made).toHaveLength(6)
+      expect([...ended].sort()).toEqual([...made].sort())
+    } finally {
+      removeDir(dir)
+    }
   })
 })
