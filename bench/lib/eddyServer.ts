@@ -44,7 +44,7 @@ const onCommitT = (timing: { commitMs: number; epochMs: number }): void => {
     Object.assign(tm, { n: 0, epoch: 0, commit: 0, gap: 0, at: now })
   }
 }
-const running = Eddy.start(app, { onOpen, onCommit: (_e, _v, t) => onCommitT(t), ...eddyRunOptions({ dataDir: values["data-dir"]!, epochMs: Number(values["epoch-ms"]), checked: values.checked, ...(values["snapshot-every"] === undefined ? {} : { snapshotEvery: Number(values["snapshot-every"]) }) }), serve: { port: 0 } })
+const running = Eddy.start(app, { onOpen, ...(timingOn ? { onSnapshotPart: (e: number, st: { blobs: number; bytes: number; ms: number }) => process.stderr.write(`[timing] snapshot part of epoch ${e}: ${st.blobs} blobs, ${st.bytes} bytes, ${st.ms.toFixed(1)} ms\n`) } : {}), onCommit: (_e, _v, t) => onCommitT(t), ...eddyRunOptions({ dataDir: values["data-dir"]!, epochMs: Number(values["epoch-ms"]), checked: values.checked, ...(values["snapshot-every"] === undefined ? {} : { snapshotEvery: Number(values["snapshot-every"]) }) }), serve: { port: 0 } })
 running.done.catch((err: unknown) => {
   process.stderr.write(`eddy server failed: ${err instanceof Error ? err.stack : String(err)}\n`)
   process.exit(1)

@@ -1,4 +1,4 @@
-import { Data, Duration, Effect, Fiber, Option } from "effect"
+import { Cause, Data, Duration, Effect, Fiber, Option } from "effect"
 import { BlobStore } from "../ports/BlobStore.ts"
 import type { LogPosition } from "../ports/Log.ts"
 import { Egress } from "../ports/Egress.ts"
@@ -356,20 +356,35 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
      * is proportional to the keys written since the last snapshot. (A forked fiber was starved by the epoch loop;
      * a worker thread is the way to take it off the loop entirely.)
      */
+    let uploading: Fiber.RuntimeFiber<void, unknown> | undefined
     const onCommitted = (e: number, core: PartitionCore, snapshot: boolean) =>
       Effect.gen(function* () {
         if (options.snapshotEvery <= 0 || e <= folded) return
         folded = e
         snapshots.committed(e)
         if (!snapshot) return
-        const part = yield* snapshots.writePart(e, core.g, `p${host.partitions.join("-")}`, { kg: ownsKg, split: ownsSplit })
-        options.onSnapshotPart?.(e, part.stats)
-        const written: SnapshotWritten = { t: "snapshot", g: core.g, e, partitions: host.partitions, groups: part.groups, meta: part.meta, published: yield* egress.publishedThrough }
-        yield* transport.send(COORDINATOR, written)
-      }).pipe(
-        // A snapshot that fails is retried at the next interval (its changes stay in the delta); the log keeps everything.
-        Effect.catchTag("BlobStoreError", (err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot part of epoch ${e} failed: ${err.message}`))),
-      )
+        // One part at a time: a snapshot epoch that comes round while the last part still uploads waits for it.
+        if (uploading !== undefined) yield* Fiber.join(uploading)
+        // The part's content is fixed now (writePart takes the delta and the positions when called); its blobs
+        // upload beside the epochs that follow instead of stopping them (an upload is mostly waiting for the disk
+        // or S3: a few hundred ms per snapshot).
+        const upload = snapshots.writePart(e, core.g, `p${host.partitions.join("-")}`, { kg: ownsKg, split: ownsSplit })
+        uploading = yield* Effect.forkScoped(
+          Effect.gen(function* () {
+            const part = yield* upload
+            options.onSnapshotPart?.(e, part.stats)
+            const written: SnapshotWritten = { t: "snapshot", g: core.g, e, partitions: host.partitions, groups: part.groups, meta: part.meta, published: yield* egress.publishedThrough }
+            yield* transport.send(COORDINATOR, written)
+          }).pipe(
+            // A snapshot that fails is retried at the next interval (its changes stay in the delta); the log keeps everything.
+            Effect.catchTag("BlobStoreError", (err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot part of epoch ${e} failed: ${err.message}`))),
+            Effect.catchAllCause((cause) =>
+              Cause.isInterruptedOnly(cause) ? Effect.void : Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot part of epoch ${e} failed: ${Cause.pretty(cause)}`)),
+            ),
+            Effect.ensuring(Effect.sync(() => (uploading = undefined))),
+          ),
+        )
+      })
 
     /**
      * The coordinator writes the manifest once every partition's part of e is in, then drops the log below both the

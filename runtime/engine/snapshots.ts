@@ -265,7 +265,8 @@ export class SnapshotManager {
         const m = /(?:^manifests\/|-e)(\d{12})/.exec(key)
         return m !== null && Number(m[1]) < epoch
       }
-      for (const k of [...(yield* self.blobs.list("manifests/")), ...(yield* self.blobs.list("snapshots/"))]) if (!keep.has(k) && older(k)) yield* self.blobs.delete(k)
+      const garbage = [...(yield* self.blobs.list("manifests/")), ...(yield* self.blobs.list("snapshots/"))].filter((k) => !keep.has(k) && older(k))
+      yield* Effect.forEach(garbage, (k) => self.blobs.delete(k), { concurrency: self.concurrency, discard: true })
       return manifest
     })
   }
