@@ -352,9 +352,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     /**
      * Snapshot epochs are chosen by the coordinator and flagged in COMMITTED, so every process agrees. When a process
      * sees COMMIT(e) it folds e's records of its partitions into its delta; at a snapshot epoch it writes its part
-     * (the key groups written since its last part) and tells the coordinator. This runs between epochs: its cost
-     * is proportional to the keys written since the last snapshot. (A forked fiber was starved by the epoch loop;
-     * a worker thread is the way to take it off the loop entirely.)
+     * (the key groups written since its last part) and tells the coordinator. The upload runs beside the next
+     * epochs; its CPU work (decode, fold, encode) still shares the engine's thread (a worker thread would take it off).
      */
     let uploading: Fiber.RuntimeFiber<void, unknown> | undefined
     const onCommitted = (e: number, core: PartitionCore, snapshot: boolean) =>
