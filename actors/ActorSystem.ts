@@ -56,7 +56,10 @@ type RequestOut = Envelope | { readonly t: "answer"; readonly a: EndpointReply }
  * or done (with the answer). It commits in the same epoch as the request's effect, so a retry after a crash finds
  * either both or neither.
  */
-type RequestEntry = { readonly s: "p"; readonly w: ReadonlyArray<string> } | { readonly s: "d"; readonly r?: unknown; readonly x?: EndpointFailure; readonly at: number }
+/** A request's idempotency entry: pending (its waiters), or done (its answer, kept `k` ms or the retention window). */
+type RequestEntry =
+  | { readonly s: "p"; readonly w: ReadonlyArray<string>; readonly k?: number }
+  | { readonly s: "d"; readonly r?: unknown; readonly x?: EndpointFailure; readonly at: number; readonly k?: number }
 
 export interface ActorSystemOptions {
   /** Name of the system's workflow (its state lives under `<name>/actors`). */
@@ -226,7 +229,8 @@ export class ActorSystem {
         : isDeadLetterReply(reply)
           ? { tag: "Rejected", message: `dead letter: ${reply.deadLetter}` }
           : undefined
-      const done: RequestEntry = x === undefined ? { s: "d", r: reply, at: ctx.now() } : { s: "d", x, at: ctx.now() }
+      const keep = entry.k === undefined ? {} : { k: entry.k }
+      const done: RequestEntry = x === undefined ? { s: "d", r: reply, at: ctx.now(), ...keep } : { s: "d", x, at: ctx.now(), ...keep }
       ctx.state.set(done)
       for (const w of entry.w) ctx.emit({ t: "answer", a: answer(id, w, done) })
     })
@@ -234,16 +238,16 @@ export class ActorSystem {
       const entry = ctx.state.get()
       if (entry?.s === "d") return ctx.emit({ t: "answer", a: answer(req.id, req.w, entry) })
       if (entry?.s === "p") {
-        if (!entry.w.includes(req.w)) ctx.state.set({ s: "p", w: [...entry.w, req.w] })
+        if (!entry.w.includes(req.w)) ctx.state.set({ ...entry, w: [...entry.w, req.w] })
         return
       }
       const to = parseTarget(req.to)
       if (req.ask) {
-        ctx.state.set({ s: "p", w: [req.w] })
+        ctx.state.set(req.keep === undefined ? { s: "p", w: [req.w] } : { s: "p", w: [req.w], k: req.keep })
         ctx.ask(this.portal, { to, m: req.m }).then(answered, req.id)
       } else {
         ctx.emit({ t: "tell", to, m: req.m })
-        ctx.state.set({ s: "d", at: ctx.now() })
+        ctx.state.set(req.keep === undefined ? { s: "d", at: ctx.now() } : { s: "d", at: ctx.now(), k: req.keep })
         ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
       }
     }
@@ -272,7 +276,7 @@ export class ActorSystem {
             name: "request",
             continuations: [answered],
             // A done entry answers retries for the retention window, then goes (pending ones stay until answered).
-            expire: (e: RequestEntry) => (e.s === "d" ? e.at + retention : undefined),
+            expire: (e: RequestEntry) => (e.s === "d" ? e.at + (e.k ?? retention) : undefined),
           }),
         )
       const all = loop.stream.merge(

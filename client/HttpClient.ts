@@ -89,7 +89,14 @@ export const httpClient = (url: string, options: HttpClientOptions = {}): EddyCl
   })
 
   const send = async (path: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> => {
-    const c: Call = { target: targetString(target), message, key: o.idempotencyKey ?? randomUUID(), timeoutMs: o.timeoutMs ?? defaultTimeout, ...(path === "/v1/tell" ? { tell: true as const } : {}) }
+    const c: Call = {
+      target: targetString(target),
+      message,
+      key: o.idempotencyKey ?? randomUUID(),
+      timeoutMs: o.timeoutMs ?? defaultTimeout,
+      ...(o.idempotencyKey === undefined ? { auto: true as const } : {}),
+      ...(path === "/v1/tell" ? { tell: true as const } : {}),
+    }
     return (options.batching === false ? await single(c) : await batched(c)) as AnswerBody
   }
 

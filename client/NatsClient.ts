@@ -88,7 +88,14 @@ export const natsClient = async (options: NatsClientOptions): Promise<EddyClient
   })
 
   const send = async (subject: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> => {
-    const c: Call = { target: targetString(target), message, key: o.idempotencyKey ?? randomUUID(), timeoutMs: o.timeoutMs ?? defaultTimeout, ...(subject === s.tell ? { tell: true as const } : {}) }
+    const c: Call = {
+      target: targetString(target),
+      message,
+      key: o.idempotencyKey ?? randomUUID(),
+      timeoutMs: o.timeoutMs ?? defaultTimeout,
+      ...(o.idempotencyKey === undefined ? { auto: true as const } : {}),
+      ...(subject === s.tell ? { tell: true as const } : {}),
+    }
     return (options.batching === false ? await single(c) : await batched(c)) as AnswerBody
   }
 

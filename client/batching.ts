@@ -8,6 +8,8 @@ export interface Call {
   readonly key: string
   readonly timeoutMs: number
   readonly tell?: true
+  /** The key was made up here for retries (the caller gave none): the app keeps the answer only while retries can come. */
+  readonly auto?: true
 }
 
 interface Queued {

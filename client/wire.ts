@@ -12,6 +12,8 @@ export interface RequestBody {
   readonly message: unknown
   readonly key?: string
   readonly timeoutMs?: number
+  /** The client library made the key up for its own retries: the answer is kept only while they can come. */
+  readonly auto?: boolean
 }
 
 export interface AnswerBody {

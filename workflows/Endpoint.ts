@@ -11,6 +11,8 @@ export interface EndpointRequest {
   readonly ask: boolean
   /** Where the answer goes: an address only the runtime that took the request understands. */
   readonly w: string
+  /** How long its answer is kept for retries, in ms (default: the system's retention). */
+  readonly keep?: number
 }
 
 /** Why a request failed, as clients see it (client/errors.ts names the tags). */

@@ -6,7 +6,7 @@ import type { EndpointReply } from "../../workflows/Endpoint.ts"
 import { readEndpoints } from "../config/Endpoints.ts"
 import { canonicalKey, keyGroupOf, ownerOf } from "../engine/keys.ts"
 import type { StateAccess } from "../front/HttpFront.ts"
-import { FrontError, type RequestFront } from "../front/RequestFront.ts"
+import { FrontError, frontRequest, type RequestFront } from "../front/RequestFront.ts"
 
 export interface NatsFrontOptions {
   readonly namespace: string
@@ -40,7 +40,7 @@ export const startNatsFront = async (front: RequestFront, state: StateAccess, op
       const body = decodeBody(msg.string(), true) as RequestBody
       if (typeof body !== "object" || body === null || typeof body.target !== "string") throw new FrontError("BadRequest", "the body must be an object with a string 'target' ('type/id') and a 'message'")
       if (msg.reply === undefined || msg.reply === "") throw new FrontError("BadRequest", "a request needs a reply subject")
-      front.submitFor({ target: body.target, message: body.message, ask, ...(body.key === undefined ? {} : { key: body.key }) }, msg.reply)
+      front.submitFor(frontRequest(body, ask), msg.reply)
     } catch (e) {
       respond(msg, errorBody(e instanceof SyntaxError || e instanceof TypeError ? new FrontError("InvalidPayload", `the body is not valid superjson: ${e.message}`) : e))
     }
@@ -110,7 +110,7 @@ export const startNatsFront = async (front: RequestFront, state: StateAccess, op
       requests.forEach((r, i) => {
         try {
           if (typeof r !== "object" || r === null || typeof r.target !== "string") throw new FrontError("BadRequest", "each request needs a string 'target' ('type/id')")
-          front.submitFor({ target: r.target, message: r.message, ask: r.tell !== true, ...(r.key === undefined ? {} : { key: r.key }) }, `${answersSubject}.${id}.${i}`)
+          front.submitFor(frontRequest(r, r.tell !== true), `${answersSubject}.${id}.${i}`)
         } catch (e) {
           settle(id, i, errorBody(e))
         }

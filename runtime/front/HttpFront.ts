@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net"
 import { decodeBody, encodeBody, statusOf, SUPERJSON_TYPE, type RequestBody } from "../../client/wire.ts"
 import type { Key } from "../../workflows/Key.ts"
-import { FrontError, type RequestFront } from "./RequestFront.ts"
+import { FrontError, frontRequest, type RequestFront } from "./RequestFront.ts"
 
 /** Committed-state reads the HTTP front needs from the running app. */
 export interface StateAccess {
@@ -87,7 +87,7 @@ async function handle(front: RequestFront, state: StateAccess, options: HttpFron
       const ask = path === "/v1/ask"
       // Answered from inside the commit (synchronously), so the response is on its way before the engine goes on.
       return front.submitWith(
-        { target: body.target, message: body.message, ask, ...(body.key === undefined ? {} : { key: body.key }), ...(typeof body.timeoutMs === "number" ? { timeoutMs: body.timeoutMs } : {}) },
+        frontRequest(body, ask),
         (o) => (o instanceof FrontError ? fail(res, rich, o) : send(res, rich, 200, ask ? { reply: o.reply, epoch: o.epoch } : { epoch: o.epoch })),
       )
     }
@@ -115,7 +115,7 @@ async function handle(front: RequestFront, state: StateAccess, options: HttpFron
         if (typeof r !== "object" || r === null || typeof r.target !== "string") return settled(i, { error: { tag: "BadRequest", message: "each request needs a string 'target' ('type/id')" } })
         const ask = r.tell !== true
         front.submitWith(
-          { target: r.target, message: r.message, ask, ...(r.key === undefined ? {} : { key: r.key }), ...(typeof r.timeoutMs === "number" ? { timeoutMs: r.timeoutMs } : {}) },
+          frontRequest(r, ask),
           (o) => settled(i, o instanceof FrontError ? { error: { tag: o.tag, message: o.message } } : ask ? { reply: o.reply, epoch: o.epoch } : { epoch: o.epoch }),
         )
       })

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto"
+import type { RequestBody } from "../../client/wire.ts"
 import { EndpointError, type EndpointFailure, type EndpointReply, type EndpointRequest, type RequestEndpoint } from "../../workflows/Endpoint.ts"
 import type { RequestChannel } from "../engine/Engine.ts"
 import type { StateAccess } from "./HttpFront.ts"
@@ -11,10 +12,25 @@ export interface FrontRequest {
   readonly target: string
   readonly message: unknown
   readonly ask: boolean
-  /** Idempotency key (default: a fresh one). */
+  /** Idempotency key (default: a fresh one, which nobody can retry with: its answer is not kept). */
   readonly key?: string
+  /**
+   * The key was made up by a client library for its own retries, not given by the caller: the answer is kept only
+   * while a retry can come (twice the call's timeout, plus a second), not for the system's retention window.
+   */
+  readonly auto?: boolean
   readonly timeoutMs?: number
 }
+
+/** A request body as the front takes it. */
+export const frontRequest = (b: RequestBody, ask: boolean): FrontRequest => ({
+  target: b.target,
+  message: b.message,
+  ask,
+  ...(b.key === undefined ? {} : { key: b.key }),
+  ...(b.auto === true ? { auto: true } : {}),
+  ...(typeof b.timeoutMs === "number" ? { timeoutMs: b.timeoutMs } : {}),
+})
 
 export interface FrontAnswer {
   readonly reply: unknown
@@ -239,11 +255,15 @@ export class RequestFront implements RequestChannel {
     if (this.queued >= (this.options.maxQueued ?? 100_000)) throw new FrontError("Busy", `${this.queued} requests are waiting for an epoch; retry later with the same idempotency key`)
     if (inbox!.splits.length === 0) throw new FrontError("Unavailable", "this process hosts no partition that takes requests")
     const id = req.key ?? randomUUID()
+    // How long the answer must stay for retries: the system's retention for a caller's key, else only while the
+    // client library that made the key up can still retry (an app at thousands of calls a second would otherwise
+    // hold a day of answers in memory).
+    const keep = req.key === undefined ? 0 : req.auto === true ? 2 * (req.timeoutMs ?? this.options.timeoutMs ?? 30_000) + 1_000 : undefined
     // The split in the key group of the request's idempotency entry, if hosted here: its first hop stays local.
     const kg = keyGroupOf(canonicalKey(["$request", id]), this.plan.keyGroups)
     const split = inbox!.byKg.get(kg) ?? inbox!.splits[kg % inbox!.splits.length]!
     const queue = this.queues.get(split)!
-    queue.push({ id, to: req.target, m: req.message, ask: req.ask, w })
+    queue.push(keep === undefined ? { id, to: req.target, m: req.message, ask: req.ask, w } : { id, to: req.target, m: req.message, ask: req.ask, w, keep })
     this.admitted++
     if (this.queued++ === 0) this.wake?.()
   }

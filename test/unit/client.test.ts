@@ -139,6 +139,29 @@ describe("HTTP endpoint", () => {
     expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(2)
   })
 
+  it("a key the client library made up is kept only while its retries can come; a caller's key for the retention window", async () => {
+    const app = Eddy.start(counterApp(), { serve: { port: 0 }, onFailure: () => undefined })
+    running.push(app)
+    const client = Client.http(await app.url!, { batching: false })
+    try {
+      // No idempotency key: Client.http makes one up (auto) and keeps it for its retries within 300 ms.
+      expect((await client.ask("counter/a1", { add: 1 }, { timeoutMs: 300 })).reply).toBe(1)
+      expect((await client.ask("counter/a2", { add: 1 }, { idempotencyKey: "mine", timeoutMs: 300 })).reply).toBe(1)
+      // The in-process client without a key: nobody can retry, nothing is kept beyond the next epoch.
+      expect((await app.client.ask("counter/a3", { add: 1 })).reply).toBe(1)
+      const entries = async () => (await app.keys("counters/request")).map((k) => (k as ReadonlyArray<string>)[1])
+      expect(await entries()).toContain("mine")
+      // 2 × 300 ms + 1 s after its answer the made-up key's entry is gone (idle epochs come every 500 ms at least).
+      for (let i = 0; i < 60 && (await entries()).length > 1; i++) await new Promise((r) => setTimeout(r, 100))
+      expect(await entries()).toEqual(["mine"])
+      // The caller's key still answers a retry from the stored answer, without running it again.
+      expect((await client.ask("counter/a2", { add: 1 }, { idempotencyKey: "mine", timeoutMs: 300 })).reply).toBe(1)
+      expect((await client.ask("counter/a2", { get: true })).reply).toBe(1)
+    } finally {
+      await client.close()
+    }
+  })
+
   it("admission control: beyond maxQueuedRequests waiting for an epoch, requests get Busy and run nowhere", async () => {
     const app = Eddy.start(counterApp(), { serve: { port: 0 }, maxQueuedRequests: 2, onFailure: () => undefined })
     running.push(app)
