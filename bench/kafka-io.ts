@@ -7,7 +7,9 @@
 //             Eddy process runs live; a read_committed consumer here takes receive time − produce time per record.
 //
 //   node --import tsx bench/kafka-io.ts [--records 200000] [--keys 100000] [--runs 3] [--seconds 15]
-//        [--in-partitions 4] [--epoch-atoms 5000] [--epoch-ms 2] [--only uniform|zipf]
+//        [--in-partitions 4] [--epoch-atoms 5000] [--epoch-ms 2] [--only uniform|zipf] [--loads 0.5,0.9]
+//        [--max R: skip the drain runs, take R records/s as the maximum]
+// EDDY_BENCH_TRACE=1 prints, per latency run, where the time goes (ingress fetch, epoch, commit, egress transaction).
 // Needs Kafka (npm run infra:up). Every run uses fresh topics (kio-bench-*), deleted afterwards.
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -27,6 +29,7 @@ const seconds = num("seconds", 15)
 const inPartitions = num("in-partitions", 4)
 const epochAtoms = num("epoch-atoms", 5000)
 const epochMs = num("epoch-ms", 2)
+const loads = typeof flags["loads"] === "string" ? String(flags["loads"]).split(",").map(Number) : [0.5, 0.9]
 type Dist = "uniform" | "zipf"
 
 const kafka = new Kafka({ clientId: "eddy-bench", brokers: [...readEndpoints().kafka.brokers], logLevel: logLevel.NOTHING })
@@ -109,6 +112,8 @@ interface RunResult {
   readonly measured: number
   readonly seconds: number
   readonly cpuSeconds: number
+  /** EDDY_BENCH_TRACE=1: where the latency goes (ms since produce, per stage). */
+  readonly trace?: Record<string, { readonly p50: number; readonly p99: number; readonly n: number }>
 }
 
 if (flags["child"] === "run") {
@@ -130,12 +135,70 @@ if (flags["child"] === "run") {
   )
     .keyBy((x) => x.k)
     .processor<readonly [number, number, number], number>((ctx, x) => {
+      if (tracing && x.t >= warmFrom) {
+        let l = produced.get(current)
+        if (l === undefined) {
+          produced.set(current, (l = []))
+          at.processed.set(current, Date.now())
+        }
+        l.push(x.t)
+      }
       const n = ctx.state.get(0) + 1
       ctx.state.set(n)
       ctx.emit([x.k, n, x.t])
     }, { name: "count" })
     .sink(Sink.kafka({ topic: output, partitions: inPartitions }))
   const dir = mkdtempSync(join(tmpdir(), "eddy-kio-bench-"))
+  // EDDY_BENCH_TRACE=1: per record, the time since it was produced at which it was fetched by the ingress, its
+  // epoch opened, was first processed, committed (COMMIT fsync done), became complete at the egress, and its Kafka
+  // transaction began, had its records acknowledged and committed. The parent adds when its consumer saw it.
+  const tracing = process.env["EDDY_BENCH_TRACE"] === "1"
+  let current = 0
+  let warmFrom = Number.POSITIVE_INFINITY
+  const produced = new Map<number, number[]>()
+  const stages = ["opened", "processed", "committed", "ready", "txBegin", "txSent", "txCommitted"] as const
+  const at: Record<(typeof stages)[number], Map<number, number>> = Object.fromEntries(stages.map((s) => [s, new Map<number, number>()])) as never
+  const fetched: number[] = []
+  const epochStats = { epochMs: [] as number[], commitMs: [] as number[], perTx: [] as number[], readyToBegin: [] as number[], beginToSent: [] as number[], sentToCommitted: [] as number[] }
+  if (tracing) {
+    const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
+    kafkaTrace.fetched = (values, now) => {
+      for (const v of values) {
+        const t = (JSON.parse(v!.toString()) as { t: number }).t
+        if (t >= warmFrom) fetched.push(now - t)
+      }
+    }
+    kafkaTrace.ready = (e, now) => void at.ready.set(e, now)
+    kafkaTrace.transaction = (tx) => {
+      for (const e of tx.epochs) {
+        at.txBegin.set(e, tx.begin)
+        at.txSent.set(e, tx.sent)
+        at.txCommitted.set(e, tx.committed)
+      }
+      if (tx.begin >= warmFrom) {
+        epochStats.perTx.push(tx.epochs.length)
+        epochStats.readyToBegin.push(tx.begin - (at.ready.get(tx.epochs[0]!) ?? tx.begin))
+        epochStats.beginToSent.push(tx.sent - tx.begin)
+        epochStats.sentToCommitted.push(tx.committed - tx.sent)
+      }
+    }
+  }
+  const traced = (): RunResult["trace"] => {
+    if (!tracing) return undefined
+    const out: Record<string, { p50: number; p99: number; n: number }> = {}
+    const put = (name: string, l: number[]) => (out[name] = { p50: percentile(l, 50), p99: percentile(l, 99), n: l.length })
+    put("fetched", fetched)
+    for (const s of stages) {
+      const l: number[] = []
+      for (const [e, ts] of produced) {
+        const when = at[s].get(e)
+        if (when !== undefined) for (const t of ts) l.push(when - t)
+      }
+      put(s, l)
+    }
+    for (const [k, l] of Object.entries(epochStats)) put(`(${k})`, l)
+    return out
+  }
   // Sustained figures start after epoch 1 (consumer group joins and first fetches) has committed.
   let t0 = 0
   let cpu0 = process.cpuUsage()
@@ -150,12 +213,22 @@ if (flags["child"] === "run") {
     snapshotEvery: 0,
     stopWhenIdle: bounded,
     onOpen: (e) => {
+      current = e
+      if (tracing) at.opened.set(e, Date.now())
       if (e === 1) {
+        warmFrom = Date.now() + 3000
         process.stderr.write("ready\n")
         if (!bounded) setTimeout(() => void running.stop(), Number(flags["for"]) * 1000)
       }
     },
     onCommit: (e, votes, timing) => {
+      if (tracing) {
+        at.committed.set(e, Date.now())
+        if (Date.now() >= warmFrom) {
+          epochStats.epochMs.push(timing.epochMs)
+          epochStats.commitMs.push(timing.commitMs)
+        }
+      }
       if (debug) {
         dbg.epochs++
         for (const v of votes) dbg.records += v.records
@@ -174,7 +247,7 @@ if (flags["child"] === "run") {
   const r = await running.done
   const cpu = process.cpuUsage(cpu0)
   rmSync(dir, { recursive: true, force: true })
-  const out: RunResult = { records: r.records, measured: afterFirst, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 }
+  const out: RunResult = { records: r.records, measured: afterFirst, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, trace: traced() }
   process.stdout.write(JSON.stringify(out))
   process.exit(0)
 } else if (flags["child"] === "produce") {
@@ -238,7 +311,7 @@ if (flags["child"] === "run") {
       },
     })
     let producing: Promise<string> | undefined
-    await child(["--child", "run", "--in", t.input, "--out", t.output, "--for", String(seconds + 3)], () => {
+    const ran = await child(["--child", "run", "--in", t.input, "--out", t.output, "--for", String(seconds + 3)], () => {
       warmupUntil.t = Date.now() + 3000
       producing = child(["--child", "produce", "--in", t.input, "--dist", dist, "--rate", String(Math.round(rate)), "--for", String(seconds)])
     })
@@ -246,6 +319,12 @@ if (flags["child"] === "run") {
     await new Promise((r) => setTimeout(r, 1000))
     await consumer.disconnect()
     await drop(t)
+    const trace = (JSON.parse(ran) as RunResult).trace
+    if (trace !== undefined) {
+      trace["visible"] = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), n: latencies.length }
+      console.log(`  trace at ${fmt(rate)} records/s (ms since produce, p50 / p99; (…): per epoch or transaction):`)
+      for (const [k, v] of Object.entries(trace)) console.log(`    ${k.padEnd(18)} ${v.p50.toFixed(1).padStart(7)} ${v.p99.toFixed(1).padStart(7)}   n=${v.n}`)
+    }
     return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), got, sent }
   }
 
@@ -259,7 +338,7 @@ if (flags["child"] === "run") {
     const tput = summary(maxes.map((r) => r.measured / r.seconds))
     const perCpu = summary(maxes.map((r) => r.measured / r.cpuSeconds))
     console.log(`${dist.padEnd(8)} max ${fmt(tput.median)} records/s [${fmt(tput.min)}–${fmt(tput.max)}], ${fmt(perCpu.median)} records per CPU-second of the Eddy process [${fmt(perCpu.min)}–${fmt(perCpu.max)}] (${fmt(records)} records drained)`)
-    for (const load of [0.5, 0.9]) {
+    for (const load of loads) {
       const ls: Array<{ p50: number; p99: number; got: number; sent: number }> = []
       for (let i = 0; i < runs; i++) ls.push(await latencyRun(dist, tput.median * load))
       const p50 = summary(ls.map((l) => l.p50))

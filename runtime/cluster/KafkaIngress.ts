@@ -16,6 +16,7 @@ import type { KafkaRecord } from "../../workflows/kafka.ts"
 import type { SeekableSplit, SplitOpener } from "../engine/ingress.ts"
 import type { SourceSplit } from "../engine/Plan.ts"
 import { isUnreachable, reasonOf } from "./kafkaErrors.ts"
+import { kafkaTrace } from "./kafkaTrace.ts"
 
 export class KafkaIngressError extends Error {
   override readonly name = "KafkaIngressError"
@@ -148,6 +149,7 @@ class KafkaSplit implements SeekableSplit {
       eachBatchAutoResolve: true,
       eachBatch: ({ batch }) => {
         if (batch.topic !== this.topic || batch.partition !== this.partition) return Promise.resolve()
+        kafkaTrace.fetched?.(batch.messages.map((m) => m.value), Date.now())
         for (const m of batch.messages) {
           const offset = Number(m.offset)
           // Before the seek took effect, or a refetch: already had.
