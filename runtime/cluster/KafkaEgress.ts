@@ -48,8 +48,11 @@ export interface KafkaEgressOptions {
   readonly connectTimeoutMs?: number
   /** Transactions open at once, each on its own transactional id (default 2; 1: one at a time). */
   readonly transactionsInFlight?: number
-  /** Tests: called before a transaction commits, with its epochs; a rejection fails it (fault injection). */
-  readonly beforeCommit?: (epochs: ReadonlyArray<number>) => Promise<void>
+  /**
+   * Tests (fault injection): called when a transaction's records are acknowledged ("sent") and right before it
+   * commits ("committing"), with its epochs; a rejection fails the transaction.
+   */
+  readonly testHook?: (step: "sent" | "committing", epochs: ReadonlyArray<number>) => Promise<void>
 }
 
 export const markerTopicOf = (namespace: string): string => `eddy.${namespace}.egress-done`
@@ -235,6 +238,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         // kafkajs encodes a produce request into one growing buffer: its cost grows faster than the record count
         // (measured: 20k records per request ~9k records/s, 4k ~27k records/s), so a transaction sends several.
         for (const part of chunks(topicMessages, REQUEST_RECORDS)) await tx.sendBatch({ topicMessages: part, acks: -1 })
+        await options.testHook?.("sent", epochs.map((x) => x.e))
       } catch (err) {
         await tx.abort().catch(() => undefined)
         throw err
@@ -244,7 +248,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
 
     const commit = async (t: Begun): Promise<void> => {
       try {
-        await options.beforeCommit?.(t.epochs)
+        await options.testHook?.("committing", t.epochs)
         await t.tx.commit()
       } catch (err) {
         await t.tx.abort().catch(() => undefined)
