@@ -160,6 +160,10 @@ if (flags["child"] === "run") {
   const at: Record<(typeof stages)[number], Map<number, number>> = Object.fromEntries(stages.map((s) => [s, new Map<number, number>()])) as never
   const fetched: number[] = []
   const epochStats = { epochMs: [] as number[], commitMs: [] as number[], perTx: [] as number[], readyToBegin: [] as number[], beginToSent: [] as number[], sentToCommitted: [] as number[] }
+  if (process.env["EDDY_BENCH_TX"] !== undefined) {
+    const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
+    kafkaTrace.transactionsInFlight = Number(process.env["EDDY_BENCH_TX"])
+  }
   if (tracing) {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
     kafkaTrace.fetched = (values, now) => {
@@ -257,7 +261,9 @@ if (flags["child"] === "run") {
 } else {
   const child = (args: ReadonlyArray<string>, onReady?: () => void) =>
     new Promise<string>((resolve, reject) => {
-      const p = spawn(process.execPath, ["--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs)], {
+      // EDDY_BENCH_PROF=<dir>: CPU profiles of the child processes.
+      const prof = process.env["EDDY_BENCH_PROF"]
+      const p = spawn(process.execPath, [...(prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`]), "--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs)], {
         stdio: ["ignore", "pipe", "pipe"],
       })
       let out = ""
@@ -319,8 +325,11 @@ if (flags["child"] === "run") {
     await new Promise((r) => setTimeout(r, 1000))
     await consumer.disconnect()
     await drop(t)
-    const trace = (JSON.parse(ran) as RunResult).trace
+    const result = JSON.parse(ran) as RunResult
+    const trace = result.trace
     if (trace !== undefined) {
+      const cpu = (100 * result.cpuSeconds) / result.seconds
+      trace["(Eddy CPU %)"] = { p50: cpu, p99: cpu, n: 1 }
       trace["visible"] = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), n: latencies.length }
       console.log(`  trace at ${fmt(rate)} records/s (ms since produce, p50 / p99; (…): per epoch or transaction):`)
       for (const [k, v] of Object.entries(trace)) console.log(`    ${k.padEnd(18)} ${v.p50.toFixed(1).padStart(7)} ${v.p99.toFixed(1).padStart(7)}   n=${v.n}`)

@@ -127,7 +127,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 },
     })
     const admin: Admin = kafka.admin()
-    const inFlight = Math.max(1, options.transactionsInFlight ?? 2)
+    const inFlight = Math.max(1, options.transactionsInFlight ?? kafkaTrace.transactionsInFlight ?? 2)
     const makeProducer = (i: number): Producer => kafka.producer({
       transactionalId: transactionalIdOf(slot, i),
       idempotent: true,

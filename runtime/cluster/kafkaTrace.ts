@@ -9,6 +9,8 @@ export interface KafkaTrace {
   ready?: (e: number, at: number) => void
   /** One egress transaction: its epochs, when it began, when its records were acknowledged, when it committed. */
   transaction?: (t: { readonly epochs: ReadonlyArray<number>; readonly begin: number; readonly sent: number; readonly committed: number }) => void
+  /** Experiments: overrides the egress's default transactions in flight. */
+  transactionsInFlight?: number
 }
 
 export const kafkaTrace: KafkaTrace = {}
