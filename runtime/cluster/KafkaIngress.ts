@@ -70,6 +70,8 @@ class KafkaSplit implements SeekableSplit {
   private admin: Admin | undefined
   private paused = false
   private wake: (() => void) | undefined
+  /** The engine's wake-up: records arrived at an empty buffer (see read's `quiet`). */
+  private arrival: (() => void) | undefined
   private closed = false
   private readonly groupId: string
 
@@ -135,6 +137,7 @@ class KafkaSplit implements SeekableSplit {
     consumer.on(consumer.events.CRASH, (event) => {
       this.failure ??= this.fail(`reading ${this.topic}[${this.partition}]`, event.payload.error)
       this.notify()
+      this.arrival?.()
     })
     // A batch of control records only (a transaction's commit marker) reaches no eachBatch, but moves the offset.
     consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
@@ -150,6 +153,7 @@ class KafkaSplit implements SeekableSplit {
       eachBatch: ({ batch }) => {
         if (batch.topic !== this.topic || batch.partition !== this.partition) return Promise.resolve()
         kafkaTrace.fetched?.(batch.messages.map((m) => m.value), Date.now())
+        const wasEmpty = this.head === this.buffer.length
         for (const m of batch.messages) {
           const offset = Number(m.offset)
           // Before the seek took effect, or a refetch: already had.
@@ -170,10 +174,16 @@ class KafkaSplit implements SeekableSplit {
           consumer.pause([{ topic: this.topic, partitions: [this.partition] }])
         }
         this.notify()
+        // A buffer that was empty may have been reported quiet: the engine may be idle, waiting for this.
+        if (wasEmpty && this.head < this.buffer.length) this.arrival?.()
         return Promise.resolve()
       },
     })
     consumer.seek({ topic: this.topic, partition: this.partition, offset: String(this.position) })
+  }
+
+  onData(wake: () => void): void {
+    this.arrival = wake
   }
 
   private notify(): void {
@@ -195,12 +205,12 @@ class KafkaSplit implements SeekableSplit {
     })
   }
 
-  async read(budget: number, waitMs: number): Promise<{ atoms: ReadonlyArray<ReadonlyArray<unknown>>; position: number; exhausted: boolean }> {
+  async read(budget: number, waitMs: number): Promise<{ atoms: ReadonlyArray<ReadonlyArray<unknown>>; position: number; exhausted: boolean; quiet: boolean }> {
     this.prepare()
     await this.started
     if (this.failure !== undefined) throw this.failure
     const target = this.position + budget
-    if (this.bounded && this.position >= this.end) return { atoms: [], position: this.position, exhausted: true }
+    if (this.bounded && this.position >= this.end) return { atoms: [], position: this.position, exhausted: true, quiet: false }
     // Behind the end found at open: the cut is exact (wait for everything below it). Past it: live.
     const limit = this.position < this.end ? Math.min(target, this.end) : target
     if (this.position < this.end) {
@@ -227,7 +237,10 @@ class KafkaSplit implements SeekableSplit {
       this.paused = false
       this.consumer?.resume([{ topic: this.topic, partitions: [this.partition] }])
     }
-    return { atoms, position: this.position, exhausted: this.bounded && this.position >= this.end }
+    const exhausted = this.bounded && this.position >= this.end
+    // Live, everything fetched handed out and no failure pending: the next records arrive through `arrival`.
+    const quiet = !exhausted && !this.bounded && this.position >= this.end && this.head === this.buffer.length && this.failure === undefined
+    return { atoms, position: this.position, exhausted, quiet }
   }
 
   async close(): Promise<void> {
