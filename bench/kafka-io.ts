@@ -332,7 +332,8 @@ if (flags["child"] === "run") {
       trace["(Eddy CPU %)"] = { p50: cpu, p99: cpu, n: 1 }
       trace["visible"] = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), n: latencies.length }
       console.log(`  trace at ${fmt(rate)} records/s (ms since produce, p50 / p99; (…): per epoch or transaction):`)
-      for (const [k, v] of Object.entries(trace)) console.log(`    ${k.padEnd(18)} ${v.p50.toFixed(1).padStart(7)} ${v.p99.toFixed(1).padStart(7)}   n=${v.n}`)
+      // Stages without samples (hooks this build does not have) come back as null.
+      for (const [k, v] of Object.entries(trace)) if (v.n > 0 && v.p50 !== null) console.log(`    ${k.padEnd(18)} ${v.p50.toFixed(1).padStart(7)} ${v.p99.toFixed(1).padStart(7)}   n=${v.n}`)
     }
     return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), got, sent }
   }

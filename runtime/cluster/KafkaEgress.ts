@@ -307,7 +307,8 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         try {
           await previous
         } catch (err) {
-          // T(n) failed: T(n+1) must not commit (its marker would claim T(n)'s epochs too).
+          // T(n) failed: T(n+1) must not commit, or readers would see later epochs without T(n)'s (recovery would
+          // republish them after, out of order).
           await t?.tx.abort().catch(() => undefined)
           throw err
         }
