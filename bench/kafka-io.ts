@@ -5,10 +5,12 @@
 //             of the Eddy process (its user+system time), median over --runs runs.
 //   latency:  a producer process writes at 50% and 90% of that maximum, each record carrying its produce time; the
 //             Eddy process runs live; a read_committed consumer here takes receive time − produce time per record.
+//             Producer and consumer are kcat (librdkafka, --client kcat, the default): the kafkajs ones cost ~0.8 of
+//             a core at 10k records/s, which on 2 cores starved the process under test; --client kafkajs keeps them.
 //
 //   node --import tsx bench/kafka-io.ts [--records 200000] [--keys 100000] [--runs 3] [--seconds 15]
 //        [--in-partitions 4] [--epoch-atoms 5000] [--epoch-ms 2] [--only uniform|zipf] [--loads 0.5,0.9]
-//        [--max R: skip the drain runs, take R records/s as the maximum]
+//        [--max R: skip the drain runs, take R records/s as the maximum] [--client kcat|kafkajs]
 // EDDY_BENCH_TRACE=1 prints, per latency run, where the time goes (ingress fetch, epoch, commit, egress transaction).
 // Needs Kafka (npm run infra:up). Every run uses fresh topics (kio-bench-*), deleted afterwards.
 import { spawn } from "node:child_process"
@@ -29,6 +31,7 @@ const seconds = num("seconds", 15)
 const inPartitions = num("in-partitions", 4)
 const epochAtoms = num("epoch-atoms", 5000)
 const epochMs = num("epoch-ms", 2)
+const client = flags["client"] === "kafkajs" ? "kafkajs" : "kcat"
 const loads = typeof flags["loads"] === "string" ? String(flags["loads"]).split(",").map(Number) : [0.5, 0.9]
 type Dist = "uniform" | "zipf"
 
@@ -93,6 +96,52 @@ const produceRecords = async (topic: string, dist: Dist, count: number, rate: nu
     }
   }
   await producer.disconnect()
+  return sent
+}
+
+/** kcat, installed by the repo's infra script (Debian packages unpacked into .eddy-infra); the parent passes it on. */
+let kcatFound: Promise<string> | undefined = typeof flags["kcat"] === "string" ? Promise.resolve(String(flags["kcat"])) : undefined
+const kcatPath = (): Promise<string> =>
+  (kcatFound ??= new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "..", "scripts", "infra.ts"), "tools"], { stdio: ["ignore", "pipe", "inherit"] })
+    let out = ""
+    p.stdout.on("data", (d: Buffer) => (out += d.toString()))
+    p.on("close", (code) => {
+      const line = out.split("\n").find((l) => l.startsWith("kcat "))
+      if (code === 0 && line !== undefined) resolve(line.slice(5).trim())
+      else reject(new Error(`scripts/infra.ts tools: no kcat (exit ${code}): ${out}`))
+    })
+  }))
+const kcatBrokers = () => readEndpoints().kafka.brokers.join(",")
+
+/**
+ * Writes `rate` records/s of {k, t} for `forSeconds` through kcat (librdkafka, linger 1 ms, acks=1), keyed by k; t is
+ * taken when the record is handed to kcat, so kcat's batching counts in the latency.
+ */
+const produceWithKcat = async (topic: string, dist: Dist, rate: number, forSeconds: number): Promise<number> => {
+  const kcat = await kcatPath()
+  const p = spawn(kcat, ["-P", "-b", kcatBrokers(), "-t", topic, "-K", "\t", "-X", "linger.ms=1", "-X", "acks=1"], { stdio: ["pipe", "ignore", "inherit"] })
+  const exited = new Promise<number | null>((resolve) => p.on("close", resolve))
+  const next = sampler(dist, 7)
+  let sent = 0
+  const start = performance.now()
+  const end = start + forSeconds * 1000
+  while (performance.now() < end) {
+    const due = Math.floor(((performance.now() - start) / 1000) * rate)
+    if (due > sent) {
+      const t = Date.now()
+      let lines = ""
+      for (; sent < due; sent++) {
+        const k = next()
+        lines += `${k}\t${JSON.stringify({ k, t })}\n`
+      }
+      if (!p.stdin.write(lines)) await new Promise((r) => p.stdin.once("drain", r))
+    }
+    await new Promise((r) => setTimeout(r, 1))
+  }
+  p.stdin.end()
+  const code = await exited
+  if (code !== 0) throw new Error(`kcat producer exited with ${code}`)
   return sent
 }
 
@@ -255,7 +304,10 @@ if (flags["child"] === "run") {
   process.stdout.write(JSON.stringify(out))
   process.exit(0)
 } else if (flags["child"] === "produce") {
-  const sent = await produceRecords(String(flags["in"]), String(flags["dist"]) as Dist, 0, Number(flags["rate"]), Number(flags["for"]))
+  const sent =
+    client === "kcat"
+      ? await produceWithKcat(String(flags["in"]), String(flags["dist"]) as Dist, Number(flags["rate"]), Number(flags["for"]))
+      : await produceRecords(String(flags["in"]), String(flags["dist"]) as Dist, 0, Number(flags["rate"]), Number(flags["for"]))
   process.stdout.write(String(sent))
   process.exit(0)
 } else {
@@ -263,7 +315,7 @@ if (flags["child"] === "run") {
     new Promise<string>((resolve, reject) => {
       // EDDY_BENCH_PROF=<dir>: CPU profiles of the child processes.
       const prof = process.env["EDDY_BENCH_PROF"]
-      const p = spawn(process.execPath, [...(prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`]), "--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs)], {
+      const p = spawn(process.execPath, [...(prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`]), "--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs), "--client", client, ...(client === "kcat" ? ["--kcat", kcat] : [])], {
         stdio: ["ignore", "pipe", "pipe"],
       })
       let out = ""
@@ -301,29 +353,53 @@ if (flags["child"] === "run") {
     const t = await topics()
     const latencies: number[] = []
     const warmupUntil = { t: Number.POSITIVE_INFINITY }
-    const consumer = kafka.consumer({ groupId: topicName("reader"), readUncommitted: false, maxWaitTimeInMs: 5 })
-    await consumer.connect()
-    await consumer.subscribe({ topic: t.output, fromBeginning: true })
     let got = 0
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
+    const take = (value: string, now: number) => {
+      got++
+      const v = JSON.parse(value) as [number, number, number]
+      if (v[2] >= warmupUntil.t) latencies.push(now - v[2])
+    }
+    let stopReader: () => Promise<void>
+    if (client === "kcat") {
+      // read_committed, from the start, each value on a line as soon as it is fetched.
+      const reader = spawn(
+        await kcatPath(),
+        ["-C", "-b", kcatBrokers(), "-t", t.output, "-o", "beginning", "-u", "-q", "-f", "%s\n", "-X", "isolation.level=read_committed", "-X", "fetch.wait.max.ms=5", "-X", "fetch.error.backoff.ms=5"],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      )
+      let rest = ""
+      reader.stdout.on("data", (d: Buffer) => {
         const now = Date.now()
-        for (const m of batch.messages) {
-          got++
-          const v = JSON.parse(m.value!.toString()) as [number, number, number]
-          if (v[2] >= warmupUntil.t) latencies.push(now - v[2])
-        }
-      },
-    })
+        const lines = (rest + d.toString()).split("\n")
+        rest = lines.pop()!
+        for (const l of lines) if (l !== "") take(l, now)
+      })
+      const closed = new Promise((r) => reader.on("close", r))
+      stopReader = async () => {
+        reader.kill("SIGTERM")
+        await closed
+      }
+    } else {
+      const consumer = kafka.consumer({ groupId: topicName("reader"), readUncommitted: false, maxWaitTimeInMs: 5 })
+      await consumer.connect()
+      await consumer.subscribe({ topic: t.output, fromBeginning: true })
+      await consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch }) => {
+          const now = Date.now()
+          for (const m of batch.messages) take(m.value!.toString(), now)
+        },
+      })
+      stopReader = () => consumer.disconnect()
+    }
     let producing: Promise<string> | undefined
-    const ran = await child(["--child", "run", "--in", t.input, "--out", t.output, "--for", String(seconds + 3)], () => {
+    const ran = await child(["--child", "run", "--in", t.input, "--out", t.output, "--for", String(seconds + 5)], () => {
       warmupUntil.t = Date.now() + 3000
       producing = child(["--child", "produce", "--in", t.input, "--dist", dist, "--rate", String(Math.round(rate)), "--for", String(seconds)])
     })
     const sent = Number(await producing)
     await new Promise((r) => setTimeout(r, 1000))
-    await consumer.disconnect()
+    await stopReader()
     await drop(t)
     const result = JSON.parse(ran) as RunResult
     const trace = result.trace
@@ -338,6 +414,7 @@ if (flags["child"] === "run") {
     return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), got, sent }
   }
 
+  const kcat = client === "kcat" ? await kcatPath() : ""
   const dists: ReadonlyArray<Dist> = flags["only"] === "zipf" ? ["zipf"] : flags["only"] === "uniform" ? ["uniform"] : ["uniform", "zipf"]
   console.log(`Kafka in → counter over ${fmt(keys)} keys → Kafka out; embedded, 1 partition, file log; ${inPartitions} topic partitions in and out; ${epochAtoms} offsets per split per epoch; medians over ${runs} runs [min–max]`)
   for (const dist of dists) {
