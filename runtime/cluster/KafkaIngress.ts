@@ -70,8 +70,10 @@ class KafkaSplit implements SeekableSplit {
   private admin: Admin | undefined
   private paused = false
   private wake: (() => void) | undefined
-  /** The engine's wake-up: records arrived at an empty buffer (see read's `quiet`). */
+  /** The engine's wake-up: records arrived after a read reported the split quiet. */
   private arrival: (() => void) | undefined
+  /** The last read said quiet and no wake has been sent since: the next records send one. */
+  private quietReported = false
   private closed = false
   private readonly groupId: string
 
@@ -153,7 +155,6 @@ class KafkaSplit implements SeekableSplit {
       eachBatch: ({ batch }) => {
         if (batch.topic !== this.topic || batch.partition !== this.partition) return Promise.resolve()
         kafkaTrace.fetched?.(batch.messages.map((m) => m.value), Date.now())
-        const wasEmpty = this.head === this.buffer.length
         for (const m of batch.messages) {
           const offset = Number(m.offset)
           // Before the seek took effect, or a refetch: already had.
@@ -174,8 +175,12 @@ class KafkaSplit implements SeekableSplit {
           consumer.pause([{ topic: this.topic, partitions: [this.partition] }])
         }
         this.notify()
-        // A buffer that was empty may have been reported quiet: the engine may be idle, waiting for this.
-        if (wasEmpty && this.head < this.buffer.length) this.arrival?.()
+        // The engine may be idle, waiting for this: one wake per read that reported the split quiet (a read that
+        // left records, or a bounded split, needs none).
+        if (this.quietReported && this.head < this.buffer.length) {
+          this.quietReported = false
+          this.arrival?.()
+        }
         return Promise.resolve()
       },
     })
@@ -240,6 +245,7 @@ class KafkaSplit implements SeekableSplit {
     const exhausted = this.bounded && this.position >= this.end
     // Live, everything fetched handed out and no failure pending: the next records arrive through `arrival`.
     const quiet = !exhausted && !this.bounded && this.position >= this.end && this.head === this.buffer.length && this.failure === undefined
+    this.quietReported = quiet
     return { atoms, position: this.position, exhausted, quiet }
   }
 
