@@ -5,9 +5,13 @@
 //             of the Eddy process (its user+system time), median over --runs runs.
 //   latency:  a producer process writes at 50% and 90% of that maximum, each record carrying its produce time; the
 //             Eddy process runs live; a read_committed consumer here takes receive time − produce time per record.
+//             Producer and consumer are kcat (librdkafka, --client kcat, the default): the kafkajs ones cost ~0.8 of
+//             a core at 10k records/s, which on 2 cores starved the process under test; --client kafkajs keeps them.
 //
 //   node --import tsx bench/kafka-io.ts [--records 200000] [--keys 100000] [--runs 3] [--seconds 15]
-//        [--in-partitions 4] [--epoch-atoms 5000] [--epoch-ms 2] [--only uniform|zipf]
+//        [--in-partitions 4] [--epoch-atoms 5000] [--epoch-ms 2] [--only uniform|zipf] [--loads 0.5,0.9]
+//        [--max R: skip the drain runs, take R records/s as the maximum] [--client kcat|kafkajs]
+// EDDY_BENCH_TRACE=1 prints, per latency run, where the time goes (ingress fetch, epoch, commit, egress transaction).
 // Needs Kafka (npm run infra:up). Every run uses fresh topics (kio-bench-*), deleted afterwards.
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -27,6 +31,8 @@ const seconds = num("seconds", 15)
 const inPartitions = num("in-partitions", 4)
 const epochAtoms = num("epoch-atoms", 5000)
 const epochMs = num("epoch-ms", 2)
+const client = flags["client"] === "kafkajs" ? "kafkajs" : "kcat"
+const loads = typeof flags["loads"] === "string" ? String(flags["loads"]).split(",").map(Number) : [0.5, 0.9]
 type Dist = "uniform" | "zipf"
 
 const kafka = new Kafka({ clientId: "eddy-bench", brokers: [...readEndpoints().kafka.brokers], logLevel: logLevel.NOTHING })
@@ -93,6 +99,52 @@ const produceRecords = async (topic: string, dist: Dist, count: number, rate: nu
   return sent
 }
 
+/** kcat, installed by the repo's infra script (Debian packages unpacked into .eddy-infra); the parent passes it on. */
+let kcatFound: Promise<string> | undefined = typeof flags["kcat"] === "string" ? Promise.resolve(String(flags["kcat"])) : undefined
+const kcatPath = (): Promise<string> =>
+  (kcatFound ??= new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "..", "scripts", "infra.ts"), "tools"], { stdio: ["ignore", "pipe", "inherit"] })
+    let out = ""
+    p.stdout.on("data", (d: Buffer) => (out += d.toString()))
+    p.on("close", (code) => {
+      const line = out.split("\n").find((l) => l.startsWith("kcat "))
+      if (code === 0 && line !== undefined) resolve(line.slice(5).trim())
+      else reject(new Error(`scripts/infra.ts tools: no kcat (exit ${code}): ${out}`))
+    })
+  }))
+const kcatBrokers = () => readEndpoints().kafka.brokers.join(",")
+
+/**
+ * Writes `rate` records/s of {k, t} for `forSeconds` through kcat (librdkafka, linger 1 ms, acks=1), keyed by k; t is
+ * taken when the record is handed to kcat, so kcat's batching counts in the latency.
+ */
+const produceWithKcat = async (topic: string, dist: Dist, rate: number, forSeconds: number): Promise<number> => {
+  const kcat = await kcatPath()
+  const p = spawn(kcat, ["-P", "-b", kcatBrokers(), "-t", topic, "-K", "\t", "-X", "linger.ms=1", "-X", "acks=1"], { stdio: ["pipe", "ignore", "inherit"] })
+  const exited = new Promise<number | null>((resolve) => p.on("close", resolve))
+  const next = sampler(dist, 7)
+  let sent = 0
+  const start = performance.now()
+  const end = start + forSeconds * 1000
+  while (performance.now() < end) {
+    const due = Math.floor(((performance.now() - start) / 1000) * rate)
+    if (due > sent) {
+      const t = Date.now()
+      let lines = ""
+      for (; sent < due; sent++) {
+        const k = next()
+        lines += `${k}\t${JSON.stringify({ k, t })}\n`
+      }
+      if (!p.stdin.write(lines)) await new Promise((r) => p.stdin.once("drain", r))
+    }
+    await new Promise((r) => setTimeout(r, 1))
+  }
+  p.stdin.end()
+  const code = await exited
+  if (code !== 0) throw new Error(`kcat producer exited with ${code}`)
+  return sent
+}
+
 const withAdmin = async <A>(f: (admin: ReturnType<Kafka["admin"]>) => Promise<A>): Promise<A> => {
   const admin = kafka.admin()
   await admin.connect()
@@ -109,6 +161,8 @@ interface RunResult {
   readonly measured: number
   readonly seconds: number
   readonly cpuSeconds: number
+  /** EDDY_BENCH_TRACE=1: where the latency goes (ms since produce, per stage). */
+  readonly trace?: Record<string, { readonly p50: number; readonly p99: number; readonly n: number }>
 }
 
 if (flags["child"] === "run") {
@@ -130,12 +184,74 @@ if (flags["child"] === "run") {
   )
     .keyBy((x) => x.k)
     .processor<readonly [number, number, number], number>((ctx, x) => {
+      if (tracing && x.t >= warmFrom) {
+        let l = produced.get(current)
+        if (l === undefined) {
+          produced.set(current, (l = []))
+          at.processed.set(current, Date.now())
+        }
+        l.push(x.t)
+      }
       const n = ctx.state.get(0) + 1
       ctx.state.set(n)
       ctx.emit([x.k, n, x.t])
     }, { name: "count" })
     .sink(Sink.kafka({ topic: output, partitions: inPartitions }))
   const dir = mkdtempSync(join(tmpdir(), "eddy-kio-bench-"))
+  // EDDY_BENCH_TRACE=1: per record, the time since it was produced at which it was fetched by the ingress, its
+  // epoch opened, was first processed, committed (COMMIT fsync done), became complete at the egress, and its Kafka
+  // transaction began, had its records acknowledged and committed. The parent adds when its consumer saw it.
+  const tracing = process.env["EDDY_BENCH_TRACE"] === "1"
+  let current = 0
+  let warmFrom = Number.POSITIVE_INFINITY
+  const produced = new Map<number, number[]>()
+  const stages = ["opened", "processed", "committed", "ready", "txBegin", "txSent", "txCommitted"] as const
+  const at: Record<(typeof stages)[number], Map<number, number>> = Object.fromEntries(stages.map((s) => [s, new Map<number, number>()])) as never
+  const fetched: number[] = []
+  const epochStats = { epochMs: [] as number[], commitMs: [] as number[], perTx: [] as number[], readyToBegin: [] as number[], beginToSent: [] as number[], sentToCommitted: [] as number[] }
+  if (process.env["EDDY_BENCH_TX"] !== undefined) {
+    const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
+    kafkaTrace.transactionsInFlight = Number(process.env["EDDY_BENCH_TX"])
+  }
+  if (tracing) {
+    const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
+    kafkaTrace.fetched = (values, now) => {
+      for (const v of values) {
+        const t = (JSON.parse(v!.toString()) as { t: number }).t
+        if (t >= warmFrom) fetched.push(now - t)
+      }
+    }
+    kafkaTrace.ready = (e, now) => void at.ready.set(e, now)
+    kafkaTrace.transaction = (tx) => {
+      for (const e of tx.epochs) {
+        at.txBegin.set(e, tx.begin)
+        at.txSent.set(e, tx.sent)
+        at.txCommitted.set(e, tx.committed)
+      }
+      if (tx.begin >= warmFrom) {
+        epochStats.perTx.push(tx.epochs.length)
+        epochStats.readyToBegin.push(tx.begin - (at.ready.get(tx.epochs[0]!) ?? tx.begin))
+        epochStats.beginToSent.push(tx.sent - tx.begin)
+        epochStats.sentToCommitted.push(tx.committed - tx.sent)
+      }
+    }
+  }
+  const traced = (): RunResult["trace"] => {
+    if (!tracing) return undefined
+    const out: Record<string, { p50: number; p99: number; n: number }> = {}
+    const put = (name: string, l: number[]) => (out[name] = { p50: percentile(l, 50), p99: percentile(l, 99), n: l.length })
+    put("fetched", fetched)
+    for (const s of stages) {
+      const l: number[] = []
+      for (const [e, ts] of produced) {
+        const when = at[s].get(e)
+        if (when !== undefined) for (const t of ts) l.push(when - t)
+      }
+      put(s, l)
+    }
+    for (const [k, l] of Object.entries(epochStats)) put(`(${k})`, l)
+    return out
+  }
   // Sustained figures start after epoch 1 (consumer group joins and first fetches) has committed.
   let t0 = 0
   let cpu0 = process.cpuUsage()
@@ -150,12 +266,22 @@ if (flags["child"] === "run") {
     snapshotEvery: 0,
     stopWhenIdle: bounded,
     onOpen: (e) => {
+      current = e
+      if (tracing) at.opened.set(e, Date.now())
       if (e === 1) {
+        warmFrom = Date.now() + 3000
         process.stderr.write("ready\n")
         if (!bounded) setTimeout(() => void running.stop(), Number(flags["for"]) * 1000)
       }
     },
     onCommit: (e, votes, timing) => {
+      if (tracing) {
+        at.committed.set(e, Date.now())
+        if (Date.now() >= warmFrom) {
+          epochStats.epochMs.push(timing.epochMs)
+          epochStats.commitMs.push(timing.commitMs)
+        }
+      }
       if (debug) {
         dbg.epochs++
         for (const v of votes) dbg.records += v.records
@@ -174,17 +300,22 @@ if (flags["child"] === "run") {
   const r = await running.done
   const cpu = process.cpuUsage(cpu0)
   rmSync(dir, { recursive: true, force: true })
-  const out: RunResult = { records: r.records, measured: afterFirst, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 }
+  const out: RunResult = { records: r.records, measured: afterFirst, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, trace: traced() }
   process.stdout.write(JSON.stringify(out))
   process.exit(0)
 } else if (flags["child"] === "produce") {
-  const sent = await produceRecords(String(flags["in"]), String(flags["dist"]) as Dist, 0, Number(flags["rate"]), Number(flags["for"]))
+  const sent =
+    client === "kcat"
+      ? await produceWithKcat(String(flags["in"]), String(flags["dist"]) as Dist, Number(flags["rate"]), Number(flags["for"]))
+      : await produceRecords(String(flags["in"]), String(flags["dist"]) as Dist, 0, Number(flags["rate"]), Number(flags["for"]))
   process.stdout.write(String(sent))
   process.exit(0)
 } else {
   const child = (args: ReadonlyArray<string>, onReady?: () => void) =>
     new Promise<string>((resolve, reject) => {
-      const p = spawn(process.execPath, ["--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs)], {
+      // EDDY_BENCH_PROF=<dir>: CPU profiles of the child processes.
+      const prof = process.env["EDDY_BENCH_PROF"]
+      const p = spawn(process.execPath, [...(prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`]), "--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs), "--client", client, ...(client === "kcat" ? ["--kcat", kcat] : [])], {
         stdio: ["ignore", "pipe", "pipe"],
       })
       let out = ""
@@ -222,33 +353,68 @@ if (flags["child"] === "run") {
     const t = await topics()
     const latencies: number[] = []
     const warmupUntil = { t: Number.POSITIVE_INFINITY }
-    const consumer = kafka.consumer({ groupId: topicName("reader"), readUncommitted: false, maxWaitTimeInMs: 5 })
-    await consumer.connect()
-    await consumer.subscribe({ topic: t.output, fromBeginning: true })
     let got = 0
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
+    const take = (value: string, now: number) => {
+      got++
+      const v = JSON.parse(value) as [number, number, number]
+      if (v[2] >= warmupUntil.t) latencies.push(now - v[2])
+    }
+    let stopReader: () => Promise<void>
+    if (client === "kcat") {
+      // read_committed, from the start, each value on a line as soon as it is fetched.
+      const reader = spawn(
+        await kcatPath(),
+        ["-C", "-b", kcatBrokers(), "-t", t.output, "-o", "beginning", "-u", "-q", "-f", "%s\n", "-X", "isolation.level=read_committed", "-X", "fetch.wait.max.ms=5", "-X", "fetch.error.backoff.ms=5"],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      )
+      let rest = ""
+      reader.stdout.on("data", (d: Buffer) => {
         const now = Date.now()
-        for (const m of batch.messages) {
-          got++
-          const v = JSON.parse(m.value!.toString()) as [number, number, number]
-          if (v[2] >= warmupUntil.t) latencies.push(now - v[2])
-        }
-      },
-    })
+        const lines = (rest + d.toString()).split("\n")
+        rest = lines.pop()!
+        for (const l of lines) if (l !== "") take(l, now)
+      })
+      const closed = new Promise((r) => reader.on("close", r))
+      stopReader = async () => {
+        reader.kill("SIGTERM")
+        await closed
+      }
+    } else {
+      const consumer = kafka.consumer({ groupId: topicName("reader"), readUncommitted: false, maxWaitTimeInMs: 5 })
+      await consumer.connect()
+      await consumer.subscribe({ topic: t.output, fromBeginning: true })
+      await consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch }) => {
+          const now = Date.now()
+          for (const m of batch.messages) take(m.value!.toString(), now)
+        },
+      })
+      stopReader = () => consumer.disconnect()
+    }
     let producing: Promise<string> | undefined
-    await child(["--child", "run", "--in", t.input, "--out", t.output, "--for", String(seconds + 3)], () => {
+    const ran = await child(["--child", "run", "--in", t.input, "--out", t.output, "--for", String(seconds + 5)], () => {
       warmupUntil.t = Date.now() + 3000
       producing = child(["--child", "produce", "--in", t.input, "--dist", dist, "--rate", String(Math.round(rate)), "--for", String(seconds)])
     })
     const sent = Number(await producing)
     await new Promise((r) => setTimeout(r, 1000))
-    await consumer.disconnect()
+    await stopReader()
     await drop(t)
+    const result = JSON.parse(ran) as RunResult
+    const trace = result.trace
+    if (trace !== undefined) {
+      const cpu = (100 * result.cpuSeconds) / result.seconds
+      trace["(Eddy CPU %)"] = { p50: cpu, p99: cpu, n: 1 }
+      trace["visible"] = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), n: latencies.length }
+      console.log(`  trace at ${fmt(rate)} records/s (ms since produce, p50 / p99; (…): per epoch or transaction):`)
+      // Stages without samples (hooks this build does not have) come back as null.
+      for (const [k, v] of Object.entries(trace)) if (v.n > 0 && v.p50 !== null) console.log(`    ${k.padEnd(18)} ${v.p50.toFixed(1).padStart(7)} ${v.p99.toFixed(1).padStart(7)}   n=${v.n}`)
+    }
     return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), got, sent }
   }
 
+  const kcat = client === "kcat" ? await kcatPath() : ""
   const dists: ReadonlyArray<Dist> = flags["only"] === "zipf" ? ["zipf"] : flags["only"] === "uniform" ? ["uniform"] : ["uniform", "zipf"]
   console.log(`Kafka in → counter over ${fmt(keys)} keys → Kafka out; embedded, 1 partition, file log; ${inPartitions} topic partitions in and out; ${epochAtoms} offsets per split per epoch; medians over ${runs} runs [min–max]`)
   for (const dist of dists) {
@@ -259,7 +425,7 @@ if (flags["child"] === "run") {
     const tput = summary(maxes.map((r) => r.measured / r.seconds))
     const perCpu = summary(maxes.map((r) => r.measured / r.cpuSeconds))
     console.log(`${dist.padEnd(8)} max ${fmt(tput.median)} records/s [${fmt(tput.min)}–${fmt(tput.max)}], ${fmt(perCpu.median)} records per CPU-second of the Eddy process [${fmt(perCpu.min)}–${fmt(perCpu.max)}] (${fmt(records)} records drained)`)
-    for (const load of [0.5, 0.9]) {
+    for (const load of loads) {
       const ls: Array<{ p50: number; p99: number; got: number; sent: number }> = []
       for (let i = 0; i < runs; i++) ls.push(await latencyRun(dist, tput.median * load))
       const p50 = summary(ls.map((l) => l.p50))

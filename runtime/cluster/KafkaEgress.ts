@@ -1,31 +1,36 @@
 /**
  * The Egress port for Sink.kafka: exactly once for read_committed consumers.
  *
- * One egress slot per process: the contiguous key-group range [lo, hi) of the partitions it hosts, with a fixed
- * transactional id `eddy.<namespace>.egress.<lo>-<hi>`. Committed epochs are published in order, in a background
- * loop: every transaction takes all epochs that are complete (every hosted partition published them) up to a record
- * budget, sends their records and the slot's EGRESS_DONE marker (egressMarkers.ts) and commits. While one transaction
- * is in flight the next epochs gather, so a transaction carries several epochs (kafkajs waits ~300 ms on
- * CONCURRENT_TRANSACTIONS when transactions follow each other on one producer; its retry starts at 5 ms here).
+ * One egress slot per process: the contiguous key-group range [lo, hi) of the partitions it hosts, named
+ * `eddy.<namespace>.egress.<lo>-<hi>`. Committed epochs are published in order, in a background loop: every
+ * transaction takes all epochs that are complete (every hosted partition published them) up to a record budget,
+ * sends their records and an EGRESS_DONE marker (egressMarkers.ts) and commits.
  *
- * Recovery first initializes the transactional producer (InitProducerId: a zombie with the same id is fenced and
- * its open transaction aborted), then reads the markers, then republishes the committed epochs the log still holds
- * whose records no marker covers. `publishedThrough` is the last epoch durable in Kafka; the log keeps later ones.
+ * Transactions overlap: the slot has `transactionsInFlight` transactional producers (ids: the slot's name, then
+ * `<slot>#1`, ...) used in turn. T(n+1) begins and sends its records as soon as T(n)'s records are acknowledged (so
+ * partition offsets stay in epoch order) while T(n) commits, but commits only after T(n) committed; if T(n) fails,
+ * T(n+1) is aborted. One producer would wait for each commit and then for the broker to write its markers
+ * (CONCURRENT_TRANSACTIONS on the next AddPartitionsToTxn) before sending again.
+ *
+ * Recovery first fences every transactional id of the slot (InitProducerId: a zombie holding it is fenced and its
+ * open transaction aborted), then reads the markers, then republishes the committed epochs the log still holds whose
+ * records no marker covers. `publishedThrough` is the last epoch durable in Kafka; the log keeps later ones.
  *
  * Every record carries the header `eddy-id: <key group>:<sequence>`. A record without a key goes to partition
  * `key group mod partitions`; with a key, to Kafka's default (murmur2) partition of the key.
  */
 import { Effect } from "effect"
-import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Admin, type Message, type Producer, type TopicMessages } from "kafkajs"
+import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Admin, type Message, type Producer, type TopicMessages, type Transaction } from "kafkajs"
 // Default import: Node's CommonJS export detection does not find ConfigResourceTypes in kafkajs's index.
 import kafkajs from "kafkajs"
 import { EGRESS_ID_HEADER, type KafkaSinkSpec } from "../../workflows/kafka.ts"
 import { toJson } from "../embedded/EmbeddedEgress.ts"
 import { forEachEgress, type EgressBatch } from "../engine/EpochRecord.ts"
 import { EgressError, type EgressService } from "../ports/Egress.ts"
-import { decodeMarker, encodeMarker, markerAheadOfLog, MARKER_VERSION, toRepublish, type Committed, type EgressMarker } from "./egressMarkers.ts"
+import { decodeMarker, encodeMarker, markerAheadOfLog, MARKER_VERSION, toRepublish, type EgressMarker } from "./egressMarkers.ts"
 import { isUnreachable, reasonOf } from "./kafkaErrors.ts"
 import { readPartitionThrough } from "./KafkaIngress.ts"
+import { kafkaTrace } from "./kafkaTrace.ts"
 
 export interface KafkaEgressOptions {
   readonly brokers: ReadonlyArray<string>
@@ -41,10 +46,19 @@ export interface KafkaEgressOptions {
   readonly maxTransactionRecords?: number
   /** Bound on connecting and setting up topics (default 10 s). */
   readonly connectTimeoutMs?: number
+  /** Transactions open at once, each on its own transactional id (default 2; 1: one at a time). */
+  readonly transactionsInFlight?: number
+  /**
+   * Tests (fault injection): called when a transaction's records are acknowledged ("sent") and right before it
+   * commits ("committing"), with its epochs; a rejection fails the transaction.
+   */
+  readonly testHook?: (step: "sent" | "committing", epochs: ReadonlyArray<number>) => Promise<void>
 }
 
 export const markerTopicOf = (namespace: string): string => `eddy.${namespace}.egress-done`
 export const slotOf = (namespace: string, lo: number, hi: number): string => `eddy.${namespace}.egress.${lo}-${hi}`
+/** The i-th transactional id of a slot (the first is the slot's name, as before transactions overlapped). */
+export const transactionalIdOf = (slot: string, i: number): string => (i === 0 ? slot : `${slot}#${i}`)
 
 const encoder = new TextEncoder()
 const TRANSACTION_TIMEOUT_MS = 15_000
@@ -113,8 +127,9 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 },
     })
     const admin: Admin = kafka.admin()
-    const producer: Producer = kafka.producer({
-      transactionalId: slot,
+    const inFlight = Math.max(1, options.transactionsInFlight ?? kafkaTrace.transactionsInFlight ?? 2)
+    const makeProducer = (i: number): Producer => kafka.producer({
+      transactionalId: transactionalIdOf(slot, i),
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
@@ -125,13 +140,18 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       // CONCURRENT_TRANSACTIONS right after a commit is retried soon rather than after 300 ms.
       retry: { retries: 12, initialRetryTime: 5, maxRetryTime: 1_000 },
     })
+    const producers: ReadonlyArray<Producer> = Array.from({ length: inFlight }, (_, i) => makeProducer(i))
     yield* Effect.addFinalizer(() =>
-      Effect.promise(() => Promise.all([producer.disconnect().catch(() => undefined), admin.disconnect().catch(() => undefined)])).pipe(Effect.interruptible, Effect.timeout(5_000), Effect.ignore),
+      Effect.promise(() => Promise.all([...producers.map((p) => p.disconnect().catch(() => undefined)), admin.disconnect().catch(() => undefined)])).pipe(
+        Effect.interruptible,
+        Effect.timeout(5_000),
+        Effect.ignore,
+      ),
     )
     const timeoutMs = options.connectTimeoutMs ?? 10_000
     const topicPartitions = new Map<string, number>()
     yield* attempt("connecting and creating topics", async () => {
-      await Promise.all([admin.connect(), producer.connect()])
+      await Promise.all([admin.connect(), ...producers.map((p) => p.connect())])
       const sinkTopics = new Map<string, number>()
       for (const s of options.sinks.values()) sinkTopics.set(s.topic, Math.max(sinkTopics.get(s.topic) ?? 1, s.partitions))
       await admin.createTopics({
@@ -192,61 +212,153 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       return byTopic
     }
 
-    /** One transaction: the epochs' records and the marker "published through the last of them". */
-    const transact = async (epochs: ReadonlyArray<Ready>): Promise<void> => {
+    interface Begun {
+      readonly tx: Transaction
+      readonly epochs: ReadonlyArray<number>
+      readonly begin: number
+      readonly sent: number
+    }
+
+    /**
+     * Begins a transaction on producer i with the epochs' records and the marker "published (after, through], and
+     * everything up to `before`" (no after/before: everything up to through), and sends them; the caller commits.
+     * Undefined if the epochs have no records.
+     */
+    const beginAndSend = async (i: number, epochs: ReadonlyArray<Ready>, after: number | undefined, before: number): Promise<Begun | undefined> => {
       const byTopic = messagesOf(epochs)
-      if (byTopic.size === 0) return
-      const marker: EgressMarker = { v: MARKER_VERSION, slot, lo, hi, through: epochs.at(-1)!.e }
+      if (byTopic.size === 0) return undefined
+      const id = transactionalIdOf(slot, i)
+      const through = epochs.at(-1)!.e
+      const marker: EgressMarker = after === undefined || before >= after ? { v: MARKER_VERSION, slot: id, lo, hi, through } : { v: MARKER_VERSION, slot: id, lo, hi, through, after, before }
       const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }))
-      topicMessages.push({ topic: markerTopic, messages: [{ key: slot, value: Buffer.from(encoder.encode(encodeMarker(marker))) }] })
-      const tx = await producer.transaction()
+      topicMessages.push({ topic: markerTopic, messages: [{ key: id, value: Buffer.from(encoder.encode(encodeMarker(marker))) }] })
+      const begin = Date.now()
+      const tx = await producers[i]!.transaction()
       try {
         // kafkajs encodes a produce request into one growing buffer: its cost grows faster than the record count
         // (measured: 20k records per request ~9k records/s, 4k ~27k records/s), so a transaction sends several.
         for (const part of chunks(topicMessages, REQUEST_RECORDS)) await tx.sendBatch({ topicMessages: part, acks: -1 })
-        await tx.commit()
+        await options.testHook?.("sent", epochs.map((x) => x.e))
       } catch (err) {
         await tx.abort().catch(() => undefined)
         throw err
       }
+      return { tx, epochs: epochs.map((x) => x.e), begin, sent: Date.now() }
+    }
+
+    const commit = async (t: Begun): Promise<void> => {
+      try {
+        await options.testHook?.("committing", t.epochs)
+        await t.tx.commit()
+      } catch (err) {
+        await t.tx.abort().catch(() => undefined)
+        throw err
+      }
+      kafkaTrace.transaction?.({ epochs: t.epochs, begin: t.begin, sent: t.sent, committed: Date.now() })
     }
 
     const maxRecords = options.maxTransactionRecords ?? 20_000
+    /** How many of the ready epochs (at least one) the next transaction takes. */
+    const takeCount = (epochs: ReadonlyArray<{ readonly batches: ReadonlyArray<EgressBatch> }>, from: number): number => {
+      let n = from
+      let records = 0
+      while (n < epochs.length && (n === from || records < maxRecords)) {
+        for (const b of epochs[n]!.batches) records += b[3].length
+        n++
+      }
+      return n - from
+    }
+
     const pending = new Map<number, { count: number; batches: EgressBatch[] }>()
     const ready: Ready[] = []
     let next = 1
+    /** Every epoch up to it is durable in Kafka (its transaction committed, or it had no records). */
     let durable = 0
+    /** Every epoch up to it is in a transaction begun (or had no records). */
+    let claimed = 0
     let failure: EgressError | undefined
-    let pumping = false
+    /** A transaction is being begun and sent (one at a time: partition offsets stay in epoch order). */
+    let sending = false
+    /** Transactions begun and not yet committed (or failed). */
+    let committing = 0
+    /** The previous transaction's commit: the next one commits after it. */
+    let lastCommit: Promise<void> = Promise.resolve()
+    /** Per producer, its last transaction's end: the producer takes the next one after it. */
+    const producerFree: Array<Promise<void>> = producers.map(() => Promise.resolve())
+    let turn = 0
     let waiters: Array<() => void> = []
 
     const settle = () => {
-      if (pumping && failure === undefined) return
+      if ((sending || committing > 0 || ready.length > 0) && failure === undefined) return
       const w = waiters
       waiters = []
       for (const f of w) f()
     }
+    const failWith = (err: unknown) => {
+      failure ??= fail(`publishing epochs to Kafka (transactional id ${slot})`, err)
+      settle()
+    }
+
+    /** Chains a commit after the previous one; the epochs are durable once it is done. */
+    const chain = (t: Begun | undefined, through: number): Promise<void> => {
+      const previous = lastCommit
+      committing++
+      const done = (async () => {
+        try {
+          await previous
+        } catch (err) {
+          // T(n) failed: T(n+1) must not commit, or readers would see later epochs without T(n)'s (recovery would
+          // republish them after, out of order).
+          await t?.tx.abort().catch(() => undefined)
+          throw err
+        }
+        if (t !== undefined) await commit(t)
+        durable = through
+      })()
+      lastCommit = done
+      void done.then(
+        () => {
+          committing--
+          settle()
+        },
+        (err: unknown) => {
+          committing--
+          failWith(err)
+        },
+      )
+      return done
+    }
 
     const pump = async () => {
-      if (pumping || failure !== undefined) return
-      pumping = true
+      if (sending || failure !== undefined) return
+      sending = true
       try {
-        while (ready.length > 0) {
-          let n = 0
-          let records = 0
-          while (n < ready.length && (n === 0 || records < maxRecords)) {
-            for (const b of ready[n]!.batches) records += b[3].length
-            n++
+        while (ready.length > 0 && failure === undefined) {
+          if (ready.every((r) => r.batches.length === 0)) {
+            // Nothing to send: these epochs are durable once the transactions before them are.
+            const through = ready.splice(0).at(-1)!.e
+            claimed = through
+            void chain(undefined, through).catch(() => undefined)
+            continue
           }
-          const take = ready.slice(0, n)
-          await transact(take)
-          ready.splice(0, n)
-          durable = take.at(-1)!.e
+          const i = turn
+          turn = (turn + 1) % producers.length
+          // The producer's previous transaction must have ended (committed, unless something failed); epochs that
+          // completed meanwhile join this transaction.
+          await producerFree[i]!.catch(() => undefined)
+          if (failure !== undefined) break
+          const take = ready.splice(0, takeCount(ready, 0))
+          const through = take.at(-1)!.e
+          const t = await beginAndSend(i, take, claimed, durable)
+          claimed = through
+          const done = chain(t, through)
+          producerFree[i] = done
+          done.catch(() => undefined)
         }
       } catch (err) {
-        failure = fail(`publishing epochs to Kafka (transactional id ${slot})`, err)
+        failWith(err)
       } finally {
-        pumping = false
+        sending = false
         settle()
       }
     }
@@ -254,11 +366,16 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
     const service: EgressService = {
       recover: (committed, lastEpoch) =>
         attempt(`recovering (transactional id ${slot})`, async () => {
-          // InitProducerId (the first transaction): fences a zombie holding this transactional id and aborts its
-          // open transaction. The transaction writes a recovery record to the marker topic; every marker committed
-          // before it is below its offset, so reading through it sees them all, even while another slot's open
+          // InitProducerId on every transactional id of the slot (the later ones first): fences a zombie holding
+          // it and aborts its open transaction, so nothing the zombie has not committed yet can commit after this.
+          for (let i = producers.length - 1; i > 0; i--) {
+            const t = await producers[i]!.transaction()
+            await t.abort()
+          }
+          // The first id's transaction writes a recovery record to the marker topic; every marker committed before
+          // it is below its offset, so reading through it sees them all, even while another slot's open
           // transaction holds the topic's last stable offset back (markers of all slots share the topic).
-          const fence = await producer.transaction()
+          const fence = await producers[0]!.transaction()
           let at: number
           try {
             const meta = await fence.send({ topic: markerTopic, acks: -1, messages: [{ key: slot + RECOVERY_KEY, value: String(Date.now()), partition: 0 }] })
@@ -284,18 +401,16 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
               message: `Kafka egress: marker topic ${markerTopic} says epochs through ${ahead.through} were published, but the log has committed only through ${last}: namespace '${namespace}' belongs to another log (give this run its own namespace, or delete the topic)`,
             })
           }
-          const again: Committed[] = toRepublish(committed, markers)
+          // One transaction at a time: after each, everything up to its last epoch is published (markers or
+          // republished), so its marker claims every epoch up to there.
+          const again = toRepublish(committed, markers).map((c) => ({ e: c.e, batches: c.egress }))
           for (let i = 0; i < again.length; ) {
-            let records = 0
-            let j = i
-            while (j < again.length && (j === i || records < maxRecords)) {
-              for (const b of again[j]!.egress) records += b[3].length
-              j++
-            }
-            await transact(again.slice(i, j).map((c) => ({ e: c.e, batches: c.egress })))
-            i = j
+            const n = takeCount(again, i)
+            const t = await beginAndSend(0, again.slice(i, i + n), undefined, 0)
+            if (t !== undefined) await commit(t)
+            i += n
           }
-          durable = last
+          durable = claimed = last
           next = last + 1
         }),
       publish: (e, _partition, egress) =>
@@ -307,10 +422,11 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           for (const b of egress) p.batches.push(b)
           for (let r = pending.get(next); r !== undefined && r.count === options.partitions; r = pending.get(next)) {
             pending.delete(next)
+            kafkaTrace.ready?.(next, Date.now())
             // Batches arrive per partition in ascending key group; partitions own ascending ranges, but may publish
             // in any order: sort so a transaction's records are in (key group, sequence) order.
             if (r.batches.length > 0) ready.push({ e: next, batches: r.batches.sort((a, b) => a[1] - b[1] || a[2] - b[2]) })
-            else if (ready.length === 0 && !pumping) durable = next
+            else if (ready.length === 0 && !sending && committing === 0) durable = claimed = next
             else ready.push({ e: next, batches: [] })
             next++
           }
@@ -320,7 +436,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       flush: Effect.async<void, EgressError>((resume) => {
         const check = () => {
           if (failure !== undefined) resume(Effect.fail(failure))
-          else if (ready.length === 0 && !pumping) resume(Effect.void)
+          else if (ready.length === 0 && !sending && committing === 0) resume(Effect.void)
           else waiters.push(check)
         }
         check()

@@ -16,6 +16,7 @@ import type { KafkaRecord } from "../../workflows/kafka.ts"
 import type { SeekableSplit, SplitOpener } from "../engine/ingress.ts"
 import type { SourceSplit } from "../engine/Plan.ts"
 import { isUnreachable, reasonOf } from "./kafkaErrors.ts"
+import { kafkaTrace } from "./kafkaTrace.ts"
 
 export class KafkaIngressError extends Error {
   override readonly name = "KafkaIngressError"
@@ -69,6 +70,10 @@ class KafkaSplit implements SeekableSplit {
   private admin: Admin | undefined
   private paused = false
   private wake: (() => void) | undefined
+  /** The engine's wake-up: records arrived after a read reported the split quiet. */
+  private arrival: (() => void) | undefined
+  /** The last read said quiet and no wake has been sent since: the next records send one. */
+  private quietReported = false
   private closed = false
   private readonly groupId: string
 
@@ -134,6 +139,7 @@ class KafkaSplit implements SeekableSplit {
     consumer.on(consumer.events.CRASH, (event) => {
       this.failure ??= this.fail(`reading ${this.topic}[${this.partition}]`, event.payload.error)
       this.notify()
+      this.arrival?.()
     })
     // A batch of control records only (a transaction's commit marker) reaches no eachBatch, but moves the offset.
     consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
@@ -148,6 +154,7 @@ class KafkaSplit implements SeekableSplit {
       eachBatchAutoResolve: true,
       eachBatch: ({ batch }) => {
         if (batch.topic !== this.topic || batch.partition !== this.partition) return Promise.resolve()
+        kafkaTrace.fetched?.(batch.messages.map((m) => m.value), Date.now())
         for (const m of batch.messages) {
           const offset = Number(m.offset)
           // Before the seek took effect, or a refetch: already had.
@@ -168,10 +175,20 @@ class KafkaSplit implements SeekableSplit {
           consumer.pause([{ topic: this.topic, partitions: [this.partition] }])
         }
         this.notify()
+        // The engine may be idle, waiting for this: one wake per read that reported the split quiet (a read that
+        // left records, or a bounded split, needs none).
+        if (this.quietReported && this.head < this.buffer.length) {
+          this.quietReported = false
+          this.arrival?.()
+        }
         return Promise.resolve()
       },
     })
     consumer.seek({ topic: this.topic, partition: this.partition, offset: String(this.position) })
+  }
+
+  onData(wake: () => void): void {
+    this.arrival = wake
   }
 
   private notify(): void {
@@ -193,12 +210,12 @@ class KafkaSplit implements SeekableSplit {
     })
   }
 
-  async read(budget: number, waitMs: number): Promise<{ atoms: ReadonlyArray<ReadonlyArray<unknown>>; position: number; exhausted: boolean }> {
+  async read(budget: number, waitMs: number): Promise<{ atoms: ReadonlyArray<ReadonlyArray<unknown>>; position: number; exhausted: boolean; quiet: boolean }> {
     this.prepare()
     await this.started
     if (this.failure !== undefined) throw this.failure
     const target = this.position + budget
-    if (this.bounded && this.position >= this.end) return { atoms: [], position: this.position, exhausted: true }
+    if (this.bounded && this.position >= this.end) return { atoms: [], position: this.position, exhausted: true, quiet: false }
     // Behind the end found at open: the cut is exact (wait for everything below it). Past it: live.
     const limit = this.position < this.end ? Math.min(target, this.end) : target
     if (this.position < this.end) {
@@ -225,7 +242,11 @@ class KafkaSplit implements SeekableSplit {
       this.paused = false
       this.consumer?.resume([{ topic: this.topic, partitions: [this.partition] }])
     }
-    return { atoms, position: this.position, exhausted: this.bounded && this.position >= this.end }
+    const exhausted = this.bounded && this.position >= this.end
+    // Live, everything fetched handed out and no failure pending: the next records arrive through `arrival`.
+    const quiet = !exhausted && !this.bounded && this.position >= this.end && this.head === this.buffer.length && this.failure === undefined
+    this.quietReported = quiet
+    return { atoms, position: this.position, exhausted, quiet }
   }
 
   async close(): Promise<void> {

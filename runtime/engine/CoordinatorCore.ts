@@ -19,7 +19,8 @@ export type CoordinatorOutput =
   | { readonly o: "commit"; readonly record: CommitRecord }
   | { readonly o: "committed"; readonly e: number; readonly votes: ReadonlyArray<Vote> }
   | { readonly o: "finished"; readonly e: number }
-  | { readonly o: "idle"; readonly e: number }
+  /** Nothing to do: sources exhausted, or (quiet) live sources with nothing to read that wake the coordinator. */
+  | { readonly o: "idle"; readonly e: number; readonly quiet?: boolean }
 
 /**
  * The coordinator of one generation: opens epochs, collects votes, decides COMMIT. Synchronous, no I/O:
@@ -75,6 +76,7 @@ export class CoordinatorCore {
     this.lastInTransit = votes.reduce((n, v) => n + v.inTransit, 0)
     const exhausted = votes.every((v) => v.exhausted)
     if (exhausted && this.lastInTransit === 0) this.out.push(this.options.stopWhenIdle ? { o: "finished", e } : { o: "idle", e })
+    else if (this.lastInTransit === 0 && votes.every((v) => v.exhausted || v.quiet === true)) this.out.push({ o: "idle", e, quiet: true })
     else this.open()
   }
 }

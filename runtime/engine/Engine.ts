@@ -205,6 +205,13 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const readers = cores.map((core) => (core === undefined ? [] : [...core.positions].map(([i, pos]) => ({ i, pos, reader: new SplitReader(plan.splits[i]!, pos, options.openSplit) }))))
     yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(readers.flat().map((r) => r.reader.close().catch(() => undefined)))))
     for (const r of readers.flat()) r.reader.prepare()
+    // Splits that wake the coordinator when records arrive (Kafka): while they are quiet, an idle app waits for
+    // that instead of running back-to-back empty epochs (each a log fsync).
+    const wakeWhenData = new Set<SplitReader>()
+    const wakeCoordinator = () => Effect.runFork(transport.send(COORDINATOR, { t: "wake" } satisfies Wake).pipe(Effect.ignore))
+    for (const r of readers.flat()) if (r.reader.onData(wakeCoordinator)) wakeWhenData.add(r.reader)
+    /** Per partition: the epoch whose ingress read found every split exhausted or quiet. */
+    const quietIn = new Map<number, number>()
     let inTransit = 0
     for (const msgs of rec.inTransit.values()) inTransit += msgs.length
     const coord = new CoordinatorCore(g, rec.lastEpoch, inTransit, { ...options, partitions: P })
@@ -277,7 +284,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
               failures += o.failures
               // The generation is the one the coordinator opened this epoch in (a worker learns it from "open").
               const exhausted = o.exhausted && (options.requests === undefined || !options.requests.waiting(core.liveSplits))
-              const vote: Vote = { t: "vote", g: core.g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted, failures: o.failures, records: o.records, out: o.out }
+              const quiet = quietIn.get(p) === o.e && (options.requests === undefined || !options.requests.waiting(core.liveSplits))
+              const vote: Vote = { t: "vote", g: core.g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted, ...(quiet ? { quiet } : {}), failures: o.failures, records: o.records, out: o.out }
               yield* transport.send(COORDINATOR, vote)
               break
             }
@@ -342,7 +350,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             idleAfter = o.e
             // Only client requests can bring work now, and they wake the coordinator: wait longer (fewer empty
             // epochs, each an fsync), but well within the workers' liveness timeout.
-            wakeAt = Date.now() + (replySinks.size > 0 ? Math.max(options.epochMs, Math.min(500, (options.livenessMs ?? 2000) / 4)) : options.epochMs)
+            // Quiet live sources wake it too.
+            wakeAt = Date.now() + (replySinks.size > 0 || o.quiet === true ? Math.max(options.epochMs, Math.min(500, (options.livenessMs ?? 2000) / 4)) : options.epochMs)
             options.onIdle?.()
             break
         }
@@ -523,6 +532,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         // Splits are read concurrently (an epoch waits for async sources once, not once per split); batches stay
         // in split order.
         const read = yield* Effect.promise(() => Promise.all(readers[to]!.map((r) => r.reader.read(env.budget, options.epochMs))))
+        if (readers[to]!.every((r) => r.reader.exhausted || (r.reader.quiet && wakeWhenData.has(r.reader)))) quietIn.set(to, env.e)
+        else quietIn.delete(to)
         readers[to]!.forEach((r, k) => {
           r.pos.position = r.reader.position
           r.pos.exhausted = r.reader.exhausted

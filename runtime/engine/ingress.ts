@@ -11,9 +11,20 @@ export interface SeekableSplit {
    * Atoms up to `budget` positions past the current one (the source defines what a position counts: Kafka counts
    * offsets), waiting up to `waitMs` when nothing is available; returns the position after the last atom returned.
    */
-  read(budget: number, waitMs: number): Promise<{ readonly atoms: ReadonlyArray<ReadonlyArray<unknown>>; readonly position: number; readonly exhausted: boolean }>
+  read(
+    budget: number,
+    waitMs: number,
+  ): Promise<{
+    readonly atoms: ReadonlyArray<ReadonlyArray<unknown>>
+    readonly position: number
+    readonly exhausted: boolean
+    /** Live and nothing left to read now: the split calls its `onData` callback when atoms arrive. */
+    readonly quiet?: boolean
+  }>
   /** Starts connecting ahead of the first read. */
   prepare(): void
+  /** Registers the callback a quiet split calls when atoms arrive, so an idle engine need not poll it. */
+  onData?(wake: () => void): void
   close(): Promise<void>
 }
 
@@ -30,6 +41,8 @@ export class SplitReader {
   private waiting: Promise<IteratorResult<ReadonlyArray<unknown>>> | undefined
   position: number
   exhausted: boolean
+  /** After the last read: nothing left to read now, and the split wakes the engine when that changes. */
+  quiet = false
 
   private seekable: SeekableSplit | undefined
 
@@ -48,6 +61,18 @@ export class SplitReader {
     const s = this.opener?.(this.split, this.position)
     if (s === undefined) throw new Error(`source split ${this.split.id} needs a '${connector?.kind ?? "?"}' connector, which this runtime was not given`)
     return (this.seekable = s)
+  }
+
+  /**
+   * Registers the engine's wake-up for when a quiet split gets atoms; false if this split cannot say (then it is
+   * never quiet).
+   */
+  onData(wake: () => void): boolean {
+    if (this.split.source.connector === undefined || this.exhausted) return false
+    const s = this.openSeekable()
+    if (s.onData === undefined) return false
+    s.onData(wake)
+    return true
   }
 
   /** Seekable splits start connecting now, so the first epoch does not wait for it. */
@@ -80,6 +105,7 @@ export class SplitReader {
       const r = await this.openSeekable().read(budget, waitMs)
       this.position = r.position
       this.exhausted = r.exhausted
+      this.quiet = r.quiet === true
       return r.atoms
     }
     this.it ??= await this.open()

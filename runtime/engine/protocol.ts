@@ -74,6 +74,8 @@ export interface Vote {
   readonly inTransit: number
   /** Every source split this partition owns is exhausted. */
   readonly exhausted: boolean
+  /** Every source split this partition owns is exhausted or quiet (live, nothing to read, wakes the coordinator). */
+  readonly quiet?: boolean
   readonly failures: number
   readonly records: number
   /** Egress records of the epoch (progress lines). */

@@ -1,6 +1,6 @@
 import { Effect, Exit, Scope } from "effect"
 import { describe, expect, it } from "vitest"
-import { KafkaEgress, markerTopicOf, slotOf } from "../../runtime/cluster/KafkaEgress.ts"
+import { KafkaEgress, markerTopicOf, slotOf, transactionalIdOf, type KafkaEgressOptions } from "../../runtime/cluster/KafkaEgress.ts"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"
 import type { EgressBatch } from "../../runtime/engine/EpochRecord.ts"
 import type { EgressService } from "../../runtime/ports/Egress.ts"
@@ -14,13 +14,21 @@ const brokers = readEndpoints().kafka.brokers
 const epoch = (e: number): { e: number; egress: EgressBatch[] } => ({ e, egress: [["out", 2, e * 10, [`a${e}`, `b${e}`]], ["out", 5, e * 10, [`c${e}`]]] })
 const valuesOf = (epochs: ReadonlyArray<number>) => epochs.flatMap((e) => [`a${e}`, `b${e}`, `c${e}`].map((v) => JSON.stringify(v))).sort()
 
-const open = async (namespace: string, topic: string): Promise<{ egress: EgressService; close: () => Promise<void> }> => {
+const open = async (namespace: string, topic: string, extra: Partial<KafkaEgressOptions> = {}): Promise<{ egress: EgressService; close: () => Promise<void> }> => {
   const scope = Effect.runSync(Scope.make())
   const sinks = new Map([["out", Sink.kafka<string>({ topic, name: "out" }) as KafkaSinkSpec<unknown>]])
-  const egress = await Effect.runPromise(Scope.extend(KafkaEgress.make({ brokers, namespace, sinks, lo: 0, hi: 8, partitions: 1 }), scope))
+  const egress = await Effect.runPromise(Scope.extend(KafkaEgress.make({ brokers, namespace, sinks, lo: 0, hi: 8, partitions: 1, ...extra }), scope))
   return { egress, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
 const run = <A, E>(e: Effect.Effect<A, E>) => Effect.runPromise(e)
+
+const until = async (what: string, check: () => Promise<boolean>, ms = 15_000): Promise<void> => {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
 
 describe("Kafka egress recovery (real Kafka)", () => {
   it("republishes exactly the committed epochs without a marker, and nothing that has one", async () => {
@@ -106,6 +114,101 @@ describe("Kafka egress recovery (real Kafka)", () => {
     await other.disconnect()
     await recovering
     await second.close()
+    const out = await readCommitted(kafka, topic)
+    expect(out.map((r) => r.value).sort()).toEqual(valuesOf([1, 2, 3]))
+  }, 120_000)
+
+  it("transactions overlap, commit in order, and a failed commit aborts the transaction sent after it", async () => {
+    const ns = uniqueName("kio-overlap")
+    const topic = uniqueName("kio-overlap-out")
+    // T2 (epoch 2, second transactional id) cannot commit until T3 (epoch 3, first id) has sent its records, and
+    // then fails: T3 must be aborted, not committed (its marker would claim epoch 2 too).
+    const sent: number[][] = []
+    const committing: number[][] = []
+    const first = await open(ns, topic, {
+      testHook: async (step, epochs) => {
+        ;(step === "sent" ? sent : committing).push([...epochs])
+        if (step !== "committing" || !epochs.includes(2)) return
+        await until("T3's records", () => Promise.resolve(sent.some((x) => x.includes(3))))
+        throw new Error("injected: the commit of epoch 2 fails")
+      },
+    })
+    await run(first.egress.recover([], 0))
+    await run(first.egress.publish(1, 0, epoch(1).egress))
+    await run(first.egress.flush)
+    await run(first.egress.publish(2, 0, epoch(2).egress))
+    await until("T2's records", () => Promise.resolve(sent.some((x) => x.includes(2))))
+    await run(first.egress.publish(3, 0, epoch(3).egress))
+    const exit = await Effect.runPromiseExit(first.egress.flush)
+    expect(Exit.isFailure(exit)).toBe(true)
+    expect(JSON.stringify(exit)).toContain("injected")
+    expect(await run(first.egress.publishedThrough)).toBe(1)
+    await first.close()
+    const kafka = kafkaClient()
+    // T3 was sent while T2 was committing, and never reached its commit; only epoch 1 is visible.
+    expect(sent).toEqual([[1], [2], [3]])
+    expect(committing).toEqual([[1], [2]])
+    expect((await readCommitted(kafka, topic)).map((r) => r.value).sort()).toEqual(valuesOf([1]))
+
+    // Recovery publishes epochs 2 and 3 once.
+    const second = await open(ns, topic)
+    await run(second.egress.recover([1, 2, 3].map(epoch), 3))
+    await run(second.egress.publish(4, 0, epoch(4).egress))
+    await run(second.egress.flush)
+    await second.close()
+    const out = await readCommitted(kafka, topic)
+    expect(out.map((r) => r.value).sort()).toEqual(valuesOf([1, 2, 3, 4]))
+    // In epoch order in the partition.
+    expect(out.map((r) => JSON.parse(r.value) as string).map((v) => Number(v.slice(1)))).toEqual([1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4])
+  }, 120_000)
+
+  it("many epochs through overlapping transactions: each published once, in order; a restart publishes nothing again", async () => {
+    const ns = uniqueName("kio-many")
+    const topic = uniqueName("kio-many-out")
+    const epochs = Array.from({ length: 60 }, (_, i) => i + 1)
+    const first = await open(ns, topic)
+    await run(first.egress.recover([], 0))
+    for (const e of epochs) {
+      await run(first.egress.publish(e, 0, epoch(e).egress))
+      if (e % 7 === 0) await new Promise((r) => setTimeout(r, 5))
+    }
+    await run(first.egress.flush)
+    expect(await run(first.egress.publishedThrough)).toBe(60)
+    await first.close()
+    const second = await open(ns, topic)
+    await run(second.egress.recover(epochs.map(epoch), 60))
+    await second.close()
+    const out = await readCommitted(kafkaClient(), topic)
+    expect(out.map((r) => JSON.parse(r.value) as string).map((v) => Number(v.slice(1)))).toEqual(epochs.flatMap((e) => [e, e, e]))
+  }, 120_000)
+
+  it("recovery fences the slot's second transactional id too: a zombie's open transaction on it is aborted, its later writes fail", async () => {
+    const ns = uniqueName("kio-zombie2")
+    const topic = uniqueName("kio-zombie2-out")
+    const zombie = await open(ns, topic)
+    await run(zombie.egress.recover([], 0))
+    // T1 on the first id; the zombie's next transaction would use the second.
+    await run(zombie.egress.publish(1, 0, epoch(1).egress))
+    await run(zombie.egress.flush)
+    const kafka = kafkaClient()
+    const second = transactionalIdOf(slotOf(ns, 0, 8), 1)
+    const raw = kafka.producer({ transactionalId: second, idempotent: true, maxInFlightRequests: 1 })
+    await raw.connect()
+    const tx = await raw.transaction()
+    await tx.send({ topic, messages: [{ value: JSON.stringify("half-written"), partition: 0 }] })
+    await tx.send({ topic: markerTopicOf(ns), messages: [{ key: second, value: JSON.stringify({ v: 2, slot: second, lo: 0, hi: 8, through: 2 }) }] })
+
+    const successor = await open(ns, topic)
+    await run(successor.egress.recover([1, 2].map(epoch), 2))
+    await expect(tx.commit()).rejects.toThrow()
+    await raw.disconnect().catch(() => undefined)
+    // The zombie's second id is fenced: publishing epoch 3 through it fails and never shows.
+    const late = await Effect.runPromiseExit(Effect.zipRight(zombie.egress.publish(2, 0, epoch(3).egress), zombie.egress.flush))
+    expect(Exit.isFailure(late)).toBe(true)
+    await zombie.close()
+    await run(successor.egress.publish(3, 0, epoch(3).egress))
+    await run(successor.egress.flush)
+    await successor.close()
     const out = await readCommitted(kafka, topic)
     expect(out.map((r) => r.value).sort()).toEqual(valuesOf([1, 2, 3]))
   }, 120_000)
