@@ -1,3 +1,4 @@
+import "../cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
 import { readEndpoints } from "../config/Endpoints.ts"
 import { progressLine } from "./progress.ts"

@@ -20,6 +20,7 @@
  * `key group mod partitions`; with a key, to Kafka's default (murmur2) partition of the key.
  */
 import { Effect } from "effect"
+import "./kafkajsAbortFix.ts"
 import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Admin, type Message, type Producer, type TopicMessages, type Transaction } from "kafkajs"
 // Default import: Node's CommonJS export detection does not find ConfigResourceTypes in kafkajs's index.
 import kafkajs from "kafkajs"

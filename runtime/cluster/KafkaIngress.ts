@@ -11,6 +11,7 @@
  * has arrived, waiting at most the epoch's wait for the first record.
  */
 import { randomUUID } from "node:crypto"
+import "./kafkajsAbortFix.ts"
 import { AssignerProtocol, Kafka, logLevel as kafkaLogLevel, type Admin, type Consumer, type KafkaMessage, type PartitionAssigner } from "kafkajs"
 import type { KafkaRecord } from "../../workflows/kafka.ts"
 import type { SeekableSplit, SplitOpener } from "../engine/ingress.ts"

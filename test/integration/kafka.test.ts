@@ -1,6 +1,7 @@
 // Smoke test against the real Kafka broker that `npm run infra:up` starts (or EDDY_KAFKA_BROKERS points to).
 // It fails, never skips, when the broker cannot be reached.
 import { randomUUID } from "node:crypto"
+import "../../runtime/cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel, type Consumer } from "kafkajs"
 import { describe, expect, it } from "vitest"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"
@@ -130,4 +131,38 @@ describe("Kafka (real broker)", () => {
     )
     expect([...uncommitted].sort()).toEqual(["A", "ABORTED-1", "ABORTED-2", "B", "C", "D"])
   })
+})
+
+describe("read_committed with nested aborted transactions (kafkajs's filter replaced: runtime/cluster/kafkajsAbortFix.ts)", () => {
+  it("records of an aborted transaction that another aborted one nests in are not read, by the test reader nor by recovery's", async () => {
+    const topic = `eddy-nested-abort-${randomUUID()}`
+    const admin = kafka.admin()
+    await admin.connect()
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 1 }] })
+    await admin.disconnect()
+    const producer = (id: string) => kafka.producer({ transactionalId: `${topic}-${id}`, idempotent: true, maxInFlightRequests: 1 })
+    const [a, b, c] = [producer("a"), producer("b"), producer("c")]
+    await Promise.all([a.connect(), b.connect(), c.connect()])
+    try {
+      // A's transaction starts first and ends last, B's lies inside it: the broker lists aborted transactions in
+      // the order they ended (B, then A), which the stock filter took for first-offset order.
+      const ta = await a.transaction()
+      await ta.send({ topic, acks: -1, messages: ["a1", "a2", "a3"].map((value) => ({ value })) })
+      const tb = await b.transaction()
+      await tb.send({ topic, acks: -1, messages: ["b1", "b2"].map((value) => ({ value })) })
+      await tb.abort()
+      await ta.abort()
+      const tc = await c.transaction()
+      await tc.send({ topic, acks: -1, messages: [{ value: "c1" }] })
+      await tc.commit()
+    } finally {
+      await Promise.all([a.disconnect(), b.disconnect(), c.disconnect()])
+    }
+    const { readCommitted } = await import("./kafkaTopics.ts")
+    expect((await readCommitted(kafka, topic)).map((r) => r.value)).toEqual(["c1"])
+    const { readPartitionThrough } = await import("../../runtime/cluster/KafkaIngress.ts")
+    // Through offset 7 (c1): a1-a3 at 0-2, b1-b2 at 3-4, B's and A's ABORT markers at 5 and 6.
+    const all = await readPartitionThrough(kafka, { brokers: [...endpoints.kafka.brokers] }, topic, 0, 1, 7, 20_000)
+    expect(all.map((r) => Buffer.from(r.value ?? new Uint8Array()).toString())).toEqual(["c1"])
+  }, 60_000)
 })

@@ -1,3 +1,4 @@
+import "../../runtime/cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel, type IHeaders } from "kafkajs"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"
 
