@@ -1,7 +1,6 @@
-import { randomUUID } from "node:crypto"
 import { Agent, request } from "node:http"
 import { targetString, type Answer, type EddyClient, type RequestOptions, type StateOptions, type Target } from "./Client.ts"
-import { batcher, type Call } from "./batching.ts"
+import { batcher, callOf, type Call } from "./batching.ts"
 import { ClientError, clientError, Timeout, Unavailable } from "./errors.ts"
 import { decodeBody, encodeBody, SUPERJSON_TYPE, type AnswerBody, type ErrorBody } from "./wire.ts"
 
@@ -89,14 +88,7 @@ export const httpClient = (url: string, options: HttpClientOptions = {}): EddyCl
   })
 
   const send = async (path: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> => {
-    const c: Call = {
-      target: targetString(target),
-      message,
-      key: o.idempotencyKey ?? randomUUID(),
-      timeoutMs: o.timeoutMs ?? defaultTimeout,
-      ...(o.idempotencyKey === undefined ? { auto: true as const } : {}),
-      ...(path === "/v1/tell" ? { tell: true as const } : {}),
-    }
+    const c = callOf(target, message, o, defaultTimeout, path === "/v1/tell")
     return (options.batching === false ? await single(c) : await batched(c)) as AnswerBody
   }
 

@@ -1,7 +1,6 @@
-import { randomUUID } from "node:crypto"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { targetString, type Answer, type EddyClient, type RequestOptions, type StateOptions, type Target } from "./Client.ts"
-import { batcher, type Call } from "./batching.ts"
+import { batcher, callOf, type Call } from "./batching.ts"
 import { clientError, Timeout, Unavailable } from "./errors.ts"
 import { clientSubjects } from "./subjects.ts"
 import { decodeBody, encodeBody, type AnswerBody, type ErrorBody } from "./wire.ts"
@@ -88,14 +87,7 @@ export const natsClient = async (options: NatsClientOptions): Promise<EddyClient
   })
 
   const send = async (subject: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> => {
-    const c: Call = {
-      target: targetString(target),
-      message,
-      key: o.idempotencyKey ?? randomUUID(),
-      timeoutMs: o.timeoutMs ?? defaultTimeout,
-      ...(o.idempotencyKey === undefined ? { auto: true as const } : {}),
-      ...(subject === s.tell ? { tell: true as const } : {}),
-    }
+    const c = callOf(target, message, o, defaultTimeout, subject === s.tell)
     return (options.batching === false ? await single(c) : await batched(c)) as AnswerBody
   }
 

@@ -1,3 +1,5 @@
+import { randomUUID } from "node:crypto"
+import { targetString, type RequestOptions, type Target } from "./Client.ts"
 import { clientError, Unavailable } from "./errors.ts"
 import type { AnswerBody, ErrorBody } from "./wire.ts"
 
@@ -11,6 +13,16 @@ export interface Call {
   /** The key was made up here for retries (the caller gave none): the app keeps the answer only while retries can come. */
   readonly auto?: true
 }
+
+/** A call as both clients send it: without a caller's key, one made up here (marked auto) for the client's retries. */
+export const callOf = (target: Target, message: unknown, o: RequestOptions, defaultTimeoutMs: number, tell: boolean): Call => ({
+  target: targetString(target),
+  message,
+  key: o.idempotencyKey ?? randomUUID(),
+  timeoutMs: o.timeoutMs ?? defaultTimeoutMs,
+  ...(o.idempotencyKey === undefined ? { auto: true as const } : {}),
+  ...(tell ? { tell: true as const } : {}),
+})
 
 interface Queued {
   readonly call: Call

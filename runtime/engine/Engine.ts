@@ -208,7 +208,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     // Splits that wake the coordinator when records arrive (Kafka): while they are quiet, an idle app waits for
     // that instead of running back-to-back empty epochs (each a log fsync).
     const wakeWhenData = new Set<SplitReader>()
-    const wakeCoordinator = () => Effect.runFork(transport.send(COORDINATOR, { t: "wake" } satisfies Wake).pipe(Effect.ignore))
+    // Client requests and quiet splits' records wake an idle coordinator the same way.
+    const wake: Wake = { t: "wake" }
+    const wakeCoordinator = () => void Effect.runFork(transport.send(COORDINATOR, wake).pipe(Effect.ignore))
     for (const r of readers.flat()) if (r.reader.onData(wakeCoordinator)) wakeWhenData.add(r.reader)
     /** Per partition: the epoch whose ingress read found every split exhausted or quiet. */
     const quietIn = new Map<number, number>()
@@ -445,8 +447,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             Effect.flatMap((o) => (Option.isSome(o) ? Effect.succeed(o.value) : Effect.succeed(undefined))),
           )
 
-    const wake: Wake = { t: "wake" }
-    options.requests?.onArrival(() => Effect.runFork(transport.send(COORDINATOR, wake).pipe(Effect.ignore)))
+    options.requests?.onArrival(wakeCoordinator)
     const receiveUntil = (at: number) =>
       transport.receive.pipe(
         Effect.timeoutOption(Math.max(at - Date.now(), 0)),
