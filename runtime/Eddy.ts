@@ -52,12 +52,20 @@ export interface RunOptions {
   readonly checked?: boolean
   /** Stop when sources are exhausted and nothing is in flight (default true). */
   readonly stopWhenIdle?: boolean
+  /**
+   * Run the next epoch while the previous one's COMMIT is written (default true). Outputs, answers and reads of an
+   * epoch still wait for its own COMMIT; only the throughput changes.
+   */
+  readonly pipeline?: boolean
   /** The coordinator opened epoch e (progress and fault-injection tests). */
   readonly onOpen?: (epoch: number) => void
   /** The coordinator recovered to epoch e from the log, before opening anything. */
   readonly onRecovered?: (epoch: number) => void
-  /** Polled after each commit: true stops the run there (a drain; `stop()` does the same from outside). */
-  readonly stopWhen?: () => boolean
+  /**
+   * Polled once per epoch, when its partitions have all finished it (`epoch`: that epoch): true makes it the run's
+   * last (a drain; `stop()` does the same from outside).
+   */
+  readonly stopWhen?: (epoch: number) => boolean
   readonly onFailure?: (failure: TaskFailure) => void
   readonly onLog?: (level: "info" | "warn" | "error", task: string, key: string | undefined, message: string) => void
   readonly onCommit?: (epoch: number, votes: ReadonlyArray<Vote>, timing: CommitTiming) => void
@@ -105,7 +113,10 @@ export interface RunningApp {
   query(task: string, key: Key): Promise<unknown>
   /** Keys of `task` with state, as of the next commit boundary. */
   keys(task: string): Promise<ReadonlyArray<Key>>
-  /** Stops at the next epoch boundary, after its commit. */
+  /**
+   * Stops at the next epoch boundary, after its commit: the epochs already opened (with pipelining, the next one may
+   * run while an epoch commits) finish first.
+   */
   stop(): Promise<RunSummary>
   /** A client of this app in this process (no HTTP): the same API as `Client.http(url)`. */
   readonly client: EddyClient
@@ -168,21 +179,28 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
   let finished = false
   // Between an idle coordinator's commit and its next open, the live state is the committed state.
   let idle = false
-  const waiting: Array<(r: StateReader) => void> = []
+  // A read is answered from the state at the end of the next epoch, and released once that epoch has committed:
+  // with epochs pipelined, the next one may already be running when a COMMIT becomes durable.
+  const waiting: Array<(r: StateReader) => () => void> = []
+  const held: Array<{ readonly e: number; readonly release: ReadonlyArray<() => void> }> = []
+  const onEpochEnd = (r: StateReader) => {
+    if (waiting.length > 0) held.push({ e: r.epoch, release: waiting.splice(0).map((w) => w(r)) })
+  }
   const onCommitBoundary = (r: StateReader) => {
     reader = r
-    for (const w of waiting.splice(0)) w(r)
+    while (held.length > 0 && held[0]!.e <= r.epoch) for (const release of held.shift()!.release) release()
   }
   const read = <A>(f: (r: StateReader) => A): Promise<A> =>
     new Promise<A>((resolve, reject) => {
-      const answer = (r: StateReader) => {
+      const answer = (r: StateReader): (() => void) => {
         try {
-          resolve(f(r))
+          const a = f(r)
+          return () => resolve(a)
         } catch (err) {
-          reject(err instanceof Error ? err : new Error(String(err)))
+          return () => reject(err instanceof Error ? err : new Error(String(err)))
         }
       }
-      if ((finished || idle) && reader !== undefined) answer(reader)
+      if ((finished || idle) && reader !== undefined) answer(reader)()
       else waiting.push(answer)
     })
   const partitions = options.partitions ?? 1
@@ -266,8 +284,10 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
       idle = true
     },
     ...(options.onRecovered ? { onRecovered: options.onRecovered } : {}),
-    shouldStop: () => stopRequested || options.stopWhen?.() === true,
+    shouldStop: (e) => stopRequested || options.stopWhen?.(e) === true,
+    onEpochEnd,
     onCommitBoundary,
+    ...(options.pipeline === undefined ? {} : { pipeline: options.pipeline }),
     snapshotEvery: options.snapshotEvery ?? 100,
     // Unless told otherwise, a busy app (hundreds of epochs a second) snapshots every 100 epochs but at most every
     // 5 s: the log holds everything in between, and each snapshot costs writes and fsyncs per key group.

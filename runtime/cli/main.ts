@@ -142,22 +142,25 @@ const engineFlags = (flags: Record<string, string | boolean>) => {
   // A served cluster keeps running when idle, for its clients, until stopped (SIGTERM to the coordinator).
   const serve = flags["serve"] === true
   delete flags["serve"]
-  let committed = 0
+  let recovered: number | undefined
   const progress = process.env["EDDY_PROGRESS"] === "1"
   return {
-    ...(stopAfter === undefined ? {} : { stopAfter: () => committed >= stopAfter }),
+    // The run's last epoch is the stopAfter-th after the one it recovered to.
+    ...(stopAfter === undefined ? {} : { stopAfter: (e: number) => recovered !== undefined && e - recovered >= stopAfter }),
     ...(epochMs === undefined ? {} : { epochMs }),
     ...(epochAtoms === undefined ? {} : { epochAtoms }),
     ...(serve ? { stopWhenIdle: false } : {}),
     checked: !unchecked,
+    onRecovered: (e: number) => {
+      recovered = e
+      if (progress) process.stderr.write(`eddy: recovered to epoch ${e}\n`)
+    },
     onCommit: (e: number, _votes: unknown, t: { commitMs: number; epochMs: number }) => {
-      committed++
       if (progress) process.stderr.write(`eddy: committed epoch ${e} (epoch ${t.epochMs.toFixed(2)} ms, commit ${t.commitMs.toFixed(2)} ms)\n`)
     },
     ...(progress
       ? {
           onOpen: (e: number) => process.stderr.write(`eddy: opened epoch ${e}\n`),
-          onRecovered: (e: number) => process.stderr.write(`eddy: recovered to epoch ${e}\n`),
           onSnapshot: (e: number) => process.stderr.write(`eddy: snapshot ${e} written\n`),
           onSnapshotPart: (e: number, s: PartStats) => process.stderr.write(`eddy: snapshot part ${e}: ${s.blobs} blobs, ${s.bytes} bytes in ${s.ms.toFixed(1)} ms\n`),
           // Times since the process started: where a restart's time goes (bench/recovery.ts reads this line).

@@ -168,6 +168,16 @@ export class SegmentWriter {
     }
   }
 
+  /**
+   * Whether queued frames should be written now: someone waits for them, or enough piled up. Frames appended while a
+   * write is under way (the next epoch's records, while this one's COMMIT is written) wait for their own COMMIT.
+   */
+  private wanted(): boolean {
+    if (this.enqueued === this.written) return false
+    if (this.closing || this.writtenWaiters.length > 0 || this.drainWaiters.length > 0 || this.enqueued - this.written >= EAGER_BYTES) return true
+    return this.durableWaiters.some((w) => w.seq > this.written)
+  }
+
   private kick(): void {
     if (this.running || this.failure) return
     this.running = true
@@ -177,10 +187,10 @@ export class SegmentWriter {
   private async run(): Promise<void> {
     try {
       while (true) {
-        if (this.enqueued > this.written) await this.writeQueued()
+        if (this.wanted()) await this.writeQueued()
         const first = this.durableWaiters[0]
         if (first !== undefined && first.seq <= this.written) await this.sync()
-        else if (this.enqueued === this.written) break
+        else if (!this.wanted()) break
       }
     } catch (e) {
       this.fail(e instanceof Error ? e : new Error(String(e)))

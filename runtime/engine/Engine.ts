@@ -11,7 +11,7 @@ import { ConfigError } from "./errors.ts"
 import { SplitReader, type SplitOpener } from "./ingress.ts"
 import { PartitionCore, type IngressBatch, type Reporter } from "./PartitionCore.ts"
 import type { Plan } from "./Plan.ts"
-import type { FenceRecord, SnapshotWritten, Vote, Wake } from "./protocol.ts"
+import type { CommitRecord, FenceRecord, SnapshotWritten, Vote, Wake } from "./protocol.ts"
 import { firstPosition, recover } from "./recovery.ts"
 import type { Key } from "../../workflows/Key.ts"
 import { canonicalKey, keyGroupOf, ownerOf, parseCanonicalKey } from "./keys.ts"
@@ -29,10 +29,23 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly onIdle?: () => void
   /** Called after each COMMIT is durable. */
   readonly onCommit?: (e: number, votes: ReadonlyArray<Vote>, timing: CommitTiming) => void
-  /** Polled after each commit: true stops the run cleanly at that epoch boundary. */
-  readonly shouldStop?: () => boolean
-  /** Called at every commit boundary, when the partitions hold exactly the committed state (answer queries here). */
+  /**
+   * Polled once per epoch when its votes are all in (e: that epoch), and when an idle coordinator would open the next
+   * (e: the last committed): true makes e the last epoch of the run.
+   */
+  readonly shouldStop?: (e: number) => boolean
+  /**
+   * The partitions hosted here hold exactly the state at the end of epoch `state.epoch`, before its COMMIT is
+   * durable (it becomes the committed state iff that COMMIT does; until then nothing read here may leave).
+   */
+  readonly onEpochEnd?: (state: StateReader) => void
+  /**
+   * Epoch `state.epoch` committed (here: every hosted partition heard so), and at start with the recovered epoch.
+   * The live state is that committed state only while no later epoch runs (the coordinator idles or finished).
+   */
   readonly onCommitBoundary?: (state: StateReader) => void
+  /** Open the next epoch while the previous one's COMMIT is written (default true; see CoordinatorCore). */
+  readonly pipeline?: boolean
   /**
    * What this process hosts: the coordinator and/or some partitions (default: everything, the embedded case).
    * A cluster runs the same engine once per process with a different `host`.
@@ -65,8 +78,17 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
  * epoch that aborts are gone with the process (recovery restarts it): callers retry with the same idempotency key.
  */
 export interface RequestChannel {
-  /** Up to `max` requests pushed into live split `split` (an index into plan.splits), one atom each. */
-  take(split: number, max: number): ReadonlyArray<ReadonlyArray<unknown>>
+  /**
+   * Up to `max` requests pushed into live split `split` (an index into plan.splits), one atom each; only those
+   * admitted before admission number `below` (from `olderHalf`), if given.
+   */
+  take(split: number, max: number, below?: number): ReadonlyArray<ReadonlyArray<unknown>>
+  /**
+   * The admission number that cuts the requests waiting in these splits in two halves (older first): an epoch
+   * opened with nothing committing takes the older half only, so the rest fills the next epoch, which runs while
+   * this one's COMMIT is written. Infinity: fewer than two wait.
+   */
+  olderHalf?(splits: ReadonlyArray<number>): number
   /** Whether requests wait in any of these splits. */
   waiting(splits: ReadonlyArray<number>): boolean
   /** The engine's wake-up, called by the channel when requests arrive at an empty channel. */
@@ -216,7 +238,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const quietIn = new Map<number, number>()
     let inTransit = 0
     for (const msgs of rec.inTransit.values()) inTransit += msgs.length
-    const coord = new CoordinatorCore(g, rec.lastEpoch, inTransit, { ...options, partitions: P })
+    const { shouldStop } = options
+    const engineScope = yield* Effect.scope
+    const coord = new CoordinatorCore(g, rec.lastEpoch, inTransit, { ...options, partitions: P, ...(shouldStop === undefined ? {} : { shouldStop }) })
 
     const taskId = (task: string): number => {
       const id = plan.byName.get(task)
@@ -261,8 +285,14 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const replySinks = new Set(plan.app.workflows.flatMap((w) => w.endpoints.map((x) => x.replies)))
     let epochs = 0
     let finishedAt: number | undefined
-    let openedAt = performance.now()
-    let timing: CommitTiming = { commitMs: 0, epochMs: 0 }
+    /** Per uncommitted epoch: when it opened and when its votes were in (for CommitTiming). */
+    const openedAt = new Map<number, number>()
+    const votedAt = new Map<number, number>()
+    /** COMMIT records being written (the first) or waiting to be, by epoch. */
+    const commitRecords = new Map<number, CommitRecord>()
+    let commitFailure: Cause.Cause<unknown> | undefined
+    /** Per epoch: how many hosted partitions have finished it (onEpochEnd once all have). */
+    const ended = new Map<number, number>()
     let stopAt: number | undefined
     let opened = false
     const ready = new Set<number>()
@@ -289,6 +319,13 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
               const quiet = quietIn.get(p) === o.e && (options.requests === undefined || !options.requests.waiting(core.liveSplits))
               const vote: Vote = { t: "vote", g: core.g, e: o.e, from: p, position, checksum, inTransit: o.inTransit, exhausted, ...(quiet ? { quiet } : {}), failures: o.failures, records: o.records, out: o.out }
               yield* transport.send(COORDINATOR, vote)
+              // Once every hosted partition finished e (none can open e+1 before all voted), their state is e's end.
+              const n = (ended.get(o.e) ?? 0) + 1
+              if (n < hosted.length) ended.set(o.e, n)
+              else {
+                ended.delete(o.e)
+                options.onEpochEnd?.(reader(o.e))
+              }
               break
             }
             case "publish":
@@ -314,17 +351,25 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           case "open":
             // Everything queued before this open is taken by it: earlier wakes are spent.
             woken = false
-            openedAt = performance.now()
+            openedAt.set(o.env.e, performance.now())
+            epochStarted = Date.now()
             options.onOpen?.(o.env.e)
             for (let p = 0; p < P; p++) yield* transport.send(p, o.env)
             break
           case "commit": {
-            const votedAt = performance.now()
-            commitPositions.set(o.record.e, yield* log.appendDurable("control", encode(o.record)))
-            const first = firstPosition(o.record.votes.map((v) => v.position))
-            if (first !== undefined) walFrom.set(o.record.e, first)
-            timing = { commitMs: performance.now() - votedAt, epochMs: performance.now() - openedAt }
-            coord.onCommitDurable(o.record.e)
+            // Written beside the next epoch (pipelining); the loop hears of it as DURABLE(e).
+            const e = o.record.e
+            if (!votedAt.has(e)) votedAt.set(e, performance.now())
+            commitRecords.set(e, o.record)
+            yield* Effect.forkIn(
+              log.appendDurable("control", encode(o.record)).pipe(
+                Effect.tap((position) => Effect.sync(() => commitPositions.set(e, position))),
+                Effect.catchAllCause((cause) => Effect.sync(() => (commitFailure ??= cause))),
+                Effect.zipRight(transport.send(COORDINATOR, { t: "durable", e })),
+                Effect.ignore,
+              ),
+              engineScope,
+            )
             break
           }
           case "committed":
@@ -337,12 +382,14 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
               if (snapshot) lastSnapshotAt = now
               for (let p = 0; p < P; p++) yield* transport.send(p, snapshot ? { t: "committed", g, e: o.e, snapshot } : { t: "committed", g, e: o.e })
             }
-            options.onCommit?.(o.e, o.votes, timing)
-            options.onCommitBoundary?.(reader(o.e))
-            if (options.shouldStop?.() === true) {
-              coord.out.length = 0
-              yield* finish(o.e)
+            {
+              const now = performance.now()
+              const timing: CommitTiming = { commitMs: now - (votedAt.get(o.e) ?? now), epochMs: now - (openedAt.get(o.e) ?? now) }
+              votedAt.delete(o.e)
+              openedAt.delete(o.e)
+              options.onCommit?.(o.e, o.votes, timing)
             }
+            options.onCommitBoundary?.(reader(o.e))
             break
           case "finished":
             yield* finish(o.e)
@@ -459,7 +506,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       if (wakeAt !== undefined && (woken || Date.now() >= wakeAt)) {
         wakeAt = undefined
         woken = false
-        if (options.shouldStop?.() === true) yield* finish(idleAfter)
+        if (options.shouldStop?.(idleAfter) === true) yield* finish(idleAfter)
         else {
           coord.open()
           epochStarted = Date.now()
@@ -504,15 +551,26 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           continue
         }
         if (env.t === "wake") {
-          // Kept even while an epoch runs: a request that arrived after its vote must not wait out the idle time.
-          woken = true
+          // An epoch that voted to idle opens its successor after all; otherwise the wake is kept, even while an
+          // epoch runs: a request that arrived after its vote must not wait out the idle time.
+          if (coord.wake()) yield* drainCoordinator
+          else woken = true
+          continue
+        }
+        if (env.t === "durable") {
+          if (commitFailure !== undefined) return yield* Effect.failCause(commitFailure)
+          const record = commitRecords.get(env.e)
+          commitRecords.delete(env.e)
+          const first = record === undefined ? undefined : firstPosition(record.votes.map((v) => v.position))
+          if (first !== undefined) walFrom.set(env.e, first)
+          coord.onCommitDurable(env.e)
+          yield* drainCoordinator
           continue
         }
         if (env.t !== "vote") throw new Error(`assertion: coordinator got '${env.t}'`)
-        const before = coord.epoch
         coord.onVote(env)
+        if (woken && coord.wake()) woken = false
         yield* drainCoordinator
-        if (coord.epoch !== before) epochStarted = Date.now()
         continue
       }
       const core = cores[to]
@@ -525,8 +583,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         opened = true
         const batches: IngressBatch[] = []
         if (options.requests !== undefined) {
+          const below = env.pipelined === true || options.pipeline === false ? undefined : options.requests.olderHalf?.(core.liveSplits)
           for (const i of core.liveSplits) {
-            const atoms = options.requests.take(i, env.budget)
+            const atoms = options.requests.take(i, env.budget, below)
             if (atoms.length > 0) batches.push({ split: i, atoms })
           }
         }
@@ -541,7 +600,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           if (read[k]!.length > 0) batches.push({ split: r.i, atoms: read[k]! })
         })
         core.onOpen(env, batches)
-      } else if (env.t !== "vote" && env.t !== "ready" && env.t !== "snapshot" && env.t !== "wake") core.handle(env)
+      } else if (env.t !== "vote" && env.t !== "ready" && env.t !== "snapshot" && env.t !== "wake" && env.t !== "durable") core.handle(env)
       yield* drainPartition(to)
       if (env.t === "committed") {
         yield* onCommitted(env.e, core, env.snapshot === true)

@@ -41,6 +41,8 @@ export interface OpenEpoch {
   /** Atoms each source split may admit in this epoch (0 while backpressure holds ingress). */
   readonly budget: number
   readonly roundLimit: number
+  /** The previous epoch's COMMIT is still being written (pipelined): a partition may take fewer requests now. */
+  readonly pipelined?: boolean
 }
 
 export interface RoundData {
@@ -121,8 +123,14 @@ export interface Wake {
   readonly t: "wake"
 }
 
+/** The coordinator's own process: COMMIT(e) is durable (or its write failed: the process then stops). */
+export interface Durable {
+  readonly t: "durable"
+  readonly e: number
+}
+
 export type ToPartition = OpenEpoch | RoundData | RoundDone | Committed
-export type ToCoordinator = Vote | Ready | SnapshotWritten | Wake
+export type ToCoordinator = Vote | Ready | SnapshotWritten | Wake | Durable
 
 /** The COMMIT decision, as written to the control stream. */
 export interface CommitRecord {

@@ -105,7 +105,7 @@ describe("behaviors and typed state", () => {
       return { system, app: App.define({ name: "tally", workflows: [driver(system, range(1, 10), (n) => system.tell(system.ref(tally, "t"), n)), system.workflow] }) }
     }
     const first = makeApp()
-    const running = Eddy.start(first.app, { dataDir: dir, epochAtoms: 1, onFailure: () => undefined, onCommit: (e) => e === 4 && void running.stop() })
+    const running = Eddy.start(first.app, { dataDir: dir, epochAtoms: 1, onFailure: () => undefined, stopWhen: (e) => e >= 4 })
     await running.done
     expect(await first.system.query(running, first.system.ref(tally, "t"))).toEqual({ setups: 1, sum: 1 + 2 + 3 + 4 })
     const second = makeApp()

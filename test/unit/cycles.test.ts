@@ -96,11 +96,9 @@ describe("cycles", () => {
       epochAtoms: 3,
       dataDir: dir,
       onFailure: () => undefined,
+      stopWhen: (e) => e >= 5,
       onCommit: (e, votes) => {
-        if (e === 5) {
-          carried = votes.reduce((n, v) => n + v.inTransit, 0)
-          void first.stop()
-        }
+        if (e === 5) carried = votes.reduce((n, v) => n + v.inTransit, 0)
       },
     })
     expect((await first.done).lastEpoch).toBe(5)

@@ -179,11 +179,9 @@ describe("portals", () => {
         ...opts,
         dataDir: dirs[1]!,
         onFailure: () => undefined,
+        stopWhen: (e) => e >= 4,
         onCommit: (e, votes) => {
-          if (e === 4) {
-            pendingAtStop = votes.reduce((n, v) => n + v.inTransit, 0)
-            void first.stop()
-          }
+          if (e === 4) pendingAtStop = votes.reduce((n, v) => n + v.inTransit, 0)
         },
       })
       await first.done

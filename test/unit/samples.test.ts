@@ -17,7 +17,7 @@ const FIB_TASK = "fibonacci/actors"
 
 /** A run stopped after epoch `stopAt`, then resumed from its data directory with another partition count. */
 const stopAndResume = async (make: () => App, dir: string, first: RunOptions & { stopAt: number }, second: RunOptions) => {
-  const running = Eddy.start(make(), { ...first, dataDir: dir, onFailure: () => undefined, onCommit: (e) => e === first.stopAt && void running.stop() })
+  const running = Eddy.start(make(), { ...first, dataDir: dir, onFailure: () => undefined, stopWhen: (e) => e >= first.stopAt })
   const a = await running.done
   const atStop = await committedState(dir)
   const b = await runApp(make(), { ...second, dataDir: dir })

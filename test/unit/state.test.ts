@@ -234,9 +234,7 @@ describe("ctx.state", () => {
       epochAtoms: 4,
       partitions: 2,
       onFailure: () => undefined,
-      onCommit: (e) => {
-        if (e === 3) void first.stop()
-      },
+      stopWhen: (e) => e >= 3,
     })
     const a = await first.done
     expect(a.lastEpoch).toBe(3)
