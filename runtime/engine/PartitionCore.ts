@@ -836,17 +836,16 @@ export class PartitionCore {
     const reply: ReplyAddress = { node: from.node.id, kg: this.cur.kg, key: from.key, ks: from.ks, id }
     const v = this.options.checked ? checkedCopy(request) : request
     this.sent[this.nsent++] = { k: ASK, node: replierNode, kg, key, ks, v, skg: this.cur.kg, seq: 0, reply }
-    const replyTo = from.replyTo
-    return {
-      id,
-      then: (cont: Continuation<unknown, unknown, never, never>, data: unknown) => {
-        if (from.node.continuations.get(cont.name) !== (cont as unknown)) {
-          throw new Error(`continuation '${cont.name}' must be listed in the 'continuations' option of task '${from.node.name}'`)
-        }
-        const d = this.options.checked ? checkedCopy(data) : data
-        this.pendingWrites.push({ id, p: { node: from.node.id, continuation: cont.name, data: d, key: from.key, ks: from.ks, replyTo } })
-      },
+    return new AskFuture(this, from, id, from.replyTo)
+  }
+
+  /** The asker registered its continuation: the ask is pending until the reply comes (logged if it crosses a commit). */
+  continueWith(from: NodeContext, id: string, replyTo: ReplyAddress | undefined, cont: Continuation<unknown, unknown, never, never>, data: unknown): void {
+    if (from.node.continuations.get(cont.name) !== (cont as unknown)) {
+      throw new Error(`continuation '${cont.name}' must be listed in the 'continuations' option of task '${from.node.name}'`)
     }
+    const d = this.options.checked ? checkedCopy(data) : data
+    this.pendingWrites.push({ id, p: { node: from.node.id, continuation: cont.name, data: d, key: from.key, ks: from.ks, replyTo } })
   }
 
   reply(to: ReplyAddress, value: unknown): void {
@@ -866,6 +865,20 @@ export class PartitionCore {
     t = Math.imul(t ^ (t >>> 15), t | 1)
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** An ask's future (a class, not a closure per ask: asks are the actor system's hot path). */
+class AskFuture implements Future<unknown> {
+  constructor(
+    private readonly core: PartitionCore,
+    private readonly from: NodeContext,
+    readonly id: string,
+    private readonly replyTo: ReplyAddress | undefined,
+  ) {}
+
+  then(cont: Continuation<unknown, unknown, never, never>, data: unknown): void {
+    this.core.continueWith(this.from, this.id, this.replyTo, cont, data)
   }
 }
 
