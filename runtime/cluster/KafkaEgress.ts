@@ -11,6 +11,8 @@
  * partition offsets stay in epoch order) while T(n) commits, but commits only after T(n) committed; if T(n) fails,
  * T(n+1) is aborted. One producer would wait for each commit and then for the broker to write its markers
  * (CONCURRENT_TRANSACTIONS on the next AddPartitionsToTxn) before sending again.
+ * A transactional id's next transaction begins, with every partition the slot may write added, as soon as its
+ * previous one committed (`prepared`), so sending an epoch's records is one Produce request.
  *
  * Recovery first fences every transactional id of the slot (InitProducerId: a zombie holding it is fenced and its
  * open transaction aborted), then reads the markers, then republishes the committed epochs the log still holds whose
@@ -433,6 +435,8 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
     const service: EgressService = {
       recover: (committed, lastEpoch) =>
         attempt(`recovering (transactional id ${slot})`, async () => {
+          // Nothing is begun ahead before recovery; should it be (a second recovery), it ends first.
+          await Promise.all(producers.map(async (_, i) => (await takePrepared(i))?.abort().catch(() => undefined)))
           // InitProducerId on every transactional id of the slot (the later ones first): fences a zombie holding
           // it and aborts its open transaction, so nothing the zombie has not committed yet can commit after this.
           for (let i = producers.length - 1; i > 0; i--) {
