@@ -116,12 +116,12 @@ const kcatPath = (): Promise<string> =>
 const kcatBrokers = () => readEndpoints().kafka.brokers.join(",")
 
 /**
- * Writes `rate` records/s of {k, t} for `forSeconds` through kcat (librdkafka, linger 1 ms, acks=1), keyed by k; t is
+ * Writes `rate` records/s of {k, t} for `forSeconds` through kcat (librdkafka, linger 1 ms or EDDY_BENCH_LINGER, acks=1), keyed by k; t is
  * taken when the record is handed to kcat, so kcat's batching counts in the latency.
  */
 const produceWithKcat = async (topic: string, dist: Dist, rate: number, forSeconds: number): Promise<number> => {
   const kcat = await kcatPath()
-  const p = spawn(kcat, ["-P", "-b", kcatBrokers(), "-t", topic, "-K", "\t", "-X", "linger.ms=1", "-X", "acks=1"], { stdio: ["pipe", "ignore", "inherit"] })
+  const p = spawn(kcat, ["-P", "-b", kcatBrokers(), "-t", topic, "-K", "\t", "-X", `linger.ms=${process.env["EDDY_BENCH_LINGER"] ?? "1"}`, "-X", "acks=1"], { stdio: ["pipe", "ignore", "inherit"] })
   const exited = new Promise<number | null>((resolve) => p.on("close", resolve))
   const next = sampler(dist, 7)
   let sent = 0

@@ -11,6 +11,8 @@
  * partition offsets stay in epoch order) while T(n) commits, but commits only after T(n) committed; if T(n) fails,
  * T(n+1) is aborted. One producer would wait for each commit and then for the broker to write its markers
  * (CONCURRENT_TRANSACTIONS on the next AddPartitionsToTxn) before sending again.
+ * A transactional id's next transaction begins, with every partition the slot may write added, as soon as its
+ * previous one committed (`prepared`), so sending an epoch's records is one Produce request.
  *
  * Recovery first fences every transactional id of the slot (InitProducerId: a zombie holding it is fenced and its
  * open transaction aborted), then reads the markers, then republishes the committed epochs the log still holds whose
@@ -21,6 +23,7 @@
  */
 import { Effect } from "effect"
 import "./kafkajsAbortFix.ts"
+import { addPartitions, transactionWithEos, type EosManager } from "./kafkajsTransactions.ts"
 import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Admin, type Message, type Producer, type TopicMessages, type Transaction } from "kafkajs"
 // Default import: Node's CommonJS export detection does not find ConfigResourceTypes in kafkajs's index.
 import kafkajs from "kafkajs"
@@ -54,6 +57,8 @@ export interface KafkaEgressOptions {
    * commits ("committing"), with its epochs; a rejection fails the transaction.
    */
   readonly testHook?: (step: "sent" | "committing", epochs: ReadonlyArray<number>) => Promise<void>
+  /** A transaction begun ahead and unused for this long is aborted (default 5 s; tests). */
+  readonly preparedIdleMs?: number
 }
 
 export const markerTopicOf = (namespace: string): string => `eddy.${namespace}.egress-done`
@@ -66,6 +71,9 @@ const TRANSACTION_TIMEOUT_MS = 15_000
 /** Suffix of the key of the record a slot writes when it recovers (not a marker: readers skip it). */
 const RECOVERY_KEY = ".recovering"
 const toBuffer = (v: Uint8Array | string): Buffer => (typeof v === "string" ? Buffer.from(v) : Buffer.from(v.buffer, v.byteOffset, v.byteLength))
+
+/** A transaction begun ahead (see `prepared`) and unused for this long is aborted (the broker's timeout is 15 s). */
+const PREPARED_IDLE_MS = 5_000
 
 /** Records per produce request (see transact). */
 const REQUEST_RECORDS = 4000
@@ -142,8 +150,35 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       retry: { retries: 12, initialRetryTime: 5, maxRetryTime: 1_000 },
     })
     const producers: ReadonlyArray<Producer> = Array.from({ length: inFlight }, (_, i) => makeProducer(i))
+    /** Per producer, kafkajs's transaction manager (known after its first transaction began). */
+    const eos: Array<EosManager | undefined> = producers.map(() => undefined)
+    const openTransaction = (i: number): Promise<Transaction> => {
+      const { tx, eos: m } = transactionWithEos(producers[i]!, eos[i])
+      eos[i] = m
+      return tx
+    }
+    /**
+     * Per producer, its next transaction, begun as soon as its previous one committed, with every partition it may
+     * write already added (AddPartitionsToTxn, off the critical path); resolves to undefined if that failed (the
+     * transaction is then begun when its records are ready, as without this). Aborted if unused for a while, so an
+     * idle slot holds no open transaction (the broker would time it out and fence the producer).
+     */
+    const prepared: Array<{ readonly tx: Promise<Transaction | undefined>; readonly timer: ReturnType<typeof setTimeout> } | undefined> = producers.map(() => undefined)
+    let closing = false
+    /** Takes producer i's prepared transaction, if any (undefined: none, or preparing it failed). */
+    const takePrepared = async (i: number): Promise<Transaction | undefined> => {
+      const p = prepared[i]
+      if (p === undefined) return undefined
+      prepared[i] = undefined
+      clearTimeout(p.timer)
+      return p.tx
+    }
     yield* Effect.addFinalizer(() =>
-      Effect.promise(() => Promise.all([...producers.map((p) => p.disconnect().catch(() => undefined)), admin.disconnect().catch(() => undefined)])).pipe(
+      Effect.promise(async () => {
+        closing = true
+        await Promise.all(producers.map(async (_, i) => (await takePrepared(i))?.abort().catch(() => undefined)))
+        await Promise.all([...producers.map((p) => p.disconnect().catch(() => undefined)), admin.disconnect().catch(() => undefined)])
+      }).pipe(
         Effect.interruptible,
         Effect.timeout(5_000),
         Effect.ignore,
@@ -234,7 +269,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }))
       topicMessages.push({ topic: markerTopic, messages: [{ key: id, value: Buffer.from(encoder.encode(encodeMarker(marker))) }] })
       const begin = Date.now()
-      const tx = await producers[i]!.transaction()
+      const tx = (await takePrepared(i)) ?? (await openTransaction(i))
       try {
         // kafkajs encodes a produce request into one growing buffer: its cost grows faster than the record count
         // (measured: 20k records per request ~9k records/s, 4k ~27k records/s), so a transaction sends several.
@@ -268,6 +303,38 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         n++
       }
       return n - from
+    }
+
+    /** Every partition a transaction of this slot may write: the sink topics' and the marker's. */
+    const allPartitions = (): Array<{ topic: string; partitions: number[] }> => [
+      ...[...topicPartitions].map(([topic, n]) => ({ topic, partitions: Array.from({ length: n }, (_, p) => p) })),
+      { topic: markerTopic, partitions: [0] },
+    ]
+    /** Begins producer i's next transaction ahead (see `prepared`); its previous transaction has ended. */
+    const prepare = (i: number) => {
+      const m = eos[i]
+      if (closing || failure !== undefined || m === undefined || prepared[i] !== undefined) return
+      const tx = (async () => {
+        const t = await openTransaction(i)
+        try {
+          await addPartitions(m, allPartitions())
+          return t
+        } catch {
+          await t.abort().catch(() => undefined)
+          return undefined
+        }
+      })().catch(() => undefined)
+      const state = {
+        tx,
+        timer: setTimeout(() => {
+          if (prepared[i] !== state) return
+          prepared[i] = undefined
+          // The producer takes its next transaction after this abort.
+          producerFree[i] = tx.then((t) => t?.abort()).catch(() => undefined)
+        }, options.preparedIdleMs ?? PREPARED_IDLE_MS),
+      }
+      state.timer.unref?.()
+      prepared[i] = state
     }
 
     const pending = new Map<number, { count: number; batches: EgressBatch[] }>()
@@ -354,7 +421,8 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           claimed = through
           const done = chain(t, through)
           producerFree[i] = done
-          done.catch(() => undefined)
+          // Registered before the loop waits on it: the next transaction of this producer takes what this prepares.
+          done.then(() => prepare(i), () => undefined)
         }
       } catch (err) {
         failWith(err)
@@ -367,16 +435,18 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
     const service: EgressService = {
       recover: (committed, lastEpoch) =>
         attempt(`recovering (transactional id ${slot})`, async () => {
+          // Nothing is begun ahead before recovery; should it be (a second recovery), it ends first.
+          await Promise.all(producers.map(async (_, i) => (await takePrepared(i))?.abort().catch(() => undefined)))
           // InitProducerId on every transactional id of the slot (the later ones first): fences a zombie holding
           // it and aborts its open transaction, so nothing the zombie has not committed yet can commit after this.
           for (let i = producers.length - 1; i > 0; i--) {
-            const t = await producers[i]!.transaction()
+            const t = await openTransaction(i)
             await t.abort()
           }
           // The first id's transaction writes a recovery record to the marker topic; every marker committed before
           // it is below its offset, so reading through it sees them all, even while another slot's open
           // transaction holds the topic's last stable offset back (markers of all slots share the topic).
-          const fence = await producers[0]!.transaction()
+          const fence = await openTransaction(0)
           let at: number
           try {
             const meta = await fence.send({ topic: markerTopic, acks: -1, messages: [{ key: slot + RECOVERY_KEY, value: String(Date.now()), partition: 0 }] })

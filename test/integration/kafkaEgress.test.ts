@@ -1,5 +1,6 @@
 import { Effect, Exit, Scope } from "effect"
 import { describe, expect, it } from "vitest"
+import { txnCoordinatorStats } from "../../runtime/cluster/kafkajsTransactions.ts"
 import { KafkaEgress, markerTopicOf, slotOf, transactionalIdOf, type KafkaEgressOptions } from "../../runtime/cluster/KafkaEgress.ts"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"
 import type { EgressBatch } from "../../runtime/engine/EpochRecord.ts"
@@ -177,6 +178,32 @@ describe("Kafka egress recovery (real Kafka)", () => {
     await first.close()
     const second = await open(ns, topic)
     await run(second.egress.recover(epochs.map(epoch), 60))
+    await second.close()
+    const out = await readCommitted(kafkaClient(), topic)
+    expect(out.map((r) => JSON.parse(r.value) as string).map((v) => Number(v.slice(1)))).toEqual(epochs.flatMap((e) => [e, e, e]))
+  }, 120_000)
+
+  it("transactions begun ahead (partitions added before the records exist), idle ones aborted; the coordinator looked up once per id", async () => {
+    const ns = uniqueName("kio-ahead")
+    const topic = uniqueName("kio-ahead-out")
+    const looked = txnCoordinatorStats.looked
+    const cached = txnCoordinatorStats.cached
+    const first = await open(ns, topic, { preparedIdleMs: 300 })
+    await run(first.egress.recover([], 0))
+    const epochs = Array.from({ length: 12 }, (_, i) => i + 1)
+    for (const e of epochs) {
+      await run(first.egress.publish(e, 0, epoch(e).egress))
+      // One transaction per epoch; now and then long enough for the transactions begun ahead to be aborted.
+      await run(first.egress.flush)
+      if (e % 4 === 0) await new Promise((r) => setTimeout(r, 700))
+    }
+    expect(await run(first.egress.publishedThrough)).toBe(12)
+    await first.close()
+    // Two transactional ids: one lookup each (more only if a request to the coordinator failed).
+    expect(txnCoordinatorStats.looked - looked).toBeLessThanOrEqual(4)
+    expect(txnCoordinatorStats.cached - cached).toBeGreaterThan(12)
+    const second = await open(ns, topic)
+    await run(second.egress.recover(epochs.map(epoch), 12))
     await second.close()
     const out = await readCommitted(kafkaClient(), topic)
     expect(out.map((r) => JSON.parse(r.value) as string).map((v) => Number(v.slice(1)))).toEqual(epochs.flatMap((e) => [e, e, e]))
