@@ -33,35 +33,18 @@ interface Queued {
 /**
  * Coalesces the calls made in one tick: a lone call goes by `one`, several by `many` as one batch whose answers
  * (`{ answers }`, in call order) are handed to their callers one by one. HTTP and NATS clients share it.
- *
- * With nothing in flight, a tick's calls go as two batches: the app takes a batch whole into an epoch, and opens the
- * next epoch while one commits, so the first half is answered (and its callers call again) while the second is
- * committing. Callers in a closed loop then keep two batches in flight, one per stage of that pipeline.
  */
 export const batcher = (where: string, send: { one: (call: Call) => Promise<unknown>; many: (calls: ReadonlyArray<Call>) => Promise<unknown> }) => {
   let pending: Queued[] = []
-  let inFlight = 0
   const flush = () => {
-    const all = pending
+    const batch = pending
     pending = []
-    if (inFlight === 0 && all.length >= 2) {
-      const half = Math.ceil(all.length / 2)
-      dispatch(all.slice(0, half))
-      dispatch(all.slice(half))
-    } else dispatch(all)
-  }
-  const dispatch = (batch: Queued[]) => {
-    inFlight++
-    const landed = () => void inFlight--
     if (batch.length === 1) {
       const q = batch[0]!
-      send.one(q.call).then(
-        (a) => (landed(), q.resolve(a as AnswerBody)),
-        (err: unknown) => (landed(), q.reject(err)),
-      )
+      send.one(q.call).then((a) => q.resolve(a as AnswerBody), q.reject)
       return
     }
-    send.many(batch.map((q) => q.call)).finally(landed).then(
+    send.many(batch.map((q) => q.call)).then(
       (r) => {
         const answers = (r as { answers?: Array<AnswerBody & Partial<ErrorBody>> }).answers ?? []
         batch.forEach((q, i) => {

@@ -107,16 +107,14 @@ export const startNatsFront = async (front: RequestFront, state: StateAccess, op
         })
       }, timeoutMs)
       batches.set(id, { answers: new Array<unknown>(requests.length).fill(undefined), left: requests.length, reply: msg, timer })
-      front.batch(() =>
-        requests.forEach((r, i) => {
-          try {
-            if (typeof r !== "object" || r === null || typeof r.target !== "string") throw new FrontError("BadRequest", "each request needs a string 'target' ('type/id')")
-            front.submitFor(frontRequest(r, r.tell !== true), `${answersSubject}.${id}.${i}`)
-          } catch (e) {
-            settle(id, i, errorBody(e))
-          }
-        }),
-      )
+      requests.forEach((r, i) => {
+        try {
+          if (typeof r !== "object" || r === null || typeof r.target !== "string") throw new FrontError("BadRequest", "each request needs a string 'target' ('type/id')")
+          front.submitFor(frontRequest(r, r.tell !== true), `${answersSubject}.${id}.${i}`)
+        } catch (e) {
+          settle(id, i, errorBody(e))
+        }
+      })
     },
   })
 

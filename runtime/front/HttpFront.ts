@@ -111,16 +111,14 @@ async function handle(front: RequestFront, state: StateAccess, options: HttpFron
         send(res, rich, 200, { answers })
       }
       if (left === 0) return send(res, rich, 200, { answers })
-      front.batch(() =>
-        requests.forEach((r, i) => {
-          if (typeof r !== "object" || r === null || typeof r.target !== "string") return settled(i, { error: { tag: "BadRequest", message: "each request needs a string 'target' ('type/id')" } })
-          const ask = r.tell !== true
-          front.submitWith(
-            frontRequest(r, ask),
-            (o) => settled(i, o instanceof FrontError ? { error: { tag: o.tag, message: o.message } } : ask ? { reply: o.reply, epoch: o.epoch } : { epoch: o.epoch }),
-          )
-        }),
-      )
+      requests.forEach((r, i) => {
+        if (typeof r !== "object" || r === null || typeof r.target !== "string") return settled(i, { error: { tag: "BadRequest", message: "each request needs a string 'target' ('type/id')" } })
+        const ask = r.tell !== true
+        front.submitWith(
+          frontRequest(r, ask),
+          (o) => settled(i, o instanceof FrontError ? { error: { tag: o.tag, message: o.message } } : ask ? { reply: o.reply, epoch: o.epoch } : { epoch: o.epoch }),
+        )
+      })
       return
     }
     if (req.method === "GET" && path.startsWith("/v1/state/")) {

@@ -86,13 +86,8 @@ export class RequestFront implements RequestChannel {
   private readonly inboxes: Inbox[] = []
   private readonly byType = new Map<string, Inbox>()
   private readonly queues = new Map<number, EndpointRequest[]>()
-  /**
-   * Per split, the admission number of each queued request (non-decreasing): which came first across splits. The
-   * requests of one client batch share one (`batch`): an epoch takes or leaves a batch whole.
-   */
+  /** Per split, the admission number of each queued request (increasing): which requests came first across splits. */
   private readonly admissions = new Map<number, number[]>()
-  private admission = 0
-  private inBatch = false
   private readonly waiters = new Map<string, Waiter>()
   /**
    * Waiter ids in admission order, one queue per timeout (so deadlines ascend within a queue): one timer for all,
@@ -274,7 +269,7 @@ export class RequestFront implements RequestChannel {
     const split = inbox!.byKg.get(kg) ?? inbox!.splits[kg % inbox!.splits.length]!
     const queue = this.queues.get(split)!
     queue.push(keep === undefined ? { id, to: req.target, m: req.message, ask: req.ask, w } : { id, to: req.target, m: req.message, ask: req.ask, w, keep })
-    this.admissions.get(split)!.push(this.inBatch ? this.admission : this.admission++)
+    this.admissions.get(split)!.push(this.admitted)
     this.admitted++
     if (this.queued++ === 0) this.wake?.()
   }
@@ -299,23 +294,11 @@ export class RequestFront implements RequestChannel {
   }
 
   olderHalf(splits: ReadonlyArray<number>): number {
-    const seen = new Set<number>()
-    for (const s of splits) for (const a of this.admissions.get(s) ?? []) seen.add(a)
-    if (seen.size < 2) return Number.POSITIVE_INFINITY
-    const all = [...seen].sort((a, b) => a - b)
+    const all: number[] = []
+    for (const s of splits) for (const a of this.admissions.get(s) ?? []) all.push(a)
+    if (all.length < 2) return Number.POSITIVE_INFINITY
+    all.sort((a, b) => a - b)
     return all[Math.ceil(all.length / 2)]!
-  }
-
-  /** Admits the requests `admit` submits as one batch: one admission number, so an epoch takes them all or none. */
-  batch(admit: () => void): void {
-    if (this.inBatch) return admit()
-    this.inBatch = true
-    try {
-      admit()
-    } finally {
-      this.inBatch = false
-      this.admission++
-    }
   }
 
   waiting(splits: ReadonlyArray<number>): boolean {

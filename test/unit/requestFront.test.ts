@@ -99,20 +99,4 @@ describe("RequestFront", () => {
     expect(taken(f.olderHalf(splits))).toHaveLength(1)
     f.close("stopped")
   })
-
-  it("a batch is taken whole: the older half counts batches, not requests", () => {
-    const { f, taken, splits } = front()
-    const { settle } = outcomes()
-    f.batch(() => {
-      for (let i = 0; i < 6; i++) f.submitWith({ target: `counter/k${i}`, message: { add: i }, ask: true }, settle(i))
-    })
-    // One batch alone is never cut.
-    expect(f.olderHalf(splits)).toBe(Number.POSITIVE_INFINITY)
-    f.batch(() => {
-      for (let i = 6; i < 9; i++) f.submitWith({ target: `counter/k${i}`, message: { add: i }, ask: true }, settle(i))
-    })
-    expect(taken(f.olderHalf(splits)).map((r) => (r.m as { add: number }).add).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5])
-    expect(taken().map((r) => (r.m as { add: number }).add).sort((a, b) => a - b)).toEqual([6, 7, 8])
-    f.close("stopped")
-  })
 })
