@@ -78,17 +78,8 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
  * epoch that aborts are gone with the process (recovery restarts it): callers retry with the same idempotency key.
  */
 export interface RequestChannel {
-  /**
-   * Up to `max` requests pushed into live split `split` (an index into plan.splits), one atom each; only those
-   * admitted before admission number `below` (from `olderHalf`), if given.
-   */
-  take(split: number, max: number, below?: number): ReadonlyArray<ReadonlyArray<unknown>>
-  /**
-   * The admission number that cuts the requests waiting in these splits in two halves (older first): an epoch
-   * opened with nothing committing takes the older half only, so the rest fills the next epoch, which runs while
-   * this one's COMMIT is written. Infinity: fewer than two wait.
-   */
-  olderHalf?(splits: ReadonlyArray<number>): number
+  /** Up to `max` requests pushed into live split `split` (an index into plan.splits), one atom each. */
+  take(split: number, max: number): ReadonlyArray<ReadonlyArray<unknown>>
   /** Whether requests wait in any of these splits. */
   waiting(splits: ReadonlyArray<number>): boolean
   /** The engine's wake-up, called by the channel when requests arrive at an empty channel. */
@@ -583,9 +574,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         opened = true
         const batches: IngressBatch[] = []
         if (options.requests !== undefined) {
-          const below = env.pipelined === true || options.pipeline === false ? undefined : options.requests.olderHalf?.(core.liveSplits)
           for (const i of core.liveSplits) {
-            const atoms = options.requests.take(i, env.budget, below)
+            const atoms = options.requests.take(i, env.budget)
             if (atoms.length > 0) batches.push({ split: i, atoms })
           }
         }

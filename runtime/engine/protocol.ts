@@ -41,7 +41,7 @@ export interface OpenEpoch {
   /** Atoms each source split may admit in this epoch (0 while backpressure holds ingress). */
   readonly budget: number
   readonly roundLimit: number
-  /** The previous epoch's COMMIT is still being written (pipelined): a partition may take fewer requests now. */
+  /** Opened while the previous epoch's COMMIT was still being written (pipelined; for traces and tests). */
   readonly pipelined?: boolean
 }
 

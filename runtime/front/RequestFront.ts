@@ -86,8 +86,6 @@ export class RequestFront implements RequestChannel {
   private readonly inboxes: Inbox[] = []
   private readonly byType = new Map<string, Inbox>()
   private readonly queues = new Map<number, EndpointRequest[]>()
-  /** Per split, the admission number of each queued request (increasing): which requests came first across splits. */
-  private readonly admissions = new Map<number, number[]>()
   private readonly waiters = new Map<string, Waiter>()
   /**
    * Waiter ids in admission order, one queue per timeout (so deadlines ascend within a queue): one timer for all,
@@ -120,10 +118,7 @@ export class RequestFront implements RequestChannel {
         const inbox: Inbox = { endpoint, byKg, splits: [...byKg.values()] }
         this.inboxes.push(inbox)
         for (const t of endpoint.types) if (!this.byType.has(t)) this.byType.set(t, inbox)
-        for (const i of inbox.splits) {
-          this.queues.set(i, [])
-          this.admissions.set(i, [])
-        }
+        for (const i of inbox.splits) this.queues.set(i, [])
       }
     }
   }
@@ -269,36 +264,18 @@ export class RequestFront implements RequestChannel {
     const split = inbox!.byKg.get(kg) ?? inbox!.splits[kg % inbox!.splits.length]!
     const queue = this.queues.get(split)!
     queue.push(keep === undefined ? { id, to: req.target, m: req.message, ask: req.ask, w } : { id, to: req.target, m: req.message, ask: req.ask, w, keep })
-    this.admissions.get(split)!.push(this.admitted)
     this.admitted++
     if (this.queued++ === 0) this.wake?.()
   }
 
   // ---- RequestChannel (the engine's side) ----
 
-  take(split: number, max: number, below = Number.POSITIVE_INFINITY): ReadonlyArray<ReadonlyArray<unknown>> {
+  take(split: number, max: number): ReadonlyArray<ReadonlyArray<unknown>> {
     const queue = this.queues.get(split)
     if (queue === undefined || queue.length === 0 || max <= 0) return []
-    const admissions = this.admissions.get(split)!
-    let n = Math.min(max, queue.length)
-    if (below !== Number.POSITIVE_INFINITY) {
-      let k = 0
-      while (k < n && admissions[k]! < below) k++
-      n = k
-    }
-    if (n === 0) return []
-    const taken = queue.splice(0, n)
-    admissions.splice(0, n)
+    const taken = queue.splice(0, max)
     this.queued -= taken.length
     return taken.map((r) => [r])
-  }
-
-  olderHalf(splits: ReadonlyArray<number>): number {
-    const all: number[] = []
-    for (const s of splits) for (const a of this.admissions.get(s) ?? []) all.push(a)
-    if (all.length < 2) return Number.POSITIVE_INFINITY
-    all.sort((a, b) => a - b)
-    return all[Math.ceil(all.length / 2)]!
   }
 
   waiting(splits: ReadonlyArray<number>): boolean {

@@ -9,8 +9,8 @@ const front = (timeoutMs?: number) => {
   const plan = compile(counterApp())
   const f = new RequestFront(plan, { hosts: () => true, ...(timeoutMs === undefined ? {} : { timeoutMs }) })
   const splits = plan.splits.flatMap((s, i) => (s.source.live === true ? [i] : []))
-  const taken = (below?: number): EndpointRequest[] => splits.flatMap((i) => f.take(i, 1_000, below).map((atom) => atom[0] as EndpointRequest))
-  return { f, taken, splits }
+  const taken = (): EndpointRequest[] => splits.flatMap((i) => f.take(i, 1_000).map((atom) => atom[0] as EndpointRequest))
+  return { f, taken }
 }
 
 const outcomes = () => {
@@ -83,20 +83,5 @@ describe("RequestFront", () => {
     } finally {
       console.error = err
     }
-  })
-
-  it("the older half of the waiting requests, across splits, is taken first; then the rest", () => {
-    const { f, taken, splits } = front()
-    const { settle } = outcomes()
-    for (let i = 0; i < 9; i++) f.submitWith({ target: `counter/k${i}`, message: { add: i }, ask: true }, settle(i))
-    const below = f.olderHalf(splits)
-    const first = taken(below).map((r) => (r.m as { add: number }).add)
-    expect(first.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4])
-    expect(taken().map((r) => (r.m as { add: number }).add).sort((a, b) => a - b)).toEqual([5, 6, 7, 8])
-    // A single waiting request is never held back.
-    f.submitWith({ target: "counter/x", message: { add: 1 }, ask: true }, settle(9))
-    expect(f.olderHalf(splits)).toBe(Number.POSITIVE_INFINITY)
-    expect(taken(f.olderHalf(splits))).toHaveLength(1)
-    f.close("stopped")
   })
 })
