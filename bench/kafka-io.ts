@@ -11,6 +11,7 @@
 //   node --import tsx bench/kafka-io.ts [--records 200000] [--keys 100000] [--runs 3] [--seconds 15]
 //        [--in-partitions 4] [--epoch-atoms 5000] [--epoch-ms 2] [--only uniform|zipf] [--loads 0.5,0.9]
 //        [--max R: skip the drain runs, take R records/s as the maximum] [--client kcat|kafkajs]
+// EDDY_BENCH_PIPELINE=0 turns epoch pipelining off (comparison runs).
 // EDDY_BENCH_TRACE=1 prints, per latency run, where the time goes (ingress fetch, epoch, commit, egress transaction).
 // Needs Kafka (npm run infra:up). Every run uses fresh topics (kio-bench-*), deleted afterwards.
 import { spawn } from "node:child_process"
@@ -266,6 +267,8 @@ if (flags["child"] === "run") {
     checked: false,
     snapshotEvery: 0,
     stopWhenIdle: bounded,
+    // EDDY_BENCH_PIPELINE=0: each epoch opens only after the previous COMMIT is durable (for comparison).
+    ...(process.env["EDDY_BENCH_PIPELINE"] === "0" ? { pipeline: false } : {}),
     onOpen: (e) => {
       current = e
       if (tracing) at.opened.set(e, Date.now())

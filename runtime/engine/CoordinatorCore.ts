@@ -15,8 +15,8 @@ export interface CoordinatorOptions {
   /** Polled once per epoch, when its votes are all in: true makes it the last epoch of the run. */
   readonly shouldStop?: (e: number) => boolean
   /**
-   * Open the next epoch as soon as the votes of one are in, while its COMMIT is being written (default true). At most
-   * two epochs are uncommitted: one whose COMMIT is being written, one running (or voted, waiting to be written).
+   * Open the next epoch as soon as the votes of one are in, while its COMMIT is being written (default false). At
+   * most two epochs are uncommitted: one whose COMMIT is being written, one running (or voted, waiting to be written).
    */
   readonly pipeline?: boolean
 }
@@ -97,7 +97,7 @@ export class CoordinatorCore {
     this.decided.push(d)
     if (this.decided.length === 1) this.out.push({ o: "commit", record })
     // With an older COMMIT still being written, the next epoch opens once that one is durable.
-    if (d.next === "open" && this.options.pipeline !== false && this.decided.length === 1) this.open()
+    if (d.next === "open" && this.options.pipeline === true && this.decided.length === 1) this.open()
   }
 
   /**
@@ -109,7 +109,7 @@ export class CoordinatorCore {
     const last = this.decided.at(-1)
     if (last === undefined || last.e !== this.e || (last.next !== "idle" && last.next !== "quiet")) return false
     last.next = "open"
-    if (this.options.pipeline !== false && this.decided.length === 1) this.open()
+    if (this.options.pipeline === true && this.decided.length === 1) this.open()
     return true
   }
 
@@ -133,7 +133,7 @@ export class CoordinatorCore {
       if (d.next === "open") this.open()
       else if (d.next === "finished") this.out.push({ o: "finished", e })
       else this.out.push(d.next === "quiet" ? { o: "idle", e, quiet: true } : { o: "idle", e })
-    } else if (following !== undefined && following.e === this.e && following.next === "open" && this.options.pipeline !== false) {
+    } else if (following !== undefined && following.e === this.e && following.next === "open" && this.options.pipeline === true) {
       // The epoch after e voted while COMMIT(e) was written: its successor opens now.
       this.open()
     }

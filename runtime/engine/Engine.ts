@@ -44,7 +44,7 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
    * The live state is that committed state only while no later epoch runs (the coordinator idles or finished).
    */
   readonly onCommitBoundary?: (state: StateReader) => void
-  /** Open the next epoch while the previous one's COMMIT is written (default true; see CoordinatorCore). */
+  /** Open the next epoch while the previous one's COMMIT is written (default false; see CoordinatorCore). */
   readonly pipeline?: boolean
   /**
    * What this process hosts: the coordinator and/or some partitions (default: everything, the embedded case).
@@ -335,6 +335,13 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         }
       })
 
+    /** COMMIT(e) is durable: where its epoch's records start (truncation), then the coordinator goes on. */
+    const onDurable = (e: number, record: CommitRecord | undefined): void => {
+      const first = record === undefined ? undefined : firstPosition(record.votes.map((v) => v.position))
+      if (first !== undefined) walFrom.set(e, first)
+      coord.onCommitDurable(e)
+    }
+
     const drainCoordinator: Effect.Effect<void, unknown> = Effect.gen(function* () {
       while (coord.out.length > 0) {
         const o = coord.out.shift()!
@@ -348,9 +355,15 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             for (let p = 0; p < P; p++) yield* transport.send(p, o.env)
             break
           case "commit": {
-            // Written beside the next epoch (pipelining); the loop hears of it as DURABLE(e).
             const e = o.record.e
             if (!votedAt.has(e)) votedAt.set(e, performance.now())
+            if (options.pipeline !== true) {
+              // One epoch at a time: the loop waits for the COMMIT (nothing else to do meanwhile).
+              commitPositions.set(e, yield* log.appendDurable("control", encode(o.record)))
+              onDurable(e, o.record)
+              break
+            }
+            // Written beside the next epoch (pipelining); the loop hears of it as DURABLE(e).
             commitRecords.set(e, o.record)
             yield* Effect.forkIn(
               log.appendDurable("control", encode(o.record)).pipe(
@@ -552,9 +565,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           if (commitFailure !== undefined) return yield* Effect.failCause(commitFailure)
           const record = commitRecords.get(env.e)
           commitRecords.delete(env.e)
-          const first = record === undefined ? undefined : firstPosition(record.votes.map((v) => v.position))
-          if (first !== undefined) walFrom.set(env.e, first)
-          coord.onCommitDurable(env.e)
+          onDurable(env.e, record)
           yield* drainCoordinator
           continue
         }

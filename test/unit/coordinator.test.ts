@@ -5,7 +5,7 @@ import type { Vote } from "../../runtime/engine/protocol.ts"
 // The coordinator driven by hand: with pipelining, epoch e+1 opens while COMMIT(e) is written, but never more than
 // two epochs are uncommitted, COMMITs are handed out one at a time in epoch order, and committed / idle / finished
 // are only ever announced once the COMMIT is durable.
-const base: CoordinatorOptions = { partitions: 2, epochAtoms: 10, roundLimit: 8, inTransitLimit: 1000, epochMs: 5, clock: "logical", stopWhenIdle: false }
+const base: CoordinatorOptions = { partitions: 2, epochAtoms: 10, roundLimit: 8, inTransitLimit: 1000, epochMs: 5, clock: "logical", stopWhenIdle: false, pipeline: true }
 
 const vote = (e: number, from: number, o: Partial<Vote> = {}): Vote => ({ t: "vote", g: 1, e, from, position: { part: 0, offset: e * 10 + from }, checksum: 0, inTransit: 0, exhausted: false, failures: 0, records: 1, ...o })
 

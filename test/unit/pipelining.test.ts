@@ -43,7 +43,7 @@ const stampApp = (n: number) =>
 describe("pipelined epochs", () => {
   it("give the same outputs and committed state as epochs one at a time", async () => {
     const [a, b] = [dataDir("pipe-on"), dataDir("pipe-off")]
-    const on = await runApp(stampApp(400), { ...epochClock, epochAtoms: 7, partitions: 2, dataDir: a })
+    const on = await runApp(stampApp(400), { ...epochClock, epochAtoms: 7, partitions: 2, dataDir: a, pipeline: true })
     const off = await runApp(stampApp(400), { ...epochClock, epochAtoms: 7, partitions: 2, dataDir: b, pipeline: false })
     expect(on.outputs("out")).toHaveLength(400)
     expect(on.outputs("out")).toEqual(off.outputs("out"))
@@ -57,6 +57,7 @@ describe("pipelined epochs", () => {
     const running = Eddy.start(stampApp(6000), {
       ...epochClock,
       epochAtoms: 5,
+      pipeline: true,
       dataDir: dataDir("pipe-read"),
       onFailure: () => undefined,
       onOpen: (e) => {
@@ -83,7 +84,7 @@ describe("pipelined epochs", () => {
 
 describe("a COMMIT write that fails, with the next epoch already running", () => {
   it("stops the run with the log's error; nothing of either epoch leaves, and a restart ends exactly like a failure-free run", async () => {
-    const opts = { ...epochClock, epochAtoms: 5, partitions: 2 }
+    const opts = { ...epochClock, epochAtoms: 5, partitions: 2, pipeline: true }
     const refDir = dataDir("pipe-fail-ref")
     const ref = await runApp(stampApp(300), { ...opts, dataDir: refDir })
     const dir = dataDir("pipe-fail")
