@@ -9,6 +9,19 @@ export const eddyBin = join(repoRoot, "bin", "eddy.js")
 export const tempDir = (prefix: string): string => mkdtempSync(join(tmpdir(), `eddy-test-${prefix}-`))
 export const removeDir = (dir: string): void => rmSync(dir, { recursive: true, force: true })
 
+/** Temporary directories a test file makes with `dir(name)` and removes with `removeAll()` (in afterAll). */
+export const tempDirs = () => {
+  const made: string[] = []
+  return {
+    dir: (name: string): string => {
+      const d = tempDir(name)
+      made.push(d)
+      return d
+    },
+    removeAll: (): void => made.splice(0).forEach(removeDir),
+  }
+}
+
 /** A seeded generator (mulberry32): fault schedules are reproducible from the seed printed by the test. */
 export const seeded = (seed: number) => {
   let a = seed >>> 0

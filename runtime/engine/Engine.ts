@@ -511,10 +511,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         wakeAt = undefined
         woken = false
         if (options.shouldStop?.(idleAfter) === true) yield* finish(idleAfter)
-        else {
-          coord.open()
-          epochStarted = Date.now()
-        }
+        else coord.open()
         yield* drainCoordinator
         continue
       }
@@ -544,7 +541,6 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           ready.add(env.from)
           if (!opened && ready.size === P) {
             opened = true
-            epochStarted = now
             coord.open()
             yield* drainCoordinator
           }

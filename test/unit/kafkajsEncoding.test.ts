@@ -1,20 +1,11 @@
 // The produce-path replacements of runtime/cluster/kafkajsEncoding.ts write exactly kafkajs's bytes.
 import { createRequire } from "node:module"
 import { describe, expect, it } from "vitest"
+import { seeded } from "../helpers.ts"
 import { fastGroupMessagesPerPartition, fastRecord, originalGroupMessagesPerPartition, originalRecord, type RecordInput } from "../../runtime/cluster/kafkajsEncoding.ts"
 
 const require = createRequire(import.meta.url)
 
-const seeded = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const bytesOf = (r: RecordInput): Buffer | string => {
   try {

@@ -10,16 +10,12 @@ import { DirectoryBlobStore } from "../../runtime/embedded/DirectoryBlobStore.ts
 import { FileLog } from "../../runtime/embedded/FileLog.ts"
 import { InProcessTransport } from "../../runtime/embedded/InProcessTransport.ts"
 import { Log, LogError, type LogStream } from "../../runtime/ports/Log.ts"
-import { removeDir, tempDir } from "../helpers.ts"
+import { tempDirs } from "../helpers.ts"
 import { epochClock, range, runApp } from "./util.ts"
 
-const dirs: string[] = []
-afterAll(() => dirs.forEach(removeDir))
-const dataDir = (name: string) => {
-  const d = tempDir(name)
-  dirs.push(d)
-  return d
-}
+const dirs = tempDirs()
+afterAll(dirs.removeAll)
+const dataDir = dirs.dir
 
 /** Per key, the epoch of its last write (logical clock, epochMs 1: ctx.now() is the epoch). */
 const stampApp = (n: number) =>

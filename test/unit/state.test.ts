@@ -3,16 +3,12 @@
 import { afterAll, describe, expect, it } from "vitest"
 import { App, Sink, Source, Workflow } from "../../workflows/index.ts"
 import { Eddy, committedState } from "../../runtime/index.ts"
-import { removeDir, tempDir } from "../helpers.ts"
+import { tempDirs } from "../helpers.ts"
 import { epochClock, failuresOf, range, runApp, sequential } from "./util.ts"
 
-const dirs: string[] = []
-afterAll(() => dirs.forEach(removeDir))
-const dataDir = (name: string) => {
-  const d = tempDir(name)
-  dirs.push(d)
-  return d
-}
+const dirs = tempDirs()
+afterAll(dirs.removeAll)
+const dataDir = dirs.dir
 
 type Op = readonly [key: string, op: "get" | "set" | "clear" | "set-undefined" | "set-get" | "clear-get", value?: number]
 
@@ -322,8 +318,7 @@ describe("expiring state (StatefulTaskOptions.expire)", () => {
     })
 
   it("deletes a key's state once its time has come, as a logged write; a rewrite pushes the time back", async () => {
-    const dir = tempDir("expire")
-    dirs.push(dir)
+    const dir = dataDir("expire")
     const r = await Eddy.run(app(), { ...epochClock, epochAtoms: 1, dataDir: dir, onFailure: () => undefined })
     // a@1 (due 5) rewritten @4 (due 8): still there @6 → a:3. b@2 is due 6: gone @7 → b:1 again.
     expect(r.outputs("out")).toEqual(["a:1", "b:1", "a:2", "c:1", "a:3", "b:1"])
@@ -335,8 +330,7 @@ describe("expiring state (StatefulTaskOptions.expire)", () => {
   })
 
   it("keys written and then left alone expire in a restarted run too (expiry times are rebuilt from state)", async () => {
-    const dir = tempDir("expire-restart")
-    dirs.push(dir)
+    const dir = dataDir("expire-restart")
     let commits = 0
     const first = await Eddy.run(app(), { ...epochClock, epochAtoms: 1, dataDir: dir, stopWhen: () => ++commits >= 5, onFailure: () => undefined })
     expect(first.lastEpoch).toBe(5)
