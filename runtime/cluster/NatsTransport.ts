@@ -10,10 +10,11 @@
  */
 import { connect, type Msg as NatsMsg, type NatsConnection } from "@nats-io/transport-node"
 import { randomUUID } from "node:crypto"
-import { Effect, Layer, Queue, type Scope } from "effect"
+import { Effect, Layer, type Scope } from "effect"
 import { readEndpoints } from "../config/Endpoints.ts"
 import { decode, encode } from "../engine/codec.ts"
 import { Transport, TransportError, type Envelope, type TransportService } from "../ports/Transport.ts"
+import { Mailbox } from "../ports/Mailbox.ts"
 import { frames, Reassembler } from "./natsChunks.ts"
 import { checkApp, checkEndpoint, subjectFor } from "./natsSubjects.ts"
 
@@ -82,12 +83,12 @@ export const makeNatsTransport = (options: NatsTransportOptions): Effect.Effect<
     )
 
     let failure: TransportError | undefined
-    const queue = yield* Queue.unbounded<Delivery | TransportError>()
+    const inbox = new Mailbox<Delivery | TransportError>()
     const fail = (why: string, cause?: unknown): void => {
       if (failure !== undefined || closing) return
       failure = new TransportError({ message: `NATS at ${url}: ${why}; messages may have been lost, the transport must be reopened`, cause })
       // Wakes a blocked receive; each receiver puts the poison back for the next.
-      Queue.unsafeOffer(queue, failure)
+      inbox.offer(failure)
     }
     void nc.closed().then((err) => fail(err ? `connection closed: ${message(err)}` : "connection closed", err))
     void (async () => {
@@ -106,7 +107,7 @@ export const makeNatsTransport = (options: NatsTransportOptions): Effect.Effect<
       if (failure !== undefined) return
       try {
         const bytes = msg.headers === undefined ? msg.data : chunks.add(msg.subject, msg.headers, msg.data)
-        if (bytes !== undefined) Queue.unsafeOffer(queue, { to, env: decode(bytes) as Envelope })
+        if (bytes !== undefined) inbox.offer({ to, env: decode(bytes) as Envelope })
       } catch (e) {
         fail(`cannot decode a message on ${msg.subject}: ${message(e)}`, e)
       }
@@ -138,15 +139,16 @@ export const makeNatsTransport = (options: NatsTransportOptions): Effect.Effect<
         return Effect.void
       })
 
-    const receive: Effect.Effect<Delivery, TransportError> = Effect.suspend(() =>
-      failure !== undefined
-        ? Effect.fail(failure)
-        : Effect.flatMap(Queue.take(queue), (item) =>
-            item instanceof TransportError ? Effect.zipRight(Queue.offer(queue, item), Effect.fail(item)) : Effect.succeed(item),
-          ),
-    )
+    const delivered = <D extends Delivery | undefined>(item: D | TransportError): Effect.Effect<D, TransportError> => {
+      if (!(item instanceof TransportError)) return Effect.succeed(item)
+      inbox.offer(item)
+      return Effect.fail(item)
+    }
+    const receive: Effect.Effect<Delivery, TransportError> = Effect.suspend(() => (failure !== undefined ? Effect.fail(failure) : Effect.flatMap(inbox.take, delivered)))
+    const receiveWithin = (ms: number): Effect.Effect<Delivery | undefined, TransportError> =>
+      Effect.suspend(() => (failure !== undefined ? Effect.fail(failure) : Effect.flatMap(inbox.takeWithin(ms), delivered)))
 
-    return { send, receive } satisfies TransportService
+    return { send, receive, receiveWithin } satisfies TransportService
   })
 
 export const NatsTransport = {

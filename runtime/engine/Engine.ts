@@ -1,4 +1,4 @@
-import { Cause, Data, Duration, Effect, Fiber, Option } from "effect"
+import { Cause, Data, Duration, Effect, Fiber } from "effect"
 import { BlobStore } from "../ports/BlobStore.ts"
 import type { LogPosition } from "../ports/Log.ts"
 import { Egress } from "../ports/Egress.ts"
@@ -490,20 +490,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     let lastHeard = Date.now()
     let epochStarted = Date.now()
     const liveness = options.livenessMs
-    const receive =
-      liveness === undefined
-        ? transport.receive
-        : transport.receive.pipe(
-            Effect.timeoutOption(Math.min(liveness, 500)),
-            Effect.flatMap((o) => (Option.isSome(o) ? Effect.succeed(o.value) : Effect.succeed(undefined))),
-          )
+    const receive = liveness === undefined ? transport.receive : transport.receiveWithin(Math.min(liveness, 500))
 
     options.requests?.onArrival(wakeCoordinator)
-    const receiveUntil = (at: number) =>
-      transport.receive.pipe(
-        Effect.timeoutOption(Math.max(at - Date.now(), 0)),
-        Effect.map((o) => (Option.isSome(o) ? o.value : undefined)),
-      )
+    const receiveUntil = (at: number) => transport.receiveWithin(Math.max(at - Date.now(), 0))
 
     const done = () => (host.coordinator && hosted.length === 0 ? finishedAt !== undefined : stopAt !== undefined && fullyPublished >= stopAt)
     while (!done()) {

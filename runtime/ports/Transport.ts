@@ -16,6 +16,8 @@ export interface TransportService {
   readonly send: (to: number, env: Envelope) => Effect.Effect<void, TransportError>
   /** The next envelope for any endpoint hosted by this process. */
   readonly receive: Effect.Effect<{ readonly to: number; readonly env: Envelope }, TransportError>
+  /** The next envelope, or undefined if none arrives within `ms` (an envelope already queued is taken at once). */
+  readonly receiveWithin: (ms: number) => Effect.Effect<{ readonly to: number; readonly env: Envelope } | undefined, TransportError>
 }
 
 export class Transport extends Context.Tag("eddy/Transport")<Transport, TransportService>() {}

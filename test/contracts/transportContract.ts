@@ -170,6 +170,43 @@ export const transportContract = (name: string, makeNetwork: () => Effect.Effect
       expect(result.delivered).toEqual({ to: 5, env: { t: "committed", g: 1, e: 1 } })
     })
 
+    it("receiveWithin: takes what is queued at once, waits for what comes in time, gives up after the deadline, and loses nothing", async () => {
+      const result = await run(
+        Effect.gen(function* () {
+          const net = yield* makeNetwork()
+          const receiver = yield* net.node([5])
+          const sender = yield* net.node([6])
+          // Nothing queued: undefined after about the deadline.
+          const t0 = Date.now()
+          const none = yield* receiver.receiveWithin(150)
+          const waited = Date.now() - t0
+          // Sent during the wait: delivered before the deadline.
+          const waiting = yield* Effect.fork(receiver.receiveWithin(10_000))
+          yield* Effect.sleep(Duration.millis(50))
+          const t1 = Date.now()
+          yield* sender.send(5, { t: "committed", g: 1, e: 1 })
+          const inTime = yield* Fiber.join(waiting)
+          const latency = Date.now() - t1
+          // A wait that is interrupted leaves nothing behind: later envelopes still arrive, in order, to later receives.
+          const abandoned = yield* Effect.fork(receiver.receiveWithin(10_000))
+          yield* Effect.sleep(Duration.millis(20))
+          yield* Fiber.interrupt(abandoned)
+          for (let e = 2; e <= 4; e++) yield* sender.send(5, { t: "committed", g: 1, e })
+          yield* Effect.sleep(Duration.millis(200))
+          const queued: Array<Delivery | undefined> = []
+          for (let i = 0; i < 3; i++) queued.push(yield* receiver.receiveWithin(0))
+          const after = yield* receiver.receiveWithin(0)
+          return { none, waited, inTime, latency, queued, after }
+        }),
+      )
+      expect(result.none).toBeUndefined()
+      expect(result.waited).toBeGreaterThanOrEqual(140)
+      expect(result.inTime).toEqual({ to: 5, env: { t: "committed", g: 1, e: 1 } })
+      expect(result.latency).toBeLessThan(5_000)
+      expect(result.queued.map((d) => (d?.env as { e: number } | undefined)?.e)).toEqual([2, 3, 4])
+      expect(result.after).toBeUndefined()
+    })
+
     it("delivers a multi-megabyte envelope whole, in order between small ones", async () => {
       const big = Array.from({ length: 3_000 }, (_, i) => msg(i, { i, pad: "x".repeat(1_000), when: new Date(i) }))
       const got = await run(
