@@ -63,6 +63,11 @@ export class ExpiryQueue {
     return this.at.length
   }
 
+  /** The earliest time in the queue (Infinity if empty). */
+  get next(): number {
+    return this.at.length === 0 ? Infinity : this.at[0]!
+  }
+
   push(at: number, ks: string): void {
     let i = this.at.length
     this.at.push(at)

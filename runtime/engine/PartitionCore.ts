@@ -153,6 +153,8 @@ export class PartitionCore {
   private readonly sunkSink: string[] = []
   private readonly sunkV: unknown[] = []
   private askSeq = 0
+  /** No key of any owned key group expires before this epoch time. */
+  private nextExpiry = Infinity
   private readonly discardSinks = new Set<string>()
 
   constructor(
@@ -226,7 +228,10 @@ export class PartitionCore {
             t.cell(ks).v = this.options.checked ? deepFreeze(v) : v
             const expire = this.expireFns[id]
             const at = expire === undefined ? undefined : expire(v)
-            if (at !== undefined) kg.expireAt(id, ks, at)
+            if (at !== undefined) {
+              kg.expireAt(id, ks, at)
+              if (at < this.nextExpiry) this.nextExpiry = at
+            }
           }
         }
       }
@@ -291,6 +296,9 @@ export class PartitionCore {
 
   /** Deletes, as writes of this epoch, the state of keys whose expiry time has come (StatefulTaskOptions.expire). */
   private expire(time: number): void {
+    // Most epochs have nothing due: skip the scan over every key group's queues.
+    if (time < this.nextExpiry) return
+    let next = Infinity
     for (const kg of this.groups.values()) {
       if (kg.expiry === undefined) continue
       for (const [id, queue] of kg.expiry) {
@@ -304,8 +312,10 @@ export class PartitionCore {
           cell.v = undefined
           kg.markWritten(t, ks, cell)
         }
+        if (queue.next < next) next = queue.next
       }
     }
+    this.nextExpiry = next
   }
 
   /**
@@ -655,7 +665,10 @@ export class PartitionCore {
       const expire = this.expireFns[t.id]
       if (expire !== undefined && v !== DELETED) {
         const at = expire(v)
-        if (at !== undefined) kg.expireAt(t.id, ks, at)
+        if (at !== undefined) {
+          kg.expireAt(t.id, ks, at)
+          if (at < this.nextExpiry) this.nextExpiry = at
+        }
       }
     }
     for (const w of this.pendingWrites) {
