@@ -31,7 +31,13 @@ export const makeMemoryLog = (store: MemoryLogStore): LogService => {
   }
   return {
     append: (stream, payload) => Effect.sync(() => add(stream, payload, false)),
-    appendDurable: (stream, payload) => Effect.sync(() => add(stream, payload, true)),
+    // A durable append waits for the event loop once, as a disk write does: an app on a memory log driven by
+    // in-process callers would otherwise run epoch after epoch in microtasks and starve timers and sockets.
+    appendDurable: (stream, payload) =>
+      Effect.flatMap(
+        Effect.sync(() => add(stream, payload, true)),
+        (position) => Effect.async<LogPosition>((resume) => void setImmediate(() => resume(Effect.succeed(position)))),
+      ),
     readAll: Effect.sync(() => store.entries.map((e) => ({ ...e, payload: e.payload.slice() }))),
     truncateBefore: (stream, keepFrom) =>
       Effect.sync(() => {

@@ -182,3 +182,30 @@ describe("HTTP endpoint", () => {
     await expect(client.ask("counter/s", { add: 1 })).rejects.toThrow(/cannot reach|stopped/)
   })
 })
+
+describe("in-process client on a memory log", () => {
+  it("callers that never wait for anything but their answers do not starve the event loop (timers and the HTTP endpoint)", async () => {
+    const app = serve()
+    const url = await app.url!
+    const perLoop = 1_500
+    let calls = 0
+    // Closed loops with no I/O of their own (every await is an answer, every answer a commit of a memory log),
+    // bounded: starved, the timer and the HTTP request below would only come round once they are all done.
+    const loops = Array.from({ length: 4 }, async (_, i) => {
+      for (let n = 0; n < perLoop; n++) {
+        await app.client.ask(`counter/busy-${i}`, { add: 1 })
+        calls++
+      }
+    })
+    const atTimer = new Promise<number>((r) => setTimeout(() => r(calls), 20))
+    const atHttp = Client.http(url, { timeoutMs: 10_000 })
+      .ask<number>("counter/busy-http", { add: 1 })
+      .then((a) => ({ reply: a.reply, calls }))
+    await Promise.all(loops)
+    expect(calls).toBe(4 * perLoop)
+    expect(await atTimer).toBeLessThan(calls)
+    const http = await atHttp
+    expect(http.reply).toBe(1)
+    expect(http.calls).toBeLessThan(calls)
+  }, 30_000)
+})
