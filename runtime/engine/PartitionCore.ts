@@ -488,6 +488,11 @@ export class PartitionCore {
     let inTransitCount = 0
     for (const kgId of this.owned) {
       const kg = this.groups.get(kgId)!
+      // Most key groups did nothing this epoch: nothing to allocate for them.
+      if (kg.dirtyTables.length === 0 && kg.pendingDirty.size === 0 && !kg.metaDirty && kg.egressValues.length === 0 && kg.queued() === 0) {
+        kg.askSeqAtOpen = kg.askSeq
+        continue
+      }
       const tables: TableDelta[] = []
       for (const t of kg.dirtyTables) {
         // Keys in first-write order; deleted keys leave their table now.
@@ -502,7 +507,7 @@ export class PartitionCore {
         t.dirtyKs = []
         t.dirtyCells = []
       }
-      kg.dirtyTables = []
+      kg.dirtyTables.length = 0
       if (kg.pendingDirty.size > 0) {
         const ks: string[] = []
         const vs: unknown[] = []
@@ -514,7 +519,7 @@ export class PartitionCore {
           vs.push(p === undefined ? undefined : { ...p, node: names[p.node]!.name })
         }
         if (ks.length > 0) tables.push(["$pending", ks, vs])
-        kg.pendingDirty = new Set()
+        kg.pendingDirty.clear()
       }
       kg.askSeqAtOpen = kg.askSeq
       if (kg.metaDirty) {
