@@ -39,7 +39,10 @@ export interface PartStats {
 /** A snapshot's blobs as fetched, not yet decoded (SnapshotManager.fetch). */
 export interface FetchedSnapshot {
   readonly manifest: Manifest
-  readonly groups: ReadonlyArray<readonly [number, Uint8Array]>
+  /** The wanted key groups and the blob each is in. */
+  readonly groups: ReadonlyArray<readonly [number, string]>
+  /** Each distinct group blob once. */
+  readonly data: ReadonlyMap<string, Uint8Array>
   readonly metas: ReadonlyArray<Uint8Array>
   readonly blobs: number
   readonly bytes: number
@@ -58,6 +61,42 @@ interface Meta {
 }
 
 type Tables = Map<string, Map<string, unknown>>
+
+/**
+ * Key groups' state blobs. A part packs the key groups it rewrites into a few blobs (`…/groups-<i>`, each a Map of
+ * key group → that group's encoded tables, up to GROUP_BLOB_BYTES): one file and one fsync (or one S3 PUT) per
+ * few MB instead of one per key group, which with 128 key groups stalled the log's own writes behind the snapshot's
+ * fsyncs. A reader decodes only the groups it wants. Older snapshots have one blob per key group (`…/kg<N>`, the
+ * tables themselves); both are read.
+ */
+const GROUP_BLOB_BYTES = 4 * 1024 * 1024
+/** Longest stretch of folding between two turns of the event loop. */
+const SLICE_MS = 2
+const toEventLoop = Effect.async<void>((resume) => void setImmediate(() => resume(Effect.void)))
+const isPacked = (key: string): boolean => /\/groups-\d+$/.test(key)
+
+/** Key group → its encoded tables, from a blob of either layout (`kgs`: the groups the manifest puts in it). */
+const unpack = (key: string, blob: Uint8Array, kgs: ReadonlyArray<number>): Map<number, Uint8Array | Tables> => {
+  if (isPacked(key)) return decode(blob) as Map<number, Uint8Array>
+  if (kgs.length !== 1) throw new Error(`assertion: blob '${key}' holds one key group, the manifest names ${kgs.length}`)
+  return new Map([[kgs[0]!, decode(blob) as Tables]])
+}
+const tablesOf = (x: Uint8Array | Tables | undefined, kg: number, key: string): Tables => {
+  if (x === undefined) throw new Error(`snapshot blob '${key}' does not hold key group ${kg}`)
+  return x instanceof Map ? x : (decode(x) as Tables)
+}
+
+/** Key group → blob key, inverted: blob key → the key groups in it (those `owns` accepts). */
+const byBlob = (groups: Readonly<Record<string, string>>, owns: (kg: number) => boolean): Map<string, number[]> => {
+  const out = new Map<string, number[]>()
+  for (const [kg, key] of Object.entries(groups)) {
+    if (!owns(Number(kg))) continue
+    const l = out.get(key)
+    if (l === undefined) out.set(key, [Number(kg)])
+    else l.push(Number(kg))
+  }
+  return out
+}
 
 const pad = (e: number): string => String(e).padStart(12, "0")
 export const manifestKey = (e: number): string => `manifests/${pad(e)}`
@@ -91,6 +130,8 @@ export class SnapshotManager {
     private readonly keyGroups: number,
     /** Blobs read or written at once (S3 requests in flight). */
     private readonly concurrency = 16,
+    /** Key groups are packed into blobs of about this many bytes. */
+    private readonly packBytes = GROUP_BLOB_BYTES,
   ) {}
 
   /**
@@ -121,10 +162,13 @@ export class SnapshotManager {
             total += blob.length
             return Effect.succeed(blob)
           })
-        const wanted = Object.entries(m.groups).filter(([kg]) => owns(Number(kg)))
-        const groups = yield* Effect.forEach(wanted, ([kg, key]) => Effect.map(fetch(key, "blob"), (blob) => [Number(kg), blob] as const), { concurrency: self.concurrency })
+        const wanted = Object.entries(m.groups)
+          .filter(([kg]) => owns(Number(kg)))
+          .map(([kg, key]) => [Number(kg), key] as const)
+        const keysWanted = [...new Set(wanted.map(([, key]) => key))]
+        const blobs = yield* Effect.forEach(keysWanted, (key) => Effect.map(fetch(key, "blob"), (blob) => [key, blob] as const), { concurrency: self.concurrency })
         const metas = yield* Effect.forEach(m.metas, (key) => fetch(key, "meta blob"), { concurrency: self.concurrency })
-        return { manifest: m, groups, metas, blobs: wanted.length + m.metas.length + 1, bytes: total } satisfies FetchedSnapshot
+        return { manifest: m, groups: wanted, data: new Map(blobs), metas, blobs: keysWanted.length + m.metas.length + 1, bytes: total } satisfies FetchedSnapshot
       }
       return undefined
     })
@@ -133,7 +177,16 @@ export class SnapshotManager {
   decodeFetched(f: FetchedSnapshot): SnapshotState {
     const m = f.manifest
     const groups = new Map<number, RecoveredGroup>()
-    for (const [kg, blob] of f.groups) groups.set(kg, { tables: decode(blob) as Map<string, Map<string, unknown>> })
+    const inBlob = new Map<string, number[]>()
+    for (const [kg, key] of f.groups) {
+      const l = inBlob.get(key)
+      if (l === undefined) inBlob.set(key, [kg])
+      else l.push(kg)
+    }
+    for (const [key, kgs] of inBlob) {
+      const unpacked = unpack(key, f.data.get(key)!, kgs)
+      for (const kg of kgs) groups.set(kg, { tables: tablesOf(unpacked.get(kg), kg, key) })
+    }
     const meta: { ingress: Array<readonly [string, number, boolean]>; inTransit: Array<readonly [number, ReadonlyArray<Msg>]> } = { ingress: [], inTransit: [] }
     for (const bytes of f.metas) {
       const part = decode(bytes) as Meta
@@ -203,41 +256,75 @@ export class SnapshotManager {
       const started = performance.now()
       const prefix = `snapshots/g${g}-e${pad(epoch)}/${part}`
       let bytes = 0
-      // Each key group: its previous blob (if any) read, the changes folded in, the new blob written; several at once.
-      const fold = ([kg, changes]: readonly [number, ReadonlyArray<StateDelta[number][1]>]) =>
-        Effect.gen(function* () {
-          const baseKey = self.latest[String(kg)]
-          const baseBytes = baseKey === undefined ? undefined : yield* self.blobs.get(baseKey)
-          const tables = (baseBytes === undefined ? new Map() : decode(baseBytes)) as Tables
-          const touched = new Set<Map<string, unknown>>()
-          for (const epochTables of changes) {
-            for (const [table, keys, values] of epochTables) {
-              let t = tables.get(table)
-              if (t === undefined) tables.set(table, (t = new Map()))
-              touched.add(t)
-              for (let i = 0; i < keys.length; i++) {
-                const value = values[i]
-                if (value === undefined) t.delete(keys[i]!)
-                else t.set(keys[i]!, value)
-              }
+      // The previous blobs of the key groups that changed (each blob read once), their changes folded in, the
+      // results packed into a few new blobs.
+      const bases = byBlob(self.latest, (kg) => changed.has(kg))
+      const unpacked = yield* Effect.forEach(
+        [...bases],
+        ([key, kgs]) =>
+          Effect.flatMap(self.blobs.get(key), (blob) => {
+            if (blob === undefined) return Effect.die(new Error(`the previous snapshot's blob '${key}' is missing`))
+            return Effect.succeed([key, kgs, unpack(key, blob, kgs)] as const)
+          }),
+        { concurrency: self.concurrency },
+      )
+      const base = new Map<number, { readonly key: string; readonly x: Uint8Array | Tables | undefined }>()
+      for (const [key, kgs, u] of unpacked) for (const kg of kgs) base.set(kg, { key, x: u.get(kg) })
+      const packs: Array<Map<number, Uint8Array>> = []
+      let pack = new Map<number, Uint8Array>()
+      let packBytes = 0
+      let slice = performance.now()
+      for (const [kg, changes] of [...changed].sort((a, b) => a[0] - b[0])) {
+        // The fold runs on the engine's thread: let the epochs go on between key groups.
+        if (performance.now() - slice > SLICE_MS) {
+          yield* toEventLoop
+          slice = performance.now()
+        }
+        const b = base.get(kg)
+        const tables = b === undefined ? (new Map() as Tables) : tablesOf(b.x, kg, b.key)
+        const touched = new Set<Map<string, unknown>>()
+        for (const epochTables of changes) {
+          for (const [table, keys, values] of epochTables) {
+            let t = tables.get(table)
+            if (t === undefined) tables.set(table, (t = new Map()))
+            touched.add(t)
+            for (let i = 0; i < keys.length; i++) {
+              const value = values[i]
+              if (value === undefined) t.delete(keys[i]!)
+              else t.set(keys[i]!, value)
             }
           }
-          for (const [table, t] of tables) if (t.size === 0 && touched.has(t)) tables.delete(table)
-          const key = `${prefix}/kg${kg}`
-          const blob = encode(tables)
+        }
+        for (const [table, t] of tables) if (t.size === 0 && touched.has(t)) tables.delete(table)
+        const bytes = encode(tables)
+        if (packBytes > 0 && packBytes + bytes.length > self.packBytes) {
+          packs.push(pack)
+          pack = new Map()
+          packBytes = 0
+        }
+        pack.set(kg, bytes)
+        packBytes += bytes.length
+      }
+      if (pack.size > 0) packs.push(pack)
+      const groups: Record<string, string> = {}
+      yield* Effect.forEach(
+        packs.map((p, i) => [i, p] as const),
+        ([i, p]) => {
+          const key = `${prefix}/groups-${i}`
+          const blob = encode(p)
           bytes += blob.length
-          yield* self.blobs.put(key, blob)
-          return [String(kg), key] as const
-        })
-      const written = yield* Effect.forEach([...changed].sort((a, b) => a[0] - b[0]), fold, { concurrency: self.concurrency })
-      const groups: Record<string, string> = Object.fromEntries(written)
+          for (const kg of p.keys()) groups[String(kg)] = key
+          return self.blobs.put(key, blob)
+        },
+        { concurrency: self.concurrency, discard: true },
+      )
       const metaKey = `${prefix}/meta`
       const metaBlob = encode(meta)
       bytes += metaBlob.length
       yield* self.blobs.put(metaKey, metaBlob)
       Object.assign(self.latest, groups)
       self.inFlight = undefined
-      return { groups, meta: metaKey, stats: { blobs: written.length + 1, bytes, ms: performance.now() - started } }
+      return { groups, meta: metaKey, stats: { blobs: packs.length + 1, bytes, ms: performance.now() - started } }
     }).pipe(
       Effect.tapError(() =>
         Effect.sync(() => {

@@ -4,6 +4,7 @@
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { makeMemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
+import { encode } from "../../runtime/engine/codec.ts"
 import { RECORD_FORMAT, type EpochRecord, type TableDelta } from "../../runtime/engine/EpochRecord.ts"
 import { SnapshotManager } from "../../runtime/engine/snapshots.ts"
 import type { BlobStoreService } from "../../runtime/ports/BlobStore.ts"
@@ -35,7 +36,8 @@ describe("snapshots", () => {
     for (const seed of [1, 2, 3, 4, 5]) {
       const rand = seeded(seed)
       const { store, s } = flaky(makeMemoryBlobStore(new Map()))
-      const writer = new SnapshotManager(store, "fold", G, 4)
+      // Odd seeds pack every key group into a blob of its own, even ones all into one.
+      const writer = new SnapshotManager(store, "fold", G, 4, seed % 2 === 1 ? 1 : undefined)
       const model: Model = new Map()
       let manifests = 0
       for (let e = 1; e <= 60; e++) {
@@ -76,6 +78,9 @@ describe("snapshots", () => {
           if (attempt._tag === "Left") continue // its changes are kept for the next snapshot
           await Effect.runPromise(writer.writeManifest(e, 1, [attempt.right]))
           manifests++
+          const blobs = new Set(Object.values(attempt.right.groups))
+          if (seed % 2 === 1) expect(blobs.size).toBe(Object.keys(attempt.right.groups).length)
+          else expect(blobs.size).toBeLessThanOrEqual(1)
           const loaded = await Effect.runPromise(new SnapshotManager(store, "fold", G).load(undefined))
           expect(loaded?.epoch).toBe(e)
           const want = new Map([...model].map(([kg, g]) => [kg, { tables: g }]))
@@ -84,5 +89,38 @@ describe("snapshots", () => {
       }
       expect(manifests).toBeGreaterThan(2)
     }
+  })
+
+  it("reads snapshots of the older layout (one blob per key group) and folds new epochs onto them", async () => {
+    const data = new Map<string, Uint8Array>()
+    const store = makeMemoryBlobStore(data)
+    // Snapshot 3 as an older build wrote it: one blob of tables per key group, a meta blob, a manifest.
+    const old = new Map<number, Map<string, Map<string, unknown>>>([
+      [0, new Map([["a", new Map<string, unknown>([["x", 1], ["y", 2]])]])],
+      [4, new Map([["a", new Map<string, unknown>([["z", 3]])], ["b", new Map<string, unknown>([["w", new Date(5)]])]])],
+    ])
+    const groups: Record<string, string> = {}
+    for (const [kg, tables] of old) {
+      groups[String(kg)] = `snapshots/g1-e000000000003/p0/kg${kg}`
+      await Effect.runPromise(store.put(groups[String(kg)]!, encode(tables)))
+    }
+    await Effect.runPromise(store.put("snapshots/g1-e000000000003/p0/meta", encode({ ingress: [], inTransit: [] })))
+    await Effect.runPromise(store.put("manifests/000000000003", encode({ epoch: 3, g: 1, app: "fold", keyGroups: G, groups, metas: ["snapshots/g1-e000000000003/p0/meta"] })))
+    const loaded = await Effect.runPromise(new SnapshotManager(store, "fold", G).load(undefined))
+    expect(rows(loaded!.groups)).toEqual(rows(new Map([...old].map(([kg, tables]) => [kg, { tables }]))))
+    // Epoch 4 changes key group 4 only; the new snapshot packs it and keeps key group 0's old blob.
+    const writer = new SnapshotManager(store, "fold", G)
+    await Effect.runPromise(writer.load(undefined))
+    writer.committed(4, [{ t: "epoch", f: RECORD_FORMAT, g: 1, e: 4, partition: 0, state: [[4, [["a", ["z", "q"], [undefined, 9]]]]], inTransit: [], ingress: [], egress: [] }])
+    const part = await Effect.runPromise(writer.writePart(4, 1, "p0", { kg: () => true, split: () => true }))
+    await Effect.runPromise(writer.writeManifest(4, 1, [part]))
+    const after = await Effect.runPromise(new SnapshotManager(store, "fold", G).load(undefined))
+    expect(after?.epoch).toBe(4)
+    const want = new Map([
+      [0, { tables: old.get(0)! }],
+      [4, { tables: new Map([["a", new Map<string, unknown>([["q", 9]])], ["b", new Map<string, unknown>([["w", new Date(5)]])]]) }],
+    ])
+    expect(rows(after!.groups)).toEqual(rows(want))
+    expect(writer.manifest?.groups["0"]).toBe(groups["0"])
   })
 })
