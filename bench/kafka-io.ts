@@ -214,6 +214,10 @@ if (flags["child"] === "run") {
   const epochStats = { epochMs: [] as number[], commitMs: [] as number[], perTx: [] as number[], readyToBegin: [] as number[], beginToSent: [] as number[], sentToCommitted: [] as number[] }
   // How long the main thread's tasks keep timers (and I/O completions) waiting, after the warm-up.
   const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+  if (process.env["EDDY_BENCH_EGRESS_THREAD"] === "0") {
+    const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
+    kafkaTrace.egressOnEngineThread = true
+  }
   if (process.env["EDDY_BENCH_TX"] !== undefined) {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
     kafkaTrace.transactionsInFlight = Number(process.env["EDDY_BENCH_TX"])

@@ -11,6 +11,8 @@ export interface KafkaTrace {
   transaction?: (t: { readonly epochs: ReadonlyArray<number>; readonly begin: number; readonly sent: number; readonly committed: number }) => void
   /** Experiments: overrides the egress's default transactions in flight. */
   transactionsInFlight?: number
+  /** Experiments: the Kafka egress runs on the engine's thread (as before KafkaEgressThread.ts) instead of a worker. */
+  egressOnEngineThread?: boolean
 }
 
 export const kafkaTrace: KafkaTrace = {}
