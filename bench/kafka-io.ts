@@ -218,6 +218,10 @@ if (flags["child"] === "run") {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
     kafkaTrace.egressOnEngineThread = true
   }
+  if (process.env["EDDY_BENCH_INGRESS_THREAD"] === "0") {
+    const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
+    kafkaTrace.ingressOnEngineThread = true
+  }
   if (process.env["EDDY_BENCH_TX"] !== undefined) {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
     kafkaTrace.transactionsInFlight = Number(process.env["EDDY_BENCH_TX"])

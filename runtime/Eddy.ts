@@ -31,6 +31,7 @@ import { KafkaEgress } from "./cluster/KafkaEgress.ts"
 import { makeKafkaEgressThread } from "./cluster/KafkaEgressThread.ts"
 import { kafkaTrace } from "./cluster/kafkaTrace.ts"
 import { kafkaSplitOpener } from "./cluster/KafkaIngress.ts"
+import { kafkaIngressThread } from "./cluster/KafkaIngressThread.ts"
 import { readEndpoints } from "./config/Endpoints.ts"
 import type { KafkaSinkSpec } from "../workflows/kafka.ts"
 
@@ -300,7 +301,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     snapshotMinMs: options.snapshotMinMs ?? (options.snapshotEvery === undefined ? 5000 : 0),
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
-    ...(hasKafkaSources ? { openSplit: kafkaSplitOpener({ brokers: kafkaBrokers() }) } : {}),
+    // The consumers run in a worker thread of their own (see KafkaIngressThread.ts).
+    ...(hasKafkaSources ? { openSplit: kafkaSplitOpener({ brokers: kafkaBrokers() }, kafkaTrace.ingressOnEngineThread === true ? undefined : kafkaIngressThread({ brokers: kafkaBrokers() })) } : {}),
     ...(options.onSnapshotPart ? { onSnapshotPart: options.onSnapshotPart } : {}),
     ...(options.onRestored ? { onRestored: options.onRestored } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)

@@ -13,6 +13,8 @@ export interface KafkaTrace {
   transactionsInFlight?: number
   /** Experiments: the Kafka egress runs on the engine's thread (as before KafkaEgressThread.ts) instead of a worker. */
   egressOnEngineThread?: boolean
+  /** Experiments: the Kafka ingress's consumers run on the engine's thread instead of a worker. */
+  ingressOnEngineThread?: boolean
 }
 
 export const kafkaTrace: KafkaTrace = {}
