@@ -218,9 +218,9 @@ if (flags["child"] === "run") {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
     kafkaTrace.egressOnEngineThread = true
   }
-  if (process.env["EDDY_BENCH_INGRESS_THREAD"] === "0") {
+  if (process.env["EDDY_BENCH_INGRESS_THREAD"] === "1") {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
-    kafkaTrace.ingressOnEngineThread = true
+    kafkaTrace.ingressInWorker = true
   }
   if (process.env["EDDY_BENCH_TX"] !== undefined) {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")

@@ -301,8 +301,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     snapshotMinMs: options.snapshotMinMs ?? (options.snapshotEvery === undefined ? 5000 : 0),
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
-    // The consumers run in a worker thread of their own (see KafkaIngressThread.ts).
-    ...(hasKafkaSources ? { openSplit: kafkaSplitOpener({ brokers: kafkaBrokers() }, kafkaTrace.ingressOnEngineThread === true ? undefined : kafkaIngressThread({ brokers: kafkaBrokers() })) } : {}),
+    // kafkaTrace.ingressInWorker: the consumers in a worker thread of their own (see KafkaIngressThread.ts).
+    ...(hasKafkaSources ? { openSplit: kafkaSplitOpener({ brokers: kafkaBrokers() }, kafkaTrace.ingressInWorker === true ? kafkaIngressThread({ brokers: kafkaBrokers() }) : undefined) } : {}),
     ...(options.onSnapshotPart ? { onSnapshotPart: options.onSnapshotPart } : {}),
     ...(options.onRestored ? { onRestored: options.onRestored } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)

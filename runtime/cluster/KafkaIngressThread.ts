@@ -3,7 +3,8 @@
  * objects) ran on the engine's thread, where a response waited for the task under way and its decoding delayed the
  * next epoch and the log's and egress's completions. The worker (kafkaIngressWorker.ts) runs every split's
  * ConsumerFeed; the engine's thread keeps each split's buffer and epoch cuts (KafkaSplit), so what an epoch reads
- * is decided exactly as before. One worker per opener, started with the first split and ended with the last.
+ * is decided exactly as before. One worker per opener, started with the first split and ended with the last. Opt-in
+ * (kafkaTrace.ingressInWorker): on a 2-core machine it did not cut the end-to-end latency (docs/performance.md).
  */
 import type { Worker } from "node:worker_threads"
 import type { KafkaRecord } from "../../workflows/kafka.ts"

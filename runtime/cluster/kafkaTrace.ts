@@ -13,8 +13,11 @@ export interface KafkaTrace {
   transactionsInFlight?: number
   /** Experiments: the Kafka egress runs on the engine's thread (as before KafkaEgressThread.ts) instead of a worker. */
   egressOnEngineThread?: boolean
-  /** Experiments: the Kafka ingress's consumers run on the engine's thread instead of a worker. */
-  ingressOnEngineThread?: boolean
+  /**
+   * Experiments: the Kafka ingress's consumers run in a worker thread (KafkaIngressThread.ts) instead of the engine's.
+   * Off by default: on this 2-core machine it did not cut the end-to-end latency (docs/performance.md).
+   */
+  ingressInWorker?: boolean
 }
 
 export const kafkaTrace: KafkaTrace = {}
