@@ -144,19 +144,23 @@ export const makeKafkaEgressThread = (options: Omit<KafkaEgressOptions, "testHoo
         worker.postMessage(m(id))
       })
 
+    /** Runs the sinks' encoders; a failure (an EgressError, as on the engine's thread) fails the egress. */
+    const encode = <A>(f: () => A): Effect.Effect<A, EgressError> =>
+      Effect.try({
+        try: f,
+        catch: (err) => (failure ??= err instanceof EgressError ? err : new EgressError({ message: `Kafka egress: encoding failed: ${reasonOf(err)}`, cause: err })),
+      })
+
     const service: EgressService = {
       recover: (committed, lastEpoch) =>
-        Effect.suspend(() => {
-          const encoded = committed.map((c) => ({ e: c.e, egress: encodeBatches(options.sinks, c.egress) }))
-          return call((id) => ({ t: "recover", id, committed: encoded, lastEpoch }))
-        }).pipe(Effect.asVoid),
+        encode(() => committed.map((c) => ({ e: c.e, egress: encodeBatches(options.sinks, c.egress) }))).pipe(
+          Effect.flatMap((encoded) => call((id) => ({ t: "recover", id, committed: encoded, lastEpoch }))),
+          Effect.asVoid,
+        ),
       publish: (e, partition, egress) =>
-        Effect.suspend(() => {
-          if (failure !== undefined) return Effect.fail(failure)
-          const encoded = encodeBatches(options.sinks, egress)
-          worker.postMessage({ t: "publish", e, partition, egress: encoded } satisfies ToWorker)
-          return Effect.void
-        }),
+        Effect.suspend(() => (failure !== undefined ? Effect.fail(failure) : encode(() => encodeBatches(options.sinks, egress)))).pipe(
+          Effect.map((encoded) => worker.postMessage({ t: "publish", e, partition, egress: encoded } satisfies ToWorker)),
+        ),
       flush: call((id) => ({ t: "flush", id })).pipe(Effect.asVoid),
       publishedThrough: call((id) => ({ t: "publishedThrough", id })).pipe(
         Effect.map((n) => n ?? 0),

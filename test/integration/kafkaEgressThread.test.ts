@@ -138,8 +138,10 @@ describe("Kafka egress in a worker thread (real Kafka)", () => {
     const eg = await open(uniqueName("kio-twb"), bad, true)
     await run(eg.egress.recover([], 0))
     const failed = await Effect.runPromiseExit(eg.egress.publish(1, 0, epoch(1).egress))
-    expect(Exit.isFailure(failed)).toBe(true)
+    // A typed failure (not a defect), as on the engine's thread; later calls fail too.
+    expect(Exit.isFailure(failed) && failed.cause._tag === "Fail" && failed.cause.error._tag === "EgressError").toBe(true)
     expect(JSON.stringify(failed)).toContain("no encoding")
+    expect(Exit.isFailure(await Effect.runPromiseExit(eg.egress.flush))).toBe(true)
     await eg.close()
   }, 60_000)
 })
