@@ -16,6 +16,7 @@
 // Needs Kafka (npm run infra:up). Every run uses fresh topics (kio-bench-*), deleted afterwards.
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import "../runtime/cluster/kafkajsAbortFix.ts"
@@ -211,6 +212,16 @@ if (flags["child"] === "run") {
   const at: Record<(typeof stages)[number], Map<number, number>> = Object.fromEntries(stages.map((s) => [s, new Map<number, number>()])) as never
   const fetched: number[] = []
   const epochStats = { epochMs: [] as number[], commitMs: [] as number[], perTx: [] as number[], readyToBegin: [] as number[], beginToSent: [] as number[], sentToCommitted: [] as number[] }
+  // How long the main thread's tasks keep timers (and I/O completions) waiting, after the warm-up.
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+  if (process.env["EDDY_BENCH_EGRESS_THREAD"] === "0") {
+    const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
+    kafkaTrace.egressOnEngineThread = true
+  }
+  if (process.env["EDDY_BENCH_INGRESS_THREAD"] === "1") {
+    const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
+    kafkaTrace.ingressInWorker = true
+  }
   if (process.env["EDDY_BENCH_TX"] !== undefined) {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
     kafkaTrace.transactionsInFlight = Number(process.env["EDDY_BENCH_TX"])
@@ -252,6 +263,10 @@ if (flags["child"] === "run") {
       put(s, l)
     }
     for (const [k, l] of Object.entries(epochStats)) put(`(${k})`, l)
+    loopDelay.disable()
+    const ms = (q: number) => Math.max(0, loopDelay.percentile(q) / 1e6 - 1)
+    out["(loop delay)"] = { p50: ms(50), p99: ms(99), n: loopDelay.count }
+    out["(loop delay max)"] = { p50: ms(99.9), p99: Math.max(0, loopDelay.max / 1e6 - 1), n: loopDelay.count }
     return out
   }
   // Sustained figures start after epoch 1 (consumer group joins and first fetches) has committed.
@@ -274,6 +289,7 @@ if (flags["child"] === "run") {
       if (tracing) at.opened.set(e, Date.now())
       if (e === 1) {
         warmFrom = Date.now() + 3000
+        if (tracing) setTimeout(() => loopDelay.enable(), 3000).unref()
         process.stderr.write("ready\n")
         if (!bounded) setTimeout(() => void running.stop(), Number(flags["for"]) * 1000)
       }

@@ -28,7 +28,10 @@ import { SnapshotManager, type PartStats } from "./engine/snapshots.ts"
 import { Egress } from "./ports/Egress.ts"
 import { composeEgress } from "./ports/CompositeEgress.ts"
 import { KafkaEgress } from "./cluster/KafkaEgress.ts"
+import { makeKafkaEgressThread } from "./cluster/KafkaEgressThread.ts"
+import { kafkaTrace } from "./cluster/kafkaTrace.ts"
 import { kafkaSplitOpener } from "./cluster/KafkaIngress.ts"
+import { kafkaIngressThread } from "./cluster/KafkaIngressThread.ts"
 import { readEndpoints } from "./config/Endpoints.ts"
 import type { KafkaSinkSpec } from "../workflows/kafka.ts"
 
@@ -240,7 +243,9 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
       Egress,
       Effect.gen(function* () {
         const embedded = yield* EmbeddedEgress.make(embeddedOptions)
-        const kafka = yield* KafkaEgress.make({ brokers: kafkaBrokers(), namespace, sinks: kafkaSinks, lo, hi, partitions: hosted.length })
+        const kafkaOptions = { brokers: kafkaBrokers(), namespace, sinks: kafkaSinks, lo, hi, partitions: hosted.length }
+        // A worker thread of its own answers the brokers at once (see KafkaEgressThread.ts).
+        const kafka = yield* (kafkaTrace.egressOnEngineThread === true ? KafkaEgress.make(kafkaOptions) : makeKafkaEgressThread(kafkaOptions))
         return composeEgress([
           { owns: (sink) => !isKafka(sink), egress: embedded },
           { owns: isKafka, egress: kafka },
@@ -296,7 +301,8 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     snapshotMinMs: options.snapshotMinMs ?? (options.snapshotEvery === undefined ? 5000 : 0),
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
-    ...(hasKafkaSources ? { openSplit: kafkaSplitOpener({ brokers: kafkaBrokers() }) } : {}),
+    // kafkaTrace.ingressInWorker: the consumers in a worker thread of their own (see KafkaIngressThread.ts).
+    ...(hasKafkaSources ? { openSplit: kafkaSplitOpener({ brokers: kafkaBrokers() }, kafkaTrace.ingressInWorker === true ? kafkaIngressThread({ brokers: kafkaBrokers() }) : undefined) } : {}),
     ...(options.onSnapshotPart ? { onSnapshotPart: options.onSnapshotPart } : {}),
     ...(options.onRestored ? { onRestored: options.onRestored } : {}),
   }).pipe(Effect.provide(layers), Effect.scoped)

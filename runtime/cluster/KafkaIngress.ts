@@ -16,7 +16,7 @@ import { AssignerProtocol, Kafka, logLevel as kafkaLogLevel, type Admin, type Co
 import type { KafkaRecord } from "../../workflows/kafka.ts"
 import type { SeekableSplit, SplitOpener } from "../engine/ingress.ts"
 import type { SourceSplit } from "../engine/Plan.ts"
-import { isUnreachable, reasonOf } from "./kafkaErrors.ts"
+import { isUnreachable, reasonOf } from "./kafkaReasons.ts"
 import { kafkaTrace } from "./kafkaTrace.ts"
 
 export class KafkaIngressError extends Error {
@@ -58,41 +58,53 @@ const fixedAssigner =
     protocol: ({ topics }) => ({ name: "eddy-fixed", metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }) }),
   })
 
-class KafkaSplit implements SeekableSplit {
-  private buffer: KafkaRecord[] = []
-  private head = 0
-  /** Every offset below this has been fetched (records buffered, control records and aborted ones skipped). */
-  private fetched: number
-  /** The last stable offset when the split was opened: below it, epoch cuts are exact. */
-  private end = 0
-  private failure: Error | undefined
-  private started: Promise<void> | undefined
+/** What a split's feed reports: fetched records, progress over control records, failure. */
+export interface FeedEvents {
+  /** Records fetched, in offset order (none below an offset reported before); `at`: when (Date.now()). */
+  records(records: ReadonlyArray<KafkaRecord>, at: number): void
+  /** Every offset below this has been fetched (a batch of control records reaches no `records`). */
+  fetchedTo(offset: number): void
+  failed(error: Error): void
+}
+
+/** Where a split's records come from: a kafkajs consumer on this thread (ConsumerFeed) or in the ingress's thread. */
+export interface SplitFeed {
+  /**
+   * Connects and seeks to `position`; the last stable offset found (the split's end) and the position to start at
+   * (moved up to the log start if retention deleted records). Rejects with a KafkaIngressError.
+   */
+  start(position: number, events: FeedEvents): Promise<{ readonly end: number; readonly position: number }>
+  pause(): void
+  resume(): void
+  close(): Promise<void>
+}
+
+export interface FeedSpec {
+  readonly topic: string
+  readonly partition: number
+  readonly partitions: number
+  readonly bounded: boolean
+  readonly splitId: string
+}
+
+/** A kafkajs consumer in a fresh group whose assigner hands it exactly one partition, seeked to the position. */
+export class ConsumerFeed implements SplitFeed {
   private consumer: Consumer | undefined
   private admin: Admin | undefined
-  private paused = false
-  private wake: (() => void) | undefined
-  /** The engine's wake-up: records arrived after a read reported the split quiet. */
-  private arrival: (() => void) | undefined
-  /** The last read said quiet and no wake has been sent since: the next records send one. */
-  private quietReported = false
+  private started: Promise<unknown> | undefined
   private closed = false
   private readonly groupId: string
 
   constructor(
     private readonly kafka: Kafka,
     private readonly options: KafkaIngressOptions,
-    private readonly topic: string,
-    private readonly partition: number,
-    private readonly partitions: number,
-    private readonly bounded: boolean,
-    private position: number,
-    splitId: string,
+    private readonly spec: FeedSpec,
   ) {
-    this.fetched = position
-    this.groupId = `eddy.ingress.${splitId.replace(/[^A-Za-z0-9._-]/g, "_")}.${randomUUID()}`
+    this.groupId = `eddy.ingress.${spec.splitId.replace(/[^A-Za-z0-9._-]/g, "_")}.${randomUUID()}`
   }
 
   private fail(what: string, cause: unknown): Error {
+    if (cause instanceof KafkaIngressError) return cause
     const at = this.options.brokers.join(",")
     const message = isUnreachable(cause)
       ? `cannot reach Kafka at ${at} while ${what} — is it running? (npm run infra:up, or set EDDY_KAFKA_BROKERS): ${reasonOf(cause)}`
@@ -100,35 +112,40 @@ class KafkaSplit implements SeekableSplit {
     return new KafkaIngressError(message)
   }
 
-  prepare(): void {
-    this.started ??= this.start().catch((cause: unknown) => {
-      this.failure ??= cause instanceof KafkaIngressError ? cause : this.fail(`opening ${this.topic}[${this.partition}]`, cause)
+  start(position: number, events: FeedEvents): Promise<{ end: number; position: number }> {
+    const { topic, partition } = this.spec
+    const started = this.connect(position, events).catch((cause: unknown) => {
+      throw this.fail(`opening ${topic}[${partition}]`, cause)
     })
+    this.started = started.catch(() => undefined)
+    return started
   }
 
-  private async start(): Promise<void> {
+  private async connect(from: number, events: FeedEvents): Promise<{ end: number; position: number }> {
+    const { topic, partition, partitions, bounded } = this.spec
     const admin = (this.admin = this.kafka.admin())
     await admin.connect()
-    const meta = await admin.fetchTopicMetadata({ topics: [this.topic] }).catch((cause: unknown) => {
-      throw isUnreachable(cause) ? cause : new KafkaIngressError(`Kafka ingress: topic ${this.topic} cannot be read (${reasonOf(cause)}); create it before the run`)
+    const meta = await admin.fetchTopicMetadata({ topics: [topic] }).catch((cause: unknown) => {
+      throw isUnreachable(cause) ? cause : new KafkaIngressError(`Kafka ingress: topic ${topic} cannot be read (${reasonOf(cause)}); create it before the run`)
     })
     const count = meta.topics[0]?.partitions.length ?? 0
-    if (count !== this.partitions) {
+    if (count !== partitions) {
       throw new KafkaIngressError(
-        `Kafka ingress: topic ${this.topic} has ${count} partitions but Source.kafka was given partitions: ${this.partitions}; they must match (records of other partitions would be ignored)`,
+        `Kafka ingress: topic ${topic} has ${count} partitions but Source.kafka was given partitions: ${partitions}; they must match (records of other partitions would be ignored)`,
       )
     }
     // ListOffsets with read_committed (kafkajs's default): the high end is the last stable offset.
-    const offsets = (await admin.fetchTopicOffsets(this.topic)).find((o) => o.partition === this.partition)
-    if (offsets === undefined) throw new KafkaIngressError(`Kafka ingress: topic ${this.topic} has no partition ${this.partition}`)
-    this.end = Number(offsets.high)
-    const low = Number(offsets.low)
+    const offsets = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === partition)
+    if (offsets === undefined) throw new KafkaIngressError(`Kafka ingress: topic ${topic} has no partition ${partition}`)
+    const end = Number(offsets.high)
     // Records below the log start offset were deleted by retention: the split starts at the first one that exists.
-    if (this.position < low) this.position = this.fetched = low
-    if (this.bounded && this.position >= this.end) return
+    const position = Math.max(from, Number(offsets.low))
+    if (bounded && position >= end) return { end, position }
+    /** Every offset below this has been fetched (records passed on, control records and aborted ones skipped). */
+    let fetched = position
     const consumer = (this.consumer = this.kafka.consumer({
       groupId: this.groupId,
-      partitionAssigners: [fixedAssigner(this.topic, this.partition)],
+      partitionAssigners: [fixedAssigner(topic, partition)],
       readUncommitted: false,
       allowAutoTopicCreation: false,
       maxWaitTimeInMs: 100,
@@ -137,55 +154,129 @@ class KafkaSplit implements SeekableSplit {
       retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000, restartOnFailure: async () => false },
     }))
     await consumer.connect()
-    consumer.on(consumer.events.CRASH, (event) => {
-      this.failure ??= this.fail(`reading ${this.topic}[${this.partition}]`, event.payload.error)
-      this.notify()
-      this.arrival?.()
-    })
+    consumer.on(consumer.events.CRASH, (event) => events.failed(this.fail(`reading ${topic}[${partition}]`, event.payload.error)))
     // A batch of control records only (a transaction's commit marker) reaches no eachBatch, but moves the offset.
     consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
-      if (event.payload.topic !== this.topic || event.payload.partition !== this.partition) return
+      if (event.payload.topic !== topic || event.payload.partition !== partition) return
       const last = Number(event.payload.lastOffset)
-      if (last + 1 > this.fetched) this.fetched = last + 1
-      this.notify()
+      if (last + 1 > fetched) {
+        fetched = last + 1
+        events.fetchedTo(fetched)
+      }
     })
-    await consumer.subscribe({ topic: this.topic, fromBeginning: true })
+    await consumer.subscribe({ topic, fromBeginning: true })
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: true,
       eachBatch: ({ batch }) => {
-        if (batch.topic !== this.topic || batch.partition !== this.partition) return Promise.resolve()
-        kafkaTrace.fetched?.(batch.messages.map((m) => m.value), Date.now())
+        if (batch.topic !== topic || batch.partition !== partition) return Promise.resolve()
+        const at = Date.now()
+        const out: KafkaRecord[] = []
         for (const m of batch.messages) {
           const offset = Number(m.offset)
           // Before the seek took effect, or a refetch: already had.
-          if (offset < this.fetched) continue
-          this.buffer.push({
-            topic: this.topic,
-            partition: this.partition,
-            offset,
-            key: m.key ?? null,
-            value: m.value ?? null,
-            timestamp: Number(m.timestamp),
-            headers: headersOf(m),
-          })
-          this.fetched = offset + 1
+          if (offset < fetched) continue
+          out.push({ topic, partition, offset, key: m.key ?? null, value: m.value ?? null, timestamp: Number(m.timestamp), headers: headersOf(m) })
+          fetched = offset + 1
         }
-        if (this.buffer.length - this.head >= (this.options.maxBuffered ?? 50_000) && !this.paused) {
-          this.paused = true
-          consumer.pause([{ topic: this.topic, partitions: [this.partition] }])
-        }
-        this.notify()
-        // The engine may be idle, waiting for this: one wake per read that reported the split quiet (a read that
-        // left records, or a bounded split, needs none).
-        if (this.quietReported && this.head < this.buffer.length) {
-          this.quietReported = false
-          this.arrival?.()
-        }
+        if (out.length > 0) events.records(out, at)
         return Promise.resolve()
       },
     })
-    consumer.seek({ topic: this.topic, partition: this.partition, offset: String(this.position) })
+    consumer.seek({ topic, partition, offset: String(position) })
+    return { end, position }
+  }
+
+  pause(): void {
+    this.consumer?.pause([{ topic: this.spec.topic, partitions: [this.spec.partition] }])
+  }
+
+  resume(): void {
+    this.consumer?.resume([{ topic: this.spec.topic, partitions: [this.spec.partition] }])
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.started
+    await this.consumer?.disconnect().catch(() => undefined)
+    if (this.consumer !== undefined) await this.admin?.deleteGroups([this.groupId]).catch(() => undefined)
+    await this.admin?.disconnect().catch(() => undefined)
+  }
+}
+
+class KafkaSplit implements SeekableSplit, FeedEvents {
+  private buffer: KafkaRecord[] = []
+  private head = 0
+  /** Every offset below this has been fetched (records buffered, control records and aborted ones skipped). */
+  private fetched: number
+  /** The last stable offset when the split was opened: below it, epoch cuts are exact. */
+  private end = 0
+  private failure: Error | undefined
+  private started: Promise<void> | undefined
+  private paused = false
+  private wake: (() => void) | undefined
+  /** The engine's wake-up: records arrived after a read reported the split quiet. */
+  private arrival: (() => void) | undefined
+  /** The last read said quiet and no wake has been sent since: the next records send one. */
+  private quietReported = false
+  private closed = false
+
+  constructor(
+    private readonly feed: SplitFeed,
+    private readonly options: KafkaIngressOptions,
+    private readonly topic: string,
+    private readonly partition: number,
+    private readonly bounded: boolean,
+    private position: number,
+  ) {
+    this.fetched = position
+  }
+
+  prepare(): void {
+    this.started ??= this.feed.start(this.position, this).then(
+      ({ end, position }) => {
+        this.end = end
+        if (position > this.position) {
+          this.position = position
+          this.fetched = Math.max(this.fetched, position)
+        }
+      },
+      (cause: unknown) => {
+        this.failure ??= cause instanceof Error ? cause : new KafkaIngressError(String(cause))
+      },
+    )
+  }
+
+  records(records: ReadonlyArray<KafkaRecord>, at: number): void {
+    kafkaTrace.fetched?.(records.map((r) => r.value as Buffer | null), at)
+    for (const r of records) {
+      if (r.offset < this.fetched) continue
+      this.buffer.push(r)
+      this.fetched = r.offset + 1
+    }
+    if (this.buffer.length - this.head >= (this.options.maxBuffered ?? 50_000) && !this.paused) {
+      this.paused = true
+      this.feed.pause()
+    }
+    this.notify()
+    // The engine may be idle, waiting for this: one wake per read that reported the split quiet (a read that left
+    // records, or a bounded split, needs none).
+    if (this.quietReported && this.head < this.buffer.length) {
+      this.quietReported = false
+      this.arrival?.()
+    }
+  }
+
+  fetchedTo(offset: number): void {
+    if (offset > this.fetched) this.fetched = offset
+    this.notify()
+  }
+
+  failed(error: Error): void {
+    this.failure ??= error
+    this.notify()
+    this.arrival?.()
   }
 
   onData(wake: () => void): void {
@@ -241,7 +332,7 @@ class KafkaSplit implements SeekableSplit {
     this.position = this.fetched >= limit ? limit : Math.max(this.position, this.fetched)
     if (this.paused && this.buffer.length - this.head < (this.options.maxBuffered ?? 50_000) / 2) {
       this.paused = false
-      this.consumer?.resume([{ topic: this.topic, partitions: [this.partition] }])
+      this.feed.resume()
     }
     const exhausted = this.bounded && this.position >= this.end
     // Live, everything fetched handed out and no failure pending: the next records arrive through `arrival`.
@@ -253,27 +344,31 @@ class KafkaSplit implements SeekableSplit {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await this.started?.catch(() => undefined)
-    await this.consumer?.disconnect().catch(() => undefined)
-    if (this.consumer !== undefined) await this.admin?.deleteGroups([this.groupId]).catch(() => undefined)
-    await this.admin?.disconnect().catch(() => undefined)
+    await this.feed.close()
   }
 }
 
-/** The connector the runtime gives the engine: opens Source.kafka splits, one consumer each. */
-export const kafkaSplitOpener = (options: KafkaIngressOptions): SplitOpener => {
+export const newIngressKafka = (options: KafkaIngressOptions): Kafka =>
+  new Kafka({
+    clientId: options.clientId ?? "eddy-ingress",
+    brokers: [...options.brokers],
+    logLevel: kafkaLogLevel.NOTHING,
+    connectionTimeout: 3_000,
+    retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
+  })
+
+/**
+ * The connector the runtime gives the engine: opens Source.kafka splits, one consumer each, on this thread or (with
+ * `feeds`, see KafkaIngressThread.ts) in the ingress's worker thread.
+ */
+export const kafkaSplitOpener = (options: KafkaIngressOptions, feeds?: (spec: FeedSpec) => SplitFeed): SplitOpener => {
   let kafka: Kafka | undefined
   return (split: SourceSplit, position: number) => {
     const c = split.source.connector
     if (c?.kind !== "kafka") return undefined
-    kafka ??= new Kafka({
-      clientId: options.clientId ?? "eddy-ingress",
-      brokers: [...options.brokers],
-      logLevel: kafkaLogLevel.NOTHING,
-      connectionTimeout: 3_000,
-      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
-    })
-    return new KafkaSplit(kafka, options, c.topic, split.split, c.partitions, c.bounded, position, split.id)
+    const spec: FeedSpec = { topic: c.topic, partition: split.split, partitions: c.partitions, bounded: c.bounded, splitId: split.id }
+    const feed = feeds?.(spec) ?? new ConsumerFeed((kafka ??= newIngressKafka(options)), options, spec)
+    return new KafkaSplit(feed, options, c.topic, split.split, c.bounded, position)
   }
 }
 
@@ -291,7 +386,8 @@ export const readPartitionThrough = async (
   through: number,
   timeoutMs: number,
 ): Promise<KafkaRecord[]> => {
-  const split = new KafkaSplit(kafka, options, topic, partition, partitions, false, 0, `${topic}#${partition}`)
+  const feed = new ConsumerFeed(kafka, options, { topic, partition, partitions, bounded: false, splitId: `${topic}#${partition}` })
+  const split = new KafkaSplit(feed, options, topic, partition, false, 0)
   const out: KafkaRecord[] = []
   const deadline = Date.now() + timeoutMs
   try {

@@ -11,6 +11,13 @@ export interface KafkaTrace {
   transaction?: (t: { readonly epochs: ReadonlyArray<number>; readonly begin: number; readonly sent: number; readonly committed: number }) => void
   /** Experiments: overrides the egress's default transactions in flight. */
   transactionsInFlight?: number
+  /** Experiments: the Kafka egress runs on the engine's thread (as before KafkaEgressThread.ts) instead of a worker. */
+  egressOnEngineThread?: boolean
+  /**
+   * Experiments: the Kafka ingress's consumers run in a worker thread (KafkaIngressThread.ts) instead of the engine's.
+   * Off by default: on this 2-core machine it did not cut the end-to-end latency (docs/performance.md).
+   */
+  ingressInWorker?: boolean
 }
 
 export const kafkaTrace: KafkaTrace = {}

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest"
+import { kafkaTrace } from "../../runtime/cluster/kafkaTrace.ts"
 import { Eddy } from "../../runtime/index.ts"
 import { App, Sink, Source, Workflow } from "../../workflows/index.ts"
 import { removeDir, tempDir } from "../helpers.ts"
@@ -98,6 +99,51 @@ describe("Kafka ingress (real Kafka)", () => {
       removeDir(dir)
     }
     expect(running.outputs("out")).toHaveLength(8)
+  }, 120_000)
+
+  it("records read through the ingress's worker thread equal those read on the engine's thread: keys, null values, headers, offsets, timestamps", async () => {
+    const kafka = kafkaClient()
+    const topic = uniqueName("kio-thread")
+    await createTopic(kafka, topic, 2)
+    const producer = kafka.producer()
+    await producer.connect()
+    await producer.send({
+      topic,
+      messages: Array.from({ length: 300 }, (_, i) => ({
+        partition: i % 2,
+        key: i % 3 === 0 ? null : `k${i}`,
+        value: i % 7 === 0 ? null : `v${i}`.repeat(1 + (i % 5)),
+        ...(i % 4 === 0 ? { headers: { h: `x${i}`, other: Buffer.from([104, 105]) } } : {}),
+        timestamp: String(1_700_000_000_000 + i),
+      })),
+    })
+    await producer.disconnect()
+    const seen = App.define({
+      name: "kafka-ingress-records",
+      workflows: [
+        Workflow.from(
+          Source.kafka({
+            topic,
+            partitions: 2,
+            bounded: true,
+            decode: (r) =>
+              JSON.stringify([r.topic, r.partition, r.offset, r.key === null ? null : Buffer.from(r.key).toString("hex"), r.value === null ? null : Buffer.from(r.value).toString("hex"), r.timestamp, r.headers]),
+          }),
+        ).sink(Sink.memory("records")),
+      ],
+    })
+    const threaded = async () => {
+      kafkaTrace.ingressInWorker = true
+      try {
+        return (await Eddy.run(seen, { epochAtoms: 40 })).outputs("records")
+      } finally {
+        delete kafkaTrace.ingressInWorker
+      }
+    }
+    const onEngine = (await Eddy.run(seen, { epochAtoms: 40 })).outputs("records")
+    expect(onEngine).toHaveLength(300)
+    expect(await threaded()).toEqual(onEngine)
+    expect(onEngine.filter((r) => String(r).includes('"h":"x')).length).toBe(75)
   }, 120_000)
 
   it("a missing topic and a partition count that differs from the topic's are clear errors", async () => {
