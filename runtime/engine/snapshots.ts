@@ -324,7 +324,12 @@ export class SnapshotManager {
       yield* self.blobs.put(metaKey, metaBlob)
       Object.assign(self.latest, groups)
       self.inFlight = undefined
-      return { groups, meta: metaKey, stats: { blobs: packs.length + 1, bytes, ms: performance.now() - started } }
+      // The part names the newest blob of every group this process owns, not only the ones it just wrote: a part
+      // of an earlier snapshot that never got its manifest (another process's part failed) took its delta with it,
+      // and only its blobs hold those changes now.
+      const named: Record<string, string> = {}
+      for (const [kg, key] of Object.entries(self.latest)) if (owns.kg(Number(kg))) named[kg] = key
+      return { groups: named, meta: metaKey, stats: { blobs: packs.length + 1, bytes, ms: performance.now() - started } }
     }).pipe(
       Effect.tapError(() =>
         Effect.sync(() => {

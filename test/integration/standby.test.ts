@@ -25,6 +25,7 @@ describe("cluster supervisor standbys", () => {
     const activated = new Set<string>()
     let killed = false
     let restartedAt = 0
+    const logged: string[] = []
     const result = await supervise({
       appSpec: "examples/shopping-cart",
       partitions: 2,
@@ -34,7 +35,7 @@ describe("cluster supervisor standbys", () => {
       maxRestarts: 2,
       standbyAfterMs: 0,
       env: { ...process.env, EDDY_PROGRESS: "1" },
-      log: () => undefined,
+      log: (line: string) => void logged.push(line),
       onStart: (name, child) => {
         live.set(name, child)
         if (killed && restartedAt === 0) restartedAt = Date.now()
@@ -50,7 +51,7 @@ describe("cluster supervisor standbys", () => {
       },
     })
     expect(killed, "the run ended before the standbys were loaded; make it longer").toBe(true)
-    expect(result.restarts).toBe(1)
+    expect(result.restarts, logged.join("\n")).toBe(1)
     expect([...activated].sort()).toEqual(["coordinator", "worker-0", "worker-1"])
     const refDir = tempDir("standby-ref")
     dirs.push(refDir)
