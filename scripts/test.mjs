@@ -20,10 +20,12 @@ if (existsSync("scripts/infra.ts") && process.env.EDDY_SKIP_INFRA !== "1") {
 let passed = 0
 let failedTests = 0
 let skipped = 0
-// Two runs: everything else in parallel, then the tests that restart the shared brokers (*.exclusive.test.ts) alone.
+// Two runs: everything else in parallel, then, one file at a time, the tests that restart the shared brokers or bound
+// a latency (*.exclusive.test.ts): a broker restart is a fault for every test beside it, and the load of the parallel
+// run alone can break a latency bound.
 const runs = [
-  { name: "tests", report: "test-results.json", env: {}, pattern: [] },
-  { name: "tests that restart the brokers, alone", report: "test-results.exclusive.json", env: { EDDY_EXCLUSIVE: "1" }, pattern: ["exclusive.test.ts"] },
+  { name: "tests", report: "test-results.json", env: {}, pattern: [], flags: [] },
+  { name: "tests that restart the brokers or bound a latency, one file at a time", report: "test-results.exclusive.json", env: { EDDY_EXCLUSIVE: "1" }, pattern: ["exclusive.test.ts"], flags: ["--no-file-parallelism"] },
 ]
 const extra = process.argv.slice(2)
 for (const run of runs) {
@@ -32,7 +34,7 @@ for (const run of runs) {
   if (extra.length > 0 && exclusive !== extra.some((a) => a.includes("exclusive"))) continue
   const pattern = extra.length > 0 ? extra : run.pattern
   rmSync(run.report, { force: true })
-  const args = ["vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${run.report}`, ...pattern]
+  const args = ["vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${run.report}`, ...run.flags, ...pattern]
   console.log(`\n== ${run.name}: npx ${args.join(" ")}`)
   spawnSync("npx", args, { stdio: "inherit", env: { ...process.env, ...run.env } })
   if (!existsSync(run.report)) {
