@@ -4,17 +4,8 @@
 //   node --import tsx bench/longtasks.ts <file.cpuprofile> [--min 3] [--from 3] [--top 30]
 import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
+import type { Profile, ProfileNode } from "./lib/cpuProfile.ts"
 
-interface ProfileNode {
-  readonly id: number
-  readonly children?: ReadonlyArray<number>
-  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number }
-}
-interface Profile {
-  readonly nodes: ReadonlyArray<ProfileNode>
-  readonly samples: ReadonlyArray<number>
-  readonly timeDeltas: ReadonlyArray<number>
-}
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

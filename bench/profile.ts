@@ -3,17 +3,8 @@
 // --from: skip the first seconds of the profile (start-up and module loading).
 import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
+import type { Profile } from "./lib/cpuProfile.ts"
 
-interface ProfileNode {
-  readonly id: number
-  readonly children?: ReadonlyArray<number>
-  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number }
-}
-interface Profile {
-  readonly nodes: ReadonlyArray<ProfileNode>
-  readonly samples: ReadonlyArray<number>
-  readonly timeDeltas: ReadonlyArray<number>
-}
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: "string", default: "25" }, from: { type: "string", default: "0" } } })
 const profile = JSON.parse(readFileSync(positionals[0]!, "utf8")) as Profile

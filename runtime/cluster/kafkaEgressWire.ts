@@ -4,6 +4,7 @@
  * value alone (no key, no headers) or [value, key, headers].
  */
 import type { EgressBatch } from "../engine/EpochRecord.ts"
+import type { KafkaEgressOptions } from "./KafkaEgress.ts"
 
 export type EncodedRecord = string | Uint8Array | readonly [value: string | Uint8Array, key: string | Uint8Array | null, headers: Readonly<Record<string, string>> | null]
 
@@ -14,17 +15,9 @@ export interface WireSink {
   readonly partitions: number
 }
 
-export interface WireOptions {
-  readonly brokers: ReadonlyArray<string>
-  readonly namespace: string
+/** KafkaEgressOptions as they cross to the worker: sinks as data (their functions ran on the engine's thread). */
+export interface WireOptions extends Omit<KafkaEgressOptions, "sinks" | "testHook"> {
   readonly sinks: ReadonlyArray<WireSink>
-  readonly lo: number
-  readonly hi: number
-  readonly partitions: number
-  readonly maxTransactionRecords?: number
-  readonly connectTimeoutMs?: number
-  readonly transactionsInFlight?: number
-  readonly preparedIdleMs?: number
   /** Forward the kafkaTrace hooks' events (the bench set them on the engine's thread). */
   readonly trace: { readonly ready: boolean; readonly transaction: boolean }
 }
