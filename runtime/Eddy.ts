@@ -80,6 +80,11 @@ export interface RunOptions {
   readonly snapshotEvery?: number
   /** At least this long between snapshots (default 5000 ms when snapshotEvery is not given, else 0). */
   readonly snapshotMinMs?: number
+  /**
+   * Incremental snapshots: a key group's snapshot is a full image plus up to `maxLength - 1` deltas (default 16; 1:
+   * every snapshot rewrites whole key groups); images under `minImageBytes` (default 64 KiB) are always rewritten.
+   */
+  readonly snapshotChain?: { readonly maxLength?: number; readonly minImageBytes?: number }
   readonly onSnapshot?: (epoch: number) => void
   /** This process wrote its part of snapshot `epoch`. */
   readonly onSnapshotPart?: (epoch: number, stats: PartStats) => void
@@ -299,6 +304,7 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     // Unless told otherwise, a busy app (hundreds of epochs a second) snapshots every 100 epochs but at most every
     // 5 s: the log holds everything in between, and each snapshot costs writes and fsyncs per key group.
     snapshotMinMs: options.snapshotMinMs ?? (options.snapshotEvery === undefined ? 5000 : 0),
+    ...(options.snapshotChain === undefined ? {} : { snapshotChain: options.snapshotChain }),
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
     // kafkaTrace.ingressInWorker: the consumers in a worker thread of their own (see KafkaIngressThread.ts).

@@ -12,9 +12,11 @@ import type { PartStats } from "../engine/snapshots.ts"
 
 const usage = `usage:
   eddy run <app> [--partitions N] [--data-dir DIR] [--epoch-ms MS] [--epoch-atoms N] [--snapshot-every EPOCHS]
-           [--log-segment-bytes N] [--unchecked] [app flags...]
+           [--snapshot-chain N] [--snapshot-image-min BYTES] [--log-segment-bytes N] [--unchecked] [app flags...]
       Runs an app on the embedded default. Without --data-dir the run uses a fresh temporary directory;
       with it, a re-run resumes after the last committed epoch. Flags eddy does not know go to the app.
+      Snapshots are incremental: a key group's is an image and up to N-1 deltas (default 16; 1: whole key
+      groups every time); images under --snapshot-image-min bytes (default 65536) are always rewritten.
   eddy cluster <app> --partitions P [--namespace NS] [--data-dir DIR] [--max-restarts N] [engine and app flags]
       Runs the app as a local cluster: a coordinator and P worker processes over NATS, a Kafka log and S3
       (endpoints from EDDY_KAFKA_BROKERS, EDDY_NATS_URL, EDDY_S3_*), restarting them all if any fails.
@@ -74,6 +76,9 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
   const epochMs = int(take(flags, "epoch-ms"), "epoch-ms")
   const epochAtoms = int(take(flags, "epoch-atoms"), "epoch-atoms")
   const snapshotEvery = int(take(flags, "snapshot-every"), "snapshot-every")
+  const chainLength = int(take(flags, "snapshot-chain"), "snapshot-chain")
+  const imageMin = int(take(flags, "snapshot-image-min"), "snapshot-image-min")
+  if (chainLength === 0) throw new Error("--snapshot-chain expects at least 1 (1: every snapshot rewrites whole key groups)")
   const segmentBytes = int(take(flags, "log-segment-bytes"), "log-segment-bytes")
   const unchecked = flags["unchecked"] === true
   delete flags["unchecked"]
@@ -90,6 +95,7 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
     ...(epochMs === undefined ? {} : { epochMs }),
     ...(epochAtoms === undefined ? {} : { epochAtoms }),
     ...(snapshotEvery === undefined ? {} : { snapshotEvery }),
+    ...(chainLength === undefined && imageMin === undefined ? {} : { snapshotChain: { ...(chainLength === undefined ? {} : { maxLength: chainLength }), ...(imageMin === undefined ? {} : { minImageBytes: imageMin }) } }),
     ...(segmentBytes === undefined ? {} : { logSegmentBytes: segmentBytes }),
     checked: !unchecked,
     ...(port === undefined ? {} : { serve: { port, ...(host === undefined ? {} : { host }) } }),

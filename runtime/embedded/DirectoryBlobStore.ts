@@ -118,7 +118,12 @@ export const makeDirectoryBlobStore = (dir: string, options: { readonly readOnly
           if (code(e) === "ENOENT" || code(e) === "ENOTDIR" || code(e) === "EISDIR" || code(e) === "EPERM") return
           throw e
         }
-        await fsyncPath(dirname(path))
+        try {
+          await fsyncPath(dirname(path))
+        } catch (e) {
+          // A concurrent delete of the folder's last other key removed the folder, and with it this entry.
+          if (code(e) !== "ENOENT") throw e
+        }
         // Empty folders would block a later put of a key with that name.
         for (let d = dirname(path); relative(dir, d) !== "" && !relative(dir, d).startsWith(".."); d = dirname(d)) {
           try {

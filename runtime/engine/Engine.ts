@@ -15,7 +15,7 @@ import type { CommitRecord, FenceRecord, SnapshotWritten, Vote, Wake } from "./p
 import { firstPosition, recover } from "./recovery.ts"
 import type { Key } from "../../workflows/Key.ts"
 import { canonicalKey, keyGroupOf, ownerOf, parseCanonicalKey } from "./keys.ts"
-import { SnapshotManager, type LoadStats, type PartStats } from "./snapshots.ts"
+import { DEFAULT_CHAIN_POLICY, SnapshotManager, type ChainPolicy, type LoadStats, type PartStats } from "./snapshots.ts"
 
 export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly partitions: number
@@ -67,6 +67,8 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly requests?: RequestChannel
   /** Snapshot blobs read or written at once (default 16). */
   readonly snapshotConcurrency?: number
+  /** When a key group's snapshot chain is folded into a new image (default DEFAULT_CHAIN_POLICY). */
+  readonly snapshotChain?: Partial<ChainPolicy>
   /** This process wrote its part of snapshot `epoch` (what it uploaded, how long it took). */
   readonly onSnapshotPart?: (epoch: number, stats: PartStats) => void
   /** Every process, once it has restored its state and before it takes part in an epoch: where start-up went. */
@@ -157,7 +159,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
 
     const startedAt = performance.now()
-    const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups, options.snapshotConcurrency)
+    const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups, options.snapshotConcurrency, undefined, { ...DEFAULT_CHAIN_POLICY, ...options.snapshotChain })
     // The snapshot's blobs (S3) and the log (Kafka) are fetched at once: independent, and both mostly waiting. The
     // blobs are decoded after both are in: decoding is CPU work that would stall the log read. (A forked fetch, not
     // Effect.all: a failure of either stays a plain failure, not one beside an interruption.)

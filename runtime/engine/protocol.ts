@@ -1,5 +1,6 @@
 import type { Key } from "../../workflows/Key.ts"
 import type { LogPosition } from "../ports/Log.ts"
+import type { Chain } from "./snapshots.ts"
 
 /** Message kinds: a record for a task, a portal request, a portal reply, a source record. */
 export const DATA = 0
@@ -113,7 +114,7 @@ export interface SnapshotWritten {
   readonly g: number
   readonly e: number
   readonly partitions: ReadonlyArray<number>
-  readonly groups: Readonly<Record<string, string>>
+  readonly groups: Readonly<Record<string, Chain>>
   readonly meta: string
   readonly published: number
 }

@@ -6,25 +6,53 @@ import type { Msg } from "./protocol.ts"
 import type { RecoveredGroup, SnapshotState } from "./recovery.ts"
 
 /**
- * A snapshot S exists iff its manifest exists. The manifest names one blob per key group (unchanged groups keep
- * the previous snapshot's blob) and one meta blob per part (a process's partitions: their splits' positions and
- * in-transit messages at S). Parts are written by the processes hosting the partitions, the manifest by the
- * coordinator once every partition's part is in.
+ * Where a key group's state is, oldest first: a full image of its tables, then deltas (the keys written since the
+ * previous element, a deleted key as undefined) applied in order. Each element is [blob key, the group's encoded
+ * bytes in it] (-1: unknown, in chains read from older manifests). A snapshot writes a delta while the deltas are
+ * small next to the image, so its cost follows what changed rather than how much state there is; it folds the chain
+ * into a new image once they are not.
+ */
+export type Chain = ReadonlyArray<readonly [key: string, bytes: number]>
+
+/** A manifest's entry for a key group: a chain, or (older manifests) the key of a full image. */
+export type GroupBlobs = Chain | string
+
+export const chainOf = (g: GroupBlobs): Chain => (typeof g === "string" ? [[g, -1]] : g)
+
+/** When a snapshot folds a key group's chain into a new image instead of adding a delta. */
+export interface ChainPolicy {
+  /** Fold a chain this long (image included). */
+  readonly maxLength: number
+  /** Fold images smaller than this: rewriting them costs little, and recovery reads one blob. */
+  readonly minImageBytes: number
+}
+
+/**
+ * Deltas until they add up to the image's size: a snapshot then writes at most about twice what changed (amortized),
+ * and recovery reads at most about twice the state.
+ */
+export const DEFAULT_CHAIN_POLICY: ChainPolicy = { maxLength: 16, minImageBytes: 64 * 1024 }
+
+/**
+ * A snapshot S exists iff its manifest exists. The manifest names each key group's chain (unchanged groups keep the
+ * previous snapshot's) and one meta blob per part (a process's partitions: their splits' positions and in-transit
+ * messages at S). Parts are written by the processes hosting the partitions, the manifest by the coordinator once
+ * every partition's part is in.
  */
 export interface Manifest {
   readonly epoch: number
   readonly g: number
   readonly app: string
   readonly keyGroups: number
-  readonly groups: Readonly<Record<string, string>>
+  readonly groups: Readonly<Record<string, GroupBlobs>>
   readonly metas: ReadonlyArray<string>
   /** Egress through this epoch was durable in every sink when the manifest was written (absent in older manifests). */
   readonly published?: number
 }
 
-/** What a process wrote for snapshot S: the blobs of its key groups that changed, and its meta blob. */
+/** What a process wrote for snapshot S: the chains of the key groups it owns, and its meta blob. */
 export interface SnapshotPart {
-  readonly groups: Readonly<Record<string, string>>
+  readonly groups: Readonly<Record<string, Chain>>
   readonly meta: string
 }
 
@@ -39,8 +67,8 @@ export interface PartStats {
 /** A snapshot's blobs as fetched, not yet decoded (SnapshotManager.fetch). */
 export interface FetchedSnapshot {
   readonly manifest: Manifest
-  /** The wanted key groups and the blob each is in. */
-  readonly groups: ReadonlyArray<readonly [number, string]>
+  /** The wanted key groups and their chains. */
+  readonly groups: ReadonlyArray<readonly [number, Chain]>
   /** Each distinct group blob once. */
   readonly data: ReadonlyMap<string, Uint8Array>
   readonly metas: ReadonlyArray<Uint8Array>
@@ -86,16 +114,54 @@ const tablesOf = (x: Uint8Array | Tables | undefined, kg: number, key: string): 
   return x instanceof Map ? x : (decode(x) as Tables)
 }
 
-/** Key group → blob key, inverted: blob key → the key groups in it (those `owns` accepts). */
-const byBlob = (groups: Readonly<Record<string, string>>, owns: (kg: number) => boolean): Map<string, number[]> => {
+/** Chains by key group, inverted: blob key → the key groups with an element in it. */
+const byBlob = (chains: Iterable<readonly [number, Chain]>): Map<string, number[]> => {
   const out = new Map<string, number[]>()
-  for (const [kg, key] of Object.entries(groups)) {
-    if (!owns(Number(kg))) continue
-    const l = out.get(key)
-    if (l === undefined) out.set(key, [Number(kg)])
-    else l.push(Number(kg))
+  for (const [kg, chain] of chains) {
+    for (const [key] of chain) {
+      const l = out.get(key)
+      if (l === undefined) out.set(key, [kg])
+      else if (l[l.length - 1] !== kg) l.push(kg)
+    }
   }
   return out
+}
+
+/** Applies a delta (a key → undefined deletes it) to tables; tables it empties go. */
+const applyDelta = (tables: Tables, delta: Tables): void => {
+  for (const [table, changes] of delta) {
+    let t = tables.get(table)
+    if (t === undefined) tables.set(table, (t = new Map()))
+    for (const [ks, v] of changes) {
+      if (v === undefined) t.delete(ks)
+      else t.set(ks, v)
+    }
+    if (t.size === 0) tables.delete(table)
+  }
+}
+
+/** A key group's tables from its chain, given each blob unpacked. */
+const foldChain = (kg: number, chain: Chain, blob: (key: string) => Map<number, Uint8Array | Tables>): Tables => {
+  const [first, ...deltas] = chain
+  if (first === undefined) return new Map()
+  const tables = new Map(tablesOf(blob(first[0]).get(kg), kg, first[0]))
+  for (const [key] of deltas) applyDelta(tables, tablesOf(blob(key).get(kg), kg, key))
+  return tables
+}
+
+/**
+ * Whether a snapshot folds key group kg's chain into a new image rather than adding a delta to it. The deltas' share
+ * of the image at which a group folds varies by group (0.5-1.5): groups that grow alike would otherwise all fold in
+ * the same snapshot, one long snapshot after several short ones.
+ */
+const mustFold = (kg: number, chain: Chain, policy: ChainPolicy): boolean => {
+  if (chain.length === 0 || chain.length >= policy.maxLength) return true
+  const image = chain[0]![1]
+  if (image < 0) return false // unknown (older manifest): only the length limit folds it
+  if (image < policy.minImageBytes) return true
+  let deltas = 0
+  for (let i = 1; i < chain.length; i++) deltas += chain[i]![1]
+  return deltas >= image * (0.5 + ((kg * 5) % 16) / 16)
 }
 
 const pad = (e: number): string => String(e).padStart(12, "0")
@@ -117,8 +183,8 @@ export class SnapshotManager {
   private ingress = new Map<string, readonly [string, number, boolean]>()
   private inTransit = new Map<number, ReadonlyArray<Msg>>()
   manifest: Manifest | undefined
-  /** The newest blob of each key group this process knows (its own parts, or the loaded manifest). */
-  private latest: Record<string, string> = {}
+  /** The newest chain of each key group this process knows (its own parts, or the loaded manifest). */
+  private latest: Record<string, GroupBlobs> = {}
   /** Epoch of the snapshot being uploaded, if any: one at a time. */
   inFlight: number | undefined
   /** What the last `load` read (undefined: no snapshot loaded). */
@@ -132,6 +198,7 @@ export class SnapshotManager {
     private readonly concurrency = 16,
     /** Key groups are packed into blobs of about this many bytes. */
     private readonly packBytes = GROUP_BLOB_BYTES,
+    private readonly chains: ChainPolicy = DEFAULT_CHAIN_POLICY,
   ) {}
 
   /**
@@ -164,8 +231,8 @@ export class SnapshotManager {
           })
         const wanted = Object.entries(m.groups)
           .filter(([kg]) => owns(Number(kg)))
-          .map(([kg, key]) => [Number(kg), key] as const)
-        const keysWanted = [...new Set(wanted.map(([, key]) => key))]
+          .map(([kg, g]) => [Number(kg), chainOf(g)] as const)
+        const keysWanted = [...byBlob(wanted).keys()]
         const blobs = yield* Effect.forEach(keysWanted, (key) => Effect.map(fetch(key, "blob"), (blob) => [key, blob] as const), { concurrency: self.concurrency })
         const metas = yield* Effect.forEach(m.metas, (key) => fetch(key, "meta blob"), { concurrency: self.concurrency })
         return { manifest: m, groups: wanted, data: new Map(blobs), metas, blobs: keysWanted.length + m.metas.length + 1, bytes: total } satisfies FetchedSnapshot
@@ -177,16 +244,9 @@ export class SnapshotManager {
   decodeFetched(f: FetchedSnapshot): SnapshotState {
     const m = f.manifest
     const groups = new Map<number, RecoveredGroup>()
-    const inBlob = new Map<string, number[]>()
-    for (const [kg, key] of f.groups) {
-      const l = inBlob.get(key)
-      if (l === undefined) inBlob.set(key, [kg])
-      else l.push(kg)
-    }
-    for (const [key, kgs] of inBlob) {
-      const unpacked = unpack(key, f.data.get(key)!, kgs)
-      for (const kg of kgs) groups.set(kg, { tables: tablesOf(unpacked.get(kg), kg, key) })
-    }
+    const unpacked = new Map<string, Map<number, Uint8Array | Tables>>()
+    for (const [key, kgs] of byBlob(f.groups)) unpacked.set(key, unpack(key, f.data.get(key)!, kgs))
+    for (const [kg, chain] of f.groups) groups.set(kg, { tables: foldChain(kg, chain, (key) => unpacked.get(key)!) })
     const meta: { ingress: Array<readonly [string, number, boolean]>; inTransit: Array<readonly [number, ReadonlyArray<Msg>]> } = { ingress: [], inTransit: [] }
     for (const bytes of f.metas) {
       const part = decode(bytes) as Meta
@@ -230,9 +290,9 @@ export class SnapshotManager {
   }
 
   /**
-   * Writes this process's part of snapshot `epoch`: the blobs of its key groups written since its last part
-   * (folded onto their previous blobs), and a meta blob with the positions of the splits and the in-transit
-   * messages of the key groups it owns.
+   * Writes this process's part of snapshot `epoch`: for each of its key groups written since its last part, a delta
+   * of those writes added to its chain, or the chain folded with them into a new image (ChainPolicy); packed into a
+   * few blobs. And a meta blob with the positions of the splits and the in-transit messages of the key groups it owns.
    */
   writePart(epoch: number, g: number, part: string, owns: { readonly kg: (kg: number) => boolean; readonly split: (id: string) => boolean }): Effect.Effect<SnapshotPart & { readonly stats: PartStats }, BlobStoreError> {
     const self = this
@@ -256,21 +316,24 @@ export class SnapshotManager {
       const started = performance.now()
       const prefix = `snapshots/g${g}-e${pad(epoch)}/${part}`
       let bytes = 0
-      // The previous blobs of the key groups that changed (each blob read once), their changes folded in, the
-      // results packed into a few new blobs.
-      const bases = byBlob(self.latest, (kg) => changed.has(kg))
-      const unpacked = yield* Effect.forEach(
-        [...bases],
-        ([key, kgs]) =>
-          Effect.flatMap(self.blobs.get(key), (blob) => {
-            if (blob === undefined) return Effect.die(new Error(`the previous snapshot's blob '${key}' is missing`))
-            return Effect.succeed([key, kgs, unpack(key, blob, kgs)] as const)
-          }),
-        { concurrency: self.concurrency },
+      const chains = new Map<number, Chain>()
+      for (const kg of changed.keys()) chains.set(kg, chainOf(self.latest[String(kg)] ?? []))
+      // Only the chains that fold are read (each blob once).
+      const folding = [...chains].filter(([kg, chain]) => chain.length > 0 && mustFold(kg, chain, self.chains))
+      const unpacked = new Map(
+        yield* Effect.forEach(
+          [...byBlob(folding)],
+          ([key, kgs]) =>
+            Effect.flatMap(self.blobs.get(key), (blob) => {
+              if (blob === undefined) return Effect.die(new Error(`the previous snapshot's blob '${key}' is missing`))
+              return Effect.succeed([key, unpack(key, blob, kgs)] as const)
+            }),
+          { concurrency: self.concurrency },
+        ),
       )
-      const base = new Map<number, { readonly key: string; readonly x: Uint8Array | Tables | undefined }>()
-      for (const [key, kgs, u] of unpacked) for (const kg of kgs) base.set(kg, { key, x: u.get(kg) })
       const packs: Array<Map<number, Uint8Array>> = []
+      /** Per packed group: its chain before, and whether its entry is a new image (else a delta). */
+      const entries = new Map<number, { readonly before: Chain; readonly image: boolean; readonly bytes: number }>()
       let pack = new Map<number, Uint8Array>()
       let packBytes = 0
       let slice = performance.now()
@@ -280,40 +343,44 @@ export class SnapshotManager {
           yield* toEventLoop
           slice = performance.now()
         }
-        const b = base.get(kg)
-        const tables = b === undefined ? (new Map() as Tables) : tablesOf(b.x, kg, b.key)
-        const touched = new Set<Map<string, unknown>>()
+        // The group's writes since its last part, merged: the last write of a key wins.
+        const merged: Tables = new Map()
         for (const epochTables of changes) {
           for (const [table, keys, values] of epochTables) {
-            let t = tables.get(table)
-            if (t === undefined) tables.set(table, (t = new Map()))
-            touched.add(t)
-            for (let i = 0; i < keys.length; i++) {
-              const value = values[i]
-              if (value === undefined) t.delete(keys[i]!)
-              else t.set(keys[i]!, value)
-            }
+            let t = merged.get(table)
+            if (t === undefined) merged.set(table, (t = new Map()))
+            for (let i = 0; i < keys.length; i++) t.set(keys[i]!, values[i])
           }
         }
-        for (const [table, t] of tables) if (t.size === 0 && touched.has(t)) tables.delete(table)
-        const bytes = encode(tables)
-        if (packBytes > 0 && packBytes + bytes.length > self.packBytes) {
+        const before = chains.get(kg)!
+        const image = before.length === 0 || mustFold(kg, before, self.chains)
+        let encoded: Uint8Array
+        if (image) {
+          const tables = foldChain(kg, before, (key) => unpacked.get(key)!)
+          applyDelta(tables, merged)
+          encoded = encode(tables)
+        } else encoded = encode(merged)
+        if (packBytes > 0 && packBytes + encoded.length > self.packBytes) {
           packs.push(pack)
           pack = new Map()
           packBytes = 0
         }
-        pack.set(kg, bytes)
-        packBytes += bytes.length
+        pack.set(kg, encoded)
+        packBytes += encoded.length
+        entries.set(kg, { before, image, bytes: encoded.length })
       }
       if (pack.size > 0) packs.push(pack)
-      const groups: Record<string, string> = {}
+      const groups: Record<string, Chain> = {}
       yield* Effect.forEach(
         packs.map((p, i) => [i, p] as const),
         ([i, p]) => {
           const key = `${prefix}/groups-${i}`
           const blob = encode(p)
           bytes += blob.length
-          for (const kg of p.keys()) groups[String(kg)] = key
+          for (const kg of p.keys()) {
+            const x = entries.get(kg)!
+            groups[String(kg)] = x.image ? [[key, x.bytes]] : [...x.before, [key, x.bytes]]
+          }
           return self.blobs.put(key, blob)
         },
         { concurrency: self.concurrency, discard: true },
@@ -324,11 +391,11 @@ export class SnapshotManager {
       yield* self.blobs.put(metaKey, metaBlob)
       Object.assign(self.latest, groups)
       self.inFlight = undefined
-      // The part names the newest blob of every group this process owns, not only the ones it just wrote: a part
-      // of an earlier snapshot that never got its manifest (another process's part failed) took its delta with it,
-      // and only its blobs hold those changes now.
-      const named: Record<string, string> = {}
-      for (const [kg, key] of Object.entries(self.latest)) if (owns.kg(Number(kg))) named[kg] = key
+      // The part names the chain of every group this process owns, not only the ones it just wrote: a part of an
+      // earlier snapshot that never got its manifest (another process's part failed) took its delta with it, and
+      // only its blobs hold those changes now.
+      const named: Record<string, Chain> = {}
+      for (const [kg, chain] of Object.entries(self.latest)) if (owns.kg(Number(kg))) named[kg] = chainOf(chain)
       return { groups: named, meta: metaKey, stats: { blobs: packs.length + 1, bytes, ms: performance.now() - started } }
     }).pipe(
       Effect.tapError(() =>
@@ -350,19 +417,22 @@ export class SnapshotManager {
     const self = this
     return Effect.gen(function* () {
       const previous = self.manifest
-      const groups: Record<string, string> = { ...(previous?.groups ?? {}) }
+      const groups: Record<string, GroupBlobs> = { ...(previous?.groups ?? {}) }
       for (const p of parts) Object.assign(groups, p.groups)
       const manifest: Manifest = { epoch, g, app: self.app, keyGroups: self.keyGroups, groups, metas: parts.map((p) => p.meta), ...(published === undefined ? {} : { published }) }
       yield* self.blobs.put(manifestKey(epoch), encode(manifest))
       self.manifest = manifest
-      const keep = new Set<string>([manifestKey(epoch), ...manifest.metas, ...Object.values(groups)])
-      if (previous !== undefined) for (const k of [manifestKey(previous.epoch), ...previous.metas, ...Object.values(previous.groups)]) keep.add(k)
+      const blobsOf = (m: Manifest): string[] => [manifestKey(m.epoch), ...m.metas, ...Object.values(m.groups).flatMap((x) => chainOf(x).map(([key]) => key))]
+      const keep = new Set<string>(blobsOf(manifest))
+      if (previous !== undefined) for (const k of blobsOf(previous)) keep.add(k)
       const older = (key: string): boolean => {
         const m = /(?:^manifests\/|-e)(\d{12})/.exec(key)
         return m !== null && Number(m[1]) < epoch
       }
       const garbage = [...(yield* self.blobs.list("manifests/")), ...(yield* self.blobs.list("snapshots/"))].filter((k) => !keep.has(k) && older(k))
-      yield* Effect.forEach(garbage, (k) => self.blobs.delete(k), { concurrency: self.concurrency, discard: true })
+      // The snapshot exists once its manifest does: a blob that could not be deleted is garbage the next manifest
+      // lists again.
+      yield* Effect.forEach(garbage, (k) => Effect.ignore(self.blobs.delete(k)), { concurrency: self.concurrency, discard: true })
       return manifest
     })
   }

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest"
 import { makeMemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
 import { encode } from "../../runtime/engine/codec.ts"
 import { RECORD_FORMAT, type EpochRecord, type TableDelta } from "../../runtime/engine/EpochRecord.ts"
-import { SnapshotManager } from "../../runtime/engine/snapshots.ts"
+import { chainOf, SnapshotManager, type ChainPolicy } from "../../runtime/engine/snapshots.ts"
 import type { BlobStoreService } from "../../runtime/ports/BlobStore.ts"
 import { BlobStoreError } from "../../runtime/ports/BlobStore.ts"
 import { seeded } from "../helpers.ts"
@@ -32,12 +32,19 @@ const rows = (groups: ReadonlyMap<number, { tables: ReadonlyMap<string, Readonly
 }
 
 describe("snapshots", () => {
-  it("a snapshot equals every committed epoch's writes and deletes applied in order, across snapshots and failed uploads", async () => {
+  // Chain policies: always a new image; deltas up to chains of 4 whatever the sizes; the default (sizes decide).
+  const policies: ReadonlyArray<readonly [string, ChainPolicy | undefined]> = [
+    ["images only", { maxLength: 1, minImageBytes: 0 }],
+    ["chains of up to 4", { maxLength: 4, minImageBytes: 0 }],
+    ["default policy", undefined],
+  ]
+  it.each(policies)("a snapshot equals every committed epoch's writes and deletes applied in order, across snapshots and failed uploads (%s)", async (_name, policy) => {
+    let longest = 0
     for (const seed of [1, 2, 3, 4, 5]) {
       const rand = seeded(seed)
       const { store, s } = flaky(makeMemoryBlobStore(new Map()))
       // Odd seeds pack every key group into a blob of its own, even ones all into one.
-      const writer = new SnapshotManager(store, "fold", G, 4, seed % 2 === 1 ? 1 : undefined)
+      const writer = new SnapshotManager(store, "fold", G, 4, seed % 2 === 1 ? 1 : undefined, policy)
       const model: Model = new Map()
       let manifests = 0
       for (let e = 1; e <= 60; e++) {
@@ -78,9 +85,15 @@ describe("snapshots", () => {
           if (attempt._tag === "Left") continue // its changes are kept for the next snapshot
           await Effect.runPromise(writer.writeManifest(e, 1, [attempt.right]))
           manifests++
-          // The blobs this part wrote (it also names older ones, of groups it did not rewrite).
-          const fresh = Object.entries(attempt.right.groups).filter(([, key]) => key.includes(`-e${String(e).padStart(12, "0")}/`))
-          const blobs = new Set(fresh.map(([, key]) => key))
+          // The blobs this part wrote, the last of their groups' chains (it also names older ones, of groups it did
+          // not rewrite).
+          const chains = Object.values(attempt.right.groups)
+          for (const chain of chains) {
+            longest = Math.max(longest, chain.length)
+            expect(chain.length).toBeLessThanOrEqual(policy?.maxLength ?? 16)
+          }
+          const fresh = chains.map((c) => c[c.length - 1]![0]).filter((key) => key.includes(`-e${String(e).padStart(12, "0")}/`))
+          const blobs = new Set(fresh)
           if (seed % 2 === 1) expect(blobs.size).toBe(fresh.length)
           else expect(blobs.size).toBeLessThanOrEqual(1)
           const loaded = await Effect.runPromise(new SnapshotManager(store, "fold", G).load(undefined))
@@ -91,6 +104,8 @@ describe("snapshots", () => {
       }
       expect(manifests).toBeGreaterThan(2)
     }
+    // The chains policy did build chains (the state here is far below the default's image size, so it folds).
+    expect(longest).toBe(policy === undefined ? 1 : policy.maxLength)
   })
 
   it("reads snapshots of the older layout (one blob per key group) and folds new epochs onto them", async () => {
@@ -110,7 +125,7 @@ describe("snapshots", () => {
     await Effect.runPromise(store.put("manifests/000000000003", encode({ epoch: 3, g: 1, app: "fold", keyGroups: G, groups, metas: ["snapshots/g1-e000000000003/p0/meta"] })))
     const loaded = await Effect.runPromise(new SnapshotManager(store, "fold", G).load(undefined))
     expect(rows(loaded!.groups)).toEqual(rows(new Map([...old].map(([kg, tables]) => [kg, { tables }]))))
-    // Epoch 4 changes key group 4 only; the new snapshot packs it and keeps key group 0's old blob.
+    // Epoch 4 changes key group 4 only.
     const writer = new SnapshotManager(store, "fold", G)
     await Effect.runPromise(writer.load(undefined))
     writer.committed(4, [{ t: "epoch", f: RECORD_FORMAT, g: 1, e: 4, partition: 0, state: [[4, [["a", ["z", "q"], [undefined, 9]]]]], inTransit: [], ingress: [], egress: [] }])
@@ -123,18 +138,23 @@ describe("snapshots", () => {
       [4, { tables: new Map([["a", new Map<string, unknown>([["q", 9]])], ["b", new Map<string, unknown>([["w", new Date(5)]])]]) }],
     ])
     expect(rows(after!.groups)).toEqual(rows(want))
-    expect(writer.manifest?.groups["0"]).toBe(groups["0"])
+    // Group 0 keeps its old blob; group 4's old image (size unknown) gets a delta on top.
+    expect(chainOf(writer.manifest!.groups["0"]!)).toEqual([[groups["0"], -1]])
+    expect(chainOf(writer.manifest!.groups["4"]!).map(([key]) => key)).toEqual([groups["4"], "snapshots/g1-e000000000004/p0/groups-0"])
   })
 })
 
 describe("snapshots across processes", () => {
-  it("a part whose snapshot never got a manifest (the other process's part failed) is not lost by the next snapshot", async () => {
+  it.each([
+    ["images", undefined],
+    ["deltas", { maxLength: 4, minImageBytes: 0 }],
+  ] as const)("a part whose snapshot never got a manifest (the other process's part failed) is not lost by the next snapshot (%s)", async (_name, policy) => {
     const data = new Map<string, Uint8Array>()
     const { store, s } = flaky(makeMemoryBlobStore(data))
     // Process A owns key groups 0-2, process B 3-5.
     const own = (lo: number) => ({ kg: (kg: number) => kg >= lo && kg < lo + 3, split: () => true })
-    const a = new SnapshotManager(store, "parts", G)
-    const b = new SnapshotManager(store, "parts", G)
+    const a = new SnapshotManager(store, "parts", G, 16, undefined, policy)
+    const b = new SnapshotManager(store, "parts", G, 16, undefined, policy)
     const epoch = (e: number, state: EpochRecord["state"]): EpochRecord => ({ t: "epoch", f: RECORD_FORMAT, g: 1, e, partition: 0, state, inTransit: [], ingress: [], egress: [] })
     const commit = (m: SnapshotManager, e: number, state: EpochRecord["state"]) => m.committed(e, [epoch(e, state)])
     // Snapshot 1: both parts in, manifest written.
