@@ -85,6 +85,8 @@ export interface RunOptions {
    * every snapshot rewrites whole key groups); images under `minImageBytes` (default 64 KiB) are always rewritten.
    */
   readonly snapshotChain?: { readonly maxLength?: number; readonly minImageBytes?: number }
+  /** Build snapshot parts in a thread of their own (default true); false: on the engine's thread. */
+  readonly snapshotThread?: boolean
   readonly onSnapshot?: (epoch: number) => void
   /** This process wrote its part of snapshot `epoch`. */
   readonly onSnapshotPart?: (epoch: number, stats: PartStats) => void
@@ -305,6 +307,7 @@ export const start = (app: App, options: RunOptions = {}, deployment?: Deploymen
     // 5 s: the log holds everything in between, and each snapshot costs writes and fsyncs per key group.
     snapshotMinMs: options.snapshotMinMs ?? (options.snapshotEvery === undefined ? 5000 : 0),
     ...(options.snapshotChain === undefined ? {} : { snapshotChain: options.snapshotChain }),
+    ...(options.snapshotThread === undefined ? {} : { snapshotThread: options.snapshotThread }),
     ...(deployment === undefined ? {} : { host: deployment.host, ...(deployment.livenessMs === undefined ? {} : { livenessMs: deployment.livenessMs }) }),
     ...(options.onSnapshot ? { onSnapshot: options.onSnapshot } : {}),
     // kafkaTrace.ingressInWorker: the consumers in a worker thread of their own (see KafkaIngressThread.ts).

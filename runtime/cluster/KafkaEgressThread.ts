@@ -17,7 +17,7 @@ import { makeKafkaEgress, type KafkaEgressOptions } from "./KafkaEgress.ts"
 import { reasonOf } from "./kafkaReasons.ts"
 import type { EncodedRecord, FromWorker, ToWorker, WireOptions } from "./kafkaEgressWire.ts"
 import { kafkaTrace } from "./kafkaTrace.ts"
-import { tsxWorker } from "./tsxWorker.ts"
+import { tsxWorker } from "../engine/tsxWorker.ts"
 import type { KafkaSinkSpec } from "../../workflows/kafka.ts"
 
 /** A copy that owns its bytes: a view into a larger buffer (a fetched record's value) would clone all of it. */

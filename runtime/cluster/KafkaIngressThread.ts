@@ -11,7 +11,7 @@ import type { KafkaRecord } from "../../workflows/kafka.ts"
 import { KafkaIngressError, type FeedEvents, type FeedSpec, type KafkaIngressOptions, type SplitFeed } from "./KafkaIngress.ts"
 import type { IngressFromWorker, IngressToWorker } from "./kafkaIngressWire.ts"
 import { reasonOf } from "./kafkaReasons.ts"
-import { tsxWorker } from "./tsxWorker.ts"
+import { tsxWorker } from "../engine/tsxWorker.ts"
 
 interface Open {
   readonly spec: FeedSpec

@@ -15,6 +15,7 @@ import type { CommitRecord, FenceRecord, SnapshotWritten, Vote, Wake } from "./p
 import { firstPosition, recover } from "./recovery.ts"
 import type { Key } from "../../workflows/Key.ts"
 import { canonicalKey, keyGroupOf, ownerOf, parseCanonicalKey } from "./keys.ts"
+import { threadFolder } from "./DeltaFolder.ts"
 import { DEFAULT_CHAIN_POLICY, SnapshotManager, type ChainPolicy, type LoadStats, type PartStats } from "./snapshots.ts"
 
 export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
@@ -69,6 +70,8 @@ export interface EngineOptions extends Omit<CoordinatorOptions, "partitions"> {
   readonly snapshotConcurrency?: number
   /** When a key group's snapshot chain is folded into a new image (default DEFAULT_CHAIN_POLICY). */
   readonly snapshotChain?: Partial<ChainPolicy>
+  /** Build snapshot parts in a thread of their own (default true); false: on the engine's thread. */
+  readonly snapshotThread?: boolean
   /** This process wrote its part of snapshot `epoch` (what it uploaded, how long it took). */
   readonly onSnapshotPart?: (epoch: number, stats: PartStats) => void
   /** Every process, once it has restored its state and before it takes part in an epoch: where start-up went. */
@@ -159,7 +162,13 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const ownsKg = (kg: number) => hostedSet.has(ownerOf(kg, plan.keyGroups, P))
 
     const startedAt = performance.now()
-    const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups, options.snapshotConcurrency, undefined, { ...DEFAULT_CHAIN_POLICY, ...options.snapshotChain })
+    // The changes since the last snapshot part, and the part's merge, fold and encode, live in a thread of their own.
+    const folder = options.snapshotEvery > 0 && options.snapshotThread !== false ? yield* Effect.acquireRelease(Effect.sync(threadFolder), (f) => Effect.promise(() => f.close())) : undefined
+    const snapshots = new SnapshotManager(blobs, plan.app.name, plan.keyGroups, {
+      ...(options.snapshotConcurrency === undefined ? {} : { concurrency: options.snapshotConcurrency }),
+      chains: { ...DEFAULT_CHAIN_POLICY, ...options.snapshotChain },
+      ...(folder === undefined ? {} : { folder }),
+    })
     // The snapshot's blobs (S3) and the log (Kafka) are fetched at once: independent, and both mostly waiting. The
     // blobs are decoded after both are in: decoding is CPU work that would stall the log read. (A forked fetch, not
     // Effect.all: a failure of either stays a plain failure, not one beside an interruption.)
@@ -304,7 +313,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             case "record": {
               const { payload, checksum } = encodeRecord(o.record)
               const position = yield* log.append("wal", payload)
-              if (options.snapshotEvery > 0) snapshots.record(o.record)
+              if (options.snapshotEvery > 0) snapshots.record(o.record, payload)
               records += o.records
               failures += o.failures
               // The generation is the one the coordinator opened this epoch in (a worker learns it from "open").
@@ -417,7 +426,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
      * Snapshot epochs are chosen by the coordinator and flagged in COMMITTED, so every process agrees. When a process
      * sees COMMIT(e) it folds e's records of its partitions into its delta; at a snapshot epoch it writes its part
      * (the key groups written since its last part) and tells the coordinator. The upload runs beside the next
-     * epochs; its CPU work (decode, fold, encode) still shares the engine's thread (a worker thread would take it off).
+     * epochs; its CPU work (decode, merge, fold, encode) is in the snapshot thread (DeltaFolder).
      */
     let uploading: Fiber.RuntimeFiber<void, unknown> | undefined
     const onCommitted = (e: number, core: PartitionCore, snapshot: boolean) =>

@@ -1,18 +1,13 @@
 import { Effect } from "effect"
 import type { BlobStoreError, BlobStoreService } from "../ports/BlobStore.ts"
 import { decode, encode } from "./codec.ts"
+import { InThreadFolder, type DeltaFolder } from "./DeltaFolder.ts"
 import type { EpochRecord } from "./EpochRecord.ts"
+import { byBlob, foldChain, unpack, type Chain, type Tables } from "./snapshotFold.ts"
 import type { Msg } from "./protocol.ts"
 import type { RecoveredGroup, SnapshotState } from "./recovery.ts"
 
-/**
- * Where a key group's state is, oldest first: a full image of its tables, then deltas (the keys written since the
- * previous element, a deleted key as undefined) applied in order. Each element is [blob key, the group's encoded
- * bytes in it] (-1: unknown, in chains read from older manifests). A snapshot writes a delta while the deltas are
- * small next to the image, so its cost follows what changed rather than how much state there is; it folds the chain
- * into a new image once they are not.
- */
-export type Chain = ReadonlyArray<readonly [key: string, bytes: number]>
+export type { Chain } from "./snapshotFold.ts"
 
 /** A manifest's entry for a key group: a chain, or (older manifests) the key of a full image. */
 export type GroupBlobs = Chain | string
@@ -88,8 +83,6 @@ interface Meta {
   readonly inTransit: ReadonlyArray<readonly [number, ReadonlyArray<Msg>]>
 }
 
-type Tables = Map<string, Map<string, unknown>>
-
 /**
  * Key groups' state blobs. A part packs the key groups it rewrites into a few blobs (`…/groups-<i>`, each a Map of
  * key group → that group's encoded tables, up to GROUP_BLOB_BYTES): one file and one fsync (or one S3 PUT) per
@@ -98,57 +91,6 @@ type Tables = Map<string, Map<string, unknown>>
  * tables themselves); both are read.
  */
 const GROUP_BLOB_BYTES = 4 * 1024 * 1024
-/** Longest stretch of folding between two turns of the event loop. */
-const SLICE_MS = 2
-const toEventLoop = Effect.async<void>((resume) => void setImmediate(() => resume(Effect.void)))
-const isPacked = (key: string): boolean => /\/groups-\d+$/.test(key)
-
-/** Key group → its encoded tables, from a blob of either layout (`kgs`: the groups the manifest puts in it). */
-const unpack = (key: string, blob: Uint8Array, kgs: ReadonlyArray<number>): Map<number, Uint8Array | Tables> => {
-  if (isPacked(key)) return decode(blob) as Map<number, Uint8Array>
-  if (kgs.length !== 1) throw new Error(`assertion: blob '${key}' holds one key group, the manifest names ${kgs.length}`)
-  return new Map([[kgs[0]!, decode(blob) as Tables]])
-}
-const tablesOf = (x: Uint8Array | Tables | undefined, kg: number, key: string): Tables => {
-  if (x === undefined) throw new Error(`snapshot blob '${key}' does not hold key group ${kg}`)
-  return x instanceof Map ? x : (decode(x) as Tables)
-}
-
-/** Chains by key group, inverted: blob key → the key groups with an element in it. */
-const byBlob = (chains: Iterable<readonly [number, Chain]>): Map<string, number[]> => {
-  const out = new Map<string, number[]>()
-  for (const [kg, chain] of chains) {
-    for (const [key] of chain) {
-      const l = out.get(key)
-      if (l === undefined) out.set(key, [kg])
-      else if (l[l.length - 1] !== kg) l.push(kg)
-    }
-  }
-  return out
-}
-
-/** Applies a delta (a key → undefined deletes it) to tables; tables it empties go. */
-const applyDelta = (tables: Tables, delta: Tables): void => {
-  for (const [table, changes] of delta) {
-    let t = tables.get(table)
-    if (t === undefined) tables.set(table, (t = new Map()))
-    for (const [ks, v] of changes) {
-      if (v === undefined) t.delete(ks)
-      else t.set(ks, v)
-    }
-    if (t.size === 0) tables.delete(table)
-  }
-}
-
-/** A key group's tables from its chain, given each blob unpacked. */
-const foldChain = (kg: number, chain: Chain, blob: (key: string) => Map<number, Uint8Array | Tables>): Tables => {
-  const [first, ...deltas] = chain
-  if (first === undefined) return new Map()
-  const tables = new Map(tablesOf(blob(first[0]).get(kg), kg, first[0]))
-  for (const [key] of deltas) applyDelta(tables, tablesOf(blob(key).get(kg), kg, key))
-  return tables
-}
-
 /**
  * Whether a snapshot folds key group kg's chain into a new image rather than adding a delta to it. The deltas' share
  * of the image at which a group folds varies by group (0.5-1.5): groups that grow alike would otherwise all fold in
@@ -167,19 +109,30 @@ const mustFold = (kg: number, chain: Chain, policy: ChainPolicy): boolean => {
 const pad = (e: number): string => String(e).padStart(12, "0")
 export const manifestKey = (e: number): string => `manifests/${pad(e)}`
 
-/** The state columns of one epoch record (immutable): what a snapshot folds in. */
-type StateDelta = EpochRecord["state"]
+export interface SnapshotManagerOptions {
+  /** Blobs read or written at once (S3 requests in flight; default 16). */
+  readonly concurrency?: number
+  /** Key groups are packed into blobs of about this many bytes (default 4 MiB). */
+  readonly packBytes?: number
+  readonly chains?: ChainPolicy
+  /** Holds the changes since the last part and builds parts (default: on this thread). */
+  readonly folder?: DeltaFolder
+}
 
 /**
- * Builds snapshots by folding the deltas of committed epochs into the previous snapshot's blobs: only key groups
- * written since the last snapshot are rewritten. The deltas are the committed records' own (immutable) state
- * columns, kept as they are until the snapshot folds them: a commit costs a push, not a map update per key written
- * (which, with its garbage, was ~10% of the engine's time on small epochs).
+ * Builds snapshots from the changes of committed epochs: for each key group written since the last part, a delta
+ * added to its chain or a new image (ChainPolicy). The changes and the CPU work live in a DeltaFolder (on the
+ * engine's thread, or a thread of its own); this side keeps the chains, the splits' positions and in-transit
+ * messages, and does the I/O.
  */
 export class SnapshotManager {
-  private uncommitted = new Map<number, EpochRecord[]>()
-  /** State columns of the epochs committed since the last part was taken, in commit order. */
-  private delta: Array<StateDelta> = []
+  private uncommitted = new Map<number, Array<readonly [EpochRecord, Uint8Array | undefined]>>()
+  /** Key groups written since the last part was taken. */
+  private changed = new Set<number>()
+  private readonly concurrency: number
+  private readonly packBytes: number
+  private readonly chains: ChainPolicy
+  readonly folder: DeltaFolder
   private ingress = new Map<string, readonly [string, number, boolean]>()
   private inTransit = new Map<number, ReadonlyArray<Msg>>()
   manifest: Manifest | undefined
@@ -194,12 +147,13 @@ export class SnapshotManager {
     private readonly blobs: BlobStoreService,
     private readonly app: string,
     private readonly keyGroups: number,
-    /** Blobs read or written at once (S3 requests in flight). */
-    private readonly concurrency = 16,
-    /** Key groups are packed into blobs of about this many bytes. */
-    private readonly packBytes = GROUP_BLOB_BYTES,
-    private readonly chains: ChainPolicy = DEFAULT_CHAIN_POLICY,
-  ) {}
+    options: SnapshotManagerOptions = {},
+  ) {
+    this.concurrency = options.concurrency ?? 16
+    this.packBytes = options.packBytes ?? GROUP_BLOB_BYTES
+    this.chains = options.chains ?? DEFAULT_CHAIN_POLICY
+    this.folder = options.folder ?? new InThreadFolder()
+  }
 
   /**
    * The newest snapshot at or below `maxEpoch`, decoded for recovery: only the key groups `owns` accepts (a process
@@ -270,20 +224,24 @@ export class SnapshotManager {
     } satisfies SnapshotState
   }
 
-  record(record: EpochRecord): void {
+  /** A record of this process's partitions, not committed yet; `payload`: its encoded bytes, if at hand. */
+  record(record: EpochRecord, payload?: Uint8Array): void {
     let l = this.uncommitted.get(record.e)
     if (l === undefined) this.uncommitted.set(record.e, (l = []))
-    l.push(record)
+    l.push([record, payload])
   }
 
   /** Folds a committed epoch's records (from this run, or replayed from the log at start-up) into the delta. */
   committed(e: number, records?: ReadonlyArray<EpochRecord>): void {
-    const rs = records ?? this.uncommitted.get(e) ?? []
+    const rs = records?.map((r) => [r, undefined] as const) ?? this.uncommitted.get(e) ?? []
     this.uncommitted.delete(e)
     for (const k of [...this.uncommitted.keys()]) if (k < e) this.uncommitted.delete(k)
     this.inTransit = new Map()
-    for (const r of rs) {
-      if (r.state.length > 0) this.delta.push(r.state)
+    for (const [r, payload] of rs) {
+      if (r.state.length > 0) {
+        for (const [kg] of r.state) this.changed.add(kg)
+        this.folder.add(r.state, payload)
+      }
       for (const x of r.ingress) this.ingress.set(x[0], x)
       for (const [kg, msgs] of r.inTransit) this.inTransit.set(kg, msgs)
     }
@@ -296,17 +254,10 @@ export class SnapshotManager {
    */
   writePart(epoch: number, g: number, part: string, owns: { readonly kg: (kg: number) => boolean; readonly split: (id: string) => boolean }): Effect.Effect<SnapshotPart & { readonly stats: PartStats }, BlobStoreError> {
     const self = this
-    const delta = this.delta
-    this.delta = []
-    // Per key group, its tables' changes in commit order (a later write of a key wins; undefined deletes).
-    const changed = new Map<number, Array<StateDelta[number][1]>>()
-    for (const state of delta) {
-      for (const [kg, tables] of state) {
-        const l = changed.get(kg)
-        if (l === undefined) changed.set(kg, [tables])
-        else l.push(tables)
-      }
-    }
+    // The part's content is fixed now: the changes committed so far, and the positions and in-transit messages.
+    const changed = this.changed
+    this.changed = new Set()
+    this.folder.seal()
     const meta: Meta = {
       ingress: [...this.ingress.values()].filter((x) => owns.split(x[0])),
       inTransit: [...this.inTransit].filter(([kg]) => owns.kg(kg)),
@@ -316,72 +267,30 @@ export class SnapshotManager {
       const started = performance.now()
       const prefix = `snapshots/g${g}-e${pad(epoch)}/${part}`
       let bytes = 0
-      const chains = new Map<number, Chain>()
-      for (const kg of changed.keys()) chains.set(kg, chainOf(self.latest[String(kg)] ?? []))
-      // Only the chains that fold are read (each blob once).
-      const folding = [...chains].filter(([kg, chain]) => chain.length > 0 && mustFold(kg, chain, self.chains))
-      const unpacked = new Map(
+      const before = new Map<number, Chain>()
+      for (const kg of changed) before.set(kg, chainOf(self.latest[String(kg)] ?? []))
+      // Groups that get a new image, and the blobs their chains are in (each read once).
+      const folds = new Map([...before].filter(([kg, chain]) => mustFold(kg, chain, self.chains)))
+      const blobs = new Map(
         yield* Effect.forEach(
-          [...byBlob(folding)],
-          ([key, kgs]) =>
+          [...byBlob(folds).keys()],
+          (key) =>
             Effect.flatMap(self.blobs.get(key), (blob) => {
               if (blob === undefined) return Effect.die(new Error(`the previous snapshot's blob '${key}' is missing`))
-              return Effect.succeed([key, unpack(key, blob, kgs)] as const)
+              return Effect.succeed([key, blob] as const)
             }),
           { concurrency: self.concurrency },
         ),
       )
-      const packs: Array<Map<number, Uint8Array>> = []
-      /** Per packed group: its chain before, and whether its entry is a new image (else a delta). */
-      const entries = new Map<number, { readonly before: Chain; readonly image: boolean; readonly bytes: number }>()
-      let pack = new Map<number, Uint8Array>()
-      let packBytes = 0
-      let slice = performance.now()
-      for (const [kg, changes] of [...changed].sort((a, b) => a[0] - b[0])) {
-        // The fold runs on the engine's thread: let the epochs go on between key groups.
-        if (performance.now() - slice > SLICE_MS) {
-          yield* toEventLoop
-          slice = performance.now()
-        }
-        // The group's writes since its last part, merged: the last write of a key wins.
-        const merged: Tables = new Map()
-        for (const epochTables of changes) {
-          for (const [table, keys, values] of epochTables) {
-            let t = merged.get(table)
-            if (t === undefined) merged.set(table, (t = new Map()))
-            for (let i = 0; i < keys.length; i++) t.set(keys[i]!, values[i])
-          }
-        }
-        const before = chains.get(kg)!
-        const image = before.length === 0 || mustFold(kg, before, self.chains)
-        let encoded: Uint8Array
-        if (image) {
-          const tables = foldChain(kg, before, (key) => unpacked.get(key)!)
-          applyDelta(tables, merged)
-          encoded = encode(tables)
-        } else encoded = encode(merged)
-        if (packBytes > 0 && packBytes + encoded.length > self.packBytes) {
-          packs.push(pack)
-          pack = new Map()
-          packBytes = 0
-        }
-        pack.set(kg, encoded)
-        packBytes += encoded.length
-        entries.set(kg, { before, image, bytes: encoded.length })
-      }
-      if (pack.size > 0) packs.push(pack)
+      const packs = yield* Effect.promise(() => self.folder.build(folds, blobs, self.packBytes))
       const groups: Record<string, Chain> = {}
       yield* Effect.forEach(
         packs.map((p, i) => [i, p] as const),
         ([i, p]) => {
           const key = `${prefix}/groups-${i}`
-          const blob = encode(p)
-          bytes += blob.length
-          for (const kg of p.keys()) {
-            const x = entries.get(kg)!
-            groups[String(kg)] = x.image ? [[key, x.bytes]] : [...x.before, [key, x.bytes]]
-          }
-          return self.blobs.put(key, blob)
+          bytes += p.blob.length
+          for (const [kg, size, image] of p.entries) groups[String(kg)] = image ? [[key, size]] : [...before.get(kg)!, [key, size]]
+          return self.blobs.put(key, p.blob)
         },
         { concurrency: self.concurrency, discard: true },
       )
@@ -390,19 +299,19 @@ export class SnapshotManager {
       bytes += metaBlob.length
       yield* self.blobs.put(metaKey, metaBlob)
       Object.assign(self.latest, groups)
-      self.inFlight = undefined
       // The part names the chain of every group this process owns, not only the ones it just wrote: a part of an
-      // earlier snapshot that never got its manifest (another process's part failed) took its delta with it, and
-      // only its blobs hold those changes now.
+      // earlier snapshot that never got its manifest (another process's part failed) took its changes with it, and
+      // only its blobs hold them now.
       const named: Record<string, Chain> = {}
       for (const [kg, chain] of Object.entries(self.latest)) if (owns.kg(Number(kg))) named[kg] = chainOf(chain)
       return { groups: named, meta: metaKey, stats: { blobs: packs.length + 1, bytes, ms: performance.now() - started } }
     }).pipe(
-      Effect.tapError(() =>
+      Effect.onExit((exit) =>
         Effect.sync(() => {
-          // The upload failed: its changes go back before the newer ones, for the next attempt.
           self.inFlight = undefined
-          self.delta = [...delta, ...self.delta]
+          self.folder.settle(exit._tag === "Success")
+          // Not uploaded: its groups are changed still, for the next attempt.
+          if (exit._tag === "Failure") for (const kg of changed) self.changed.add(kg)
         }),
       ),
     )

@@ -126,7 +126,7 @@ describe("recovery restores only what a process hosts", () => {
   it("a snapshot loads only the key groups asked for, and keeps the published watermark", async () => {
     const data = new Map<string, Uint8Array>()
     const store = makeMemoryBlobStore(data)
-    const writer = new SnapshotManager(store, "scope", G, 3)
+    const writer = new SnapshotManager(store, "scope", G, { concurrency: 3 })
     const records: EpochRecord[] = [
       {
         t: "epoch",
@@ -145,7 +145,7 @@ describe("recovery restores only what a process hosts", () => {
     expect(part.stats.blobs).toBe(2)
     expect(part.stats.bytes).toBeGreaterThan(0)
     await Effect.runPromise(writer.writeManifest(1, 1, [part], 1))
-    const reader = new SnapshotManager(store, "scope", G, 2)
+    const reader = new SnapshotManager(store, "scope", G, { concurrency: 2 })
     const s = await Effect.runPromise(reader.load(undefined, (kg) => kg % 2 === 1))
     expect(s?.published).toBe(1)
     expect([...s!.groups.keys()].sort()).toEqual([1, 3, 5, 7])

@@ -5,7 +5,8 @@ import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { makeMemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
 import { encode } from "../../runtime/engine/codec.ts"
-import { RECORD_FORMAT, type EpochRecord, type TableDelta } from "../../runtime/engine/EpochRecord.ts"
+import { threadFolder } from "../../runtime/engine/DeltaFolder.ts"
+import { encodeRecord, RECORD_FORMAT, type EpochRecord, type TableDelta } from "../../runtime/engine/EpochRecord.ts"
 import { chainOf, SnapshotManager, type ChainPolicy } from "../../runtime/engine/snapshots.ts"
 import type { BlobStoreService } from "../../runtime/ports/BlobStore.ts"
 import { BlobStoreError } from "../../runtime/ports/BlobStore.ts"
@@ -33,18 +34,22 @@ const rows = (groups: ReadonlyMap<number, { tables: ReadonlyMap<string, Readonly
 
 describe("snapshots", () => {
   // Chain policies: always a new image; deltas up to chains of 4 whatever the sizes; the default (sizes decide).
-  const policies: ReadonlyArray<readonly [string, ChainPolicy | undefined]> = [
-    ["images only", { maxLength: 1, minImageBytes: 0 }],
-    ["chains of up to 4", { maxLength: 4, minImageBytes: 0 }],
-    ["default policy", undefined],
+  // Each on the engine's thread and in a thread of its own (given each record's encoded bytes, as the engine does).
+  const policies: ReadonlyArray<readonly [string, ChainPolicy | undefined, boolean]> = [
+    ["images only", { maxLength: 1, minImageBytes: 0 }, false],
+    ["chains of up to 4", { maxLength: 4, minImageBytes: 0 }, false],
+    ["default policy", undefined, false],
+    ["images only, snapshot thread", { maxLength: 1, minImageBytes: 0 }, true],
+    ["chains of up to 4, snapshot thread", { maxLength: 4, minImageBytes: 0 }, true],
   ]
-  it.each(policies)("a snapshot equals every committed epoch's writes and deletes applied in order, across snapshots and failed uploads (%s)", async (_name, policy) => {
+  it.each(policies)("a snapshot equals every committed epoch's writes and deletes applied in order, across snapshots and failed uploads (%s)", async (_name, policy, thread) => {
     let longest = 0
     for (const seed of [1, 2, 3, 4, 5]) {
       const rand = seeded(seed)
       const { store, s } = flaky(makeMemoryBlobStore(new Map()))
       // Odd seeds pack every key group into a blob of its own, even ones all into one.
-      const writer = new SnapshotManager(store, "fold", G, 4, seed % 2 === 1 ? 1 : undefined, policy)
+      const folder = thread ? threadFolder() : undefined
+      const writer = new SnapshotManager(store, "fold", G, { concurrency: 4, ...(seed % 2 === 1 ? { packBytes: 1 } : {}), ...(policy === undefined ? {} : { chains: policy }), ...(folder === undefined ? {} : { folder }) })
       const model: Model = new Map()
       let manifests = 0
       for (let e = 1; e <= 60; e++) {
@@ -76,7 +81,7 @@ describe("snapshots", () => {
           }
         }
         const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: 1, e, partition: 0, state, inTransit: [], ingress: [], egress: [] }
-        writer.record(record)
+        writer.record(record, thread ? encodeRecord(record).payload : undefined)
         writer.committed(e)
         if (rand() < 0.15) {
           s.failing = rand() < 0.4
@@ -103,6 +108,7 @@ describe("snapshots", () => {
         }
       }
       expect(manifests).toBeGreaterThan(2)
+      await folder?.close()
     }
     // The chains policy did build chains (the state here is far below the default's image size, so it folds).
     expect(longest).toBe(policy === undefined ? 1 : policy.maxLength)
@@ -153,8 +159,8 @@ describe("snapshots across processes", () => {
     const { store, s } = flaky(makeMemoryBlobStore(data))
     // Process A owns key groups 0-2, process B 3-5.
     const own = (lo: number) => ({ kg: (kg: number) => kg >= lo && kg < lo + 3, split: () => true })
-    const a = new SnapshotManager(store, "parts", G, 16, undefined, policy)
-    const b = new SnapshotManager(store, "parts", G, 16, undefined, policy)
+    const a = new SnapshotManager(store, "parts", G, policy === undefined ? {} : { chains: policy })
+    const b = new SnapshotManager(store, "parts", G, policy === undefined ? {} : { chains: policy })
     const epoch = (e: number, state: EpochRecord["state"]): EpochRecord => ({ t: "epoch", f: RECORD_FORMAT, g: 1, e, partition: 0, state, inTransit: [], ingress: [], egress: [] })
     const commit = (m: SnapshotManager, e: number, state: EpochRecord["state"]) => m.committed(e, [epoch(e, state)])
     // Snapshot 1: both parts in, manifest written.

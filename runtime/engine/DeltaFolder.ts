@@ -1,0 +1,141 @@
+/**
+ * Holds the state changes committed since the last snapshot part and turns them into the part's blobs. Two kinds:
+ * on the engine's thread (InThreadFolder), or in a thread of its own (threadFolder, snapshotFoldWorker.ts), which
+ * keeps each committed record's encoded bytes: neither the changes (objects the engine's collector would otherwise
+ * copy and promote for seconds) nor the decode, merge, fold and encode of a part (hundreds of ms for a few MB) cost
+ * the engine more than a copy of each encoded record.
+ *
+ * Protocol: `add` each committed epoch in commit order; `seal` fixes what the next part holds (everything added
+ * before it); `build` makes its blobs; `settle` says whether the part was uploaded: if not, its changes go back
+ * under the newer ones, for the next part.
+ */
+import { Worker } from "node:worker_threads"
+import { buildPacks, mergeColumns, type BuiltPack, type Chain, type StateDelta, type Tables } from "./snapshotFold.ts"
+import { tsxWorker } from "./tsxWorker.ts"
+
+export interface DeltaFolder {
+  /** A committed epoch's state columns; `payload`, its encoded record if at hand (a thread takes that instead). */
+  add(state: StateDelta, payload?: Uint8Array): void
+  /** The next part holds everything added so far, and nothing added later. */
+  seal(): void
+  /** The sealed part's blobs: a delta per changed group, or an image for groups in `folds` (their chains' blobs given). */
+  build(folds: ReadonlyMap<number, Chain>, blobs: ReadonlyMap<string, Uint8Array>, packBytes: number): Promise<ReadonlyArray<BuiltPack>>
+  /** The sealed part was uploaded (its changes go), or not (they go back under the newer ones). */
+  settle(uploaded: boolean): void
+  close(): Promise<void>
+}
+
+/** Longest stretch of folding between two turns of the event loop, on the engine's thread. */
+const SLICE_MS = 2
+
+/** On the engine's thread: keeps the records' own (immutable) columns, and merges them only when a part is built. */
+export class InThreadFolder implements DeltaFolder {
+  private columns: StateDelta[] = []
+  private sealed: StateDelta[] | undefined
+
+  add(state: StateDelta): void {
+    if (state.length > 0) this.columns.push(state)
+  }
+
+  seal(): void {
+    if (this.sealed !== undefined) throw new Error("assertion: a snapshot part is sealed while the last is not settled")
+    this.sealed = this.columns
+    this.columns = []
+  }
+
+  async build(folds: ReadonlyMap<number, Chain>, blobs: ReadonlyMap<string, Uint8Array>, packBytes: number): Promise<ReadonlyArray<BuiltPack>> {
+    const changed = new Map<number, Tables>()
+    for (const state of this.sealed ?? []) mergeColumns(changed, state)
+    const steps = buildPacks(changed, folds, blobs, packBytes)
+    let slice = performance.now()
+    for (;;) {
+      const step = steps.next()
+      if (step.done === true) return step.value
+      if (performance.now() - slice > SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve))
+        slice = performance.now()
+      }
+    }
+  }
+
+  settle(uploaded: boolean): void {
+    if (!uploaded && this.sealed !== undefined) this.columns = [...this.sealed, ...this.columns]
+    this.sealed = undefined
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve()
+  }
+}
+
+/** Messages to the snapshot thread. */
+export type ToFolder =
+  | { readonly t: "add"; readonly payload: Uint8Array }
+  | { readonly t: "add-state"; readonly state: StateDelta }
+  | { readonly t: "seal" }
+  | { readonly t: "build"; readonly id: number; readonly folds: ReadonlyArray<readonly [number, Chain]>; readonly blobs: ReadonlyArray<readonly [string, Uint8Array]>; readonly packBytes: number }
+  | { readonly t: "settle"; readonly uploaded: boolean }
+
+/** Messages from it. */
+export type FromFolder = { readonly t: "built"; readonly id: number; readonly packs: ReadonlyArray<BuiltPack> } | { readonly t: "failed"; readonly id: number; readonly message: string }
+
+/**
+ * The changes and the work in a thread of its own: the engine's thread posts each committed record's bytes. The thread
+ * starts at the first part (a run that never snapshots, most short ones, starts none); until then the bytes wait here.
+ */
+export const threadFolder = (): DeltaFolder => {
+  let worker: Worker | undefined
+  let early: ToFolder[] = []
+  let broken: Error | undefined
+  const waiting = new Map<number, { resolve: (p: ReadonlyArray<BuiltPack>) => void; reject: (e: Error) => void }>()
+  const failAll = (e: Error) => {
+    broken ??= e
+    early = []
+    const w = [...waiting.values()]
+    waiting.clear()
+    for (const x of w) x.reject(broken)
+  }
+  const start = (): Worker => {
+    const w = tsxWorker(new URL("./snapshotFoldWorker.ts", import.meta.url), {})
+    // Nothing to wait for when the process ends: an unsettled part is re-done from the log on recovery.
+    w.unref()
+    w.on("message", (m: FromFolder) => {
+      const x = waiting.get(m.id)
+      waiting.delete(m.id)
+      if (m.t === "built") x?.resolve(m.packs)
+      else x?.reject(new Error(`snapshot thread: ${m.message}`))
+    })
+    w.on("error", (e) => failAll(new Error(`snapshot thread failed: ${e.message}`)))
+    w.on("exit", (code) => failAll(new Error(`snapshot thread exited (code ${code})`)))
+    for (const m of early) w.postMessage(m)
+    early = []
+    return w
+  }
+  let nextId = 1
+  // A thread that died lost the changes it held: every later part fails (the log keeps everything, so recovery from
+  // the last snapshot stays exact), rather than a part missing changes.
+  const post = (m: ToFolder) => {
+    if (broken !== undefined) return
+    if (worker === undefined) early.push(m)
+    else worker.postMessage(m)
+  }
+  return {
+    add: (state, payload) => post(payload === undefined ? { t: "add-state", state } : { t: "add", payload }),
+    seal: () => {
+      if (broken === undefined) worker ??= start()
+      post({ t: "seal" })
+    },
+    build: (folds, blobs, packBytes) =>
+      new Promise((resolve, reject) => {
+        if (broken !== undefined) return reject(broken)
+        const id = nextId++
+        waiting.set(id, { resolve, reject })
+        post({ t: "build", id, folds: [...folds], blobs: [...blobs], packBytes })
+      }),
+    settle: (uploaded) => post({ t: "settle", uploaded }),
+    close: async () => {
+      failAll(new Error("the snapshot thread is closed"))
+      await worker?.terminate()
+    },
+  }
+}

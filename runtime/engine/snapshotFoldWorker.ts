@@ -1,0 +1,53 @@
+/**
+ * The snapshot thread (DeltaFolder.ts, threadFolder): keeps each committed record's bytes as they arrive (outside the
+ * heap: nothing for its collector to copy), and decodes, merges and folds them when a part is built. Messages arrive
+ * in the order the engine posted them, so a seal holds exactly the epochs committed before it.
+ */
+import { parentPort } from "node:worker_threads"
+import { decodeRecord } from "./EpochRecord.ts"
+import type { FromFolder, ToFolder } from "./DeltaFolder.ts"
+import { buildPacks, mergeColumns, type StateDelta, type Tables } from "./snapshotFold.ts"
+
+const port = parentPort
+if (port === null) throw new Error("snapshotFoldWorker.ts runs as a worker thread")
+
+/** Committed epochs since the last part, in commit order: encoded records, or (replayed at start-up) state columns. */
+let current: Array<Uint8Array | StateDelta> = []
+let sealed: Array<Uint8Array | StateDelta> | undefined
+
+port.on("message", (m: ToFolder) => {
+  switch (m.t) {
+    case "add":
+      current.push(m.payload)
+      break
+    case "add-state":
+      current.push(m.state)
+      break
+    case "seal":
+      if (sealed !== undefined) throw new Error("assertion: a snapshot part is sealed while the last is not settled")
+      sealed = current
+      current = []
+      break
+    case "build": {
+      let reply: FromFolder
+      try {
+        const changed = new Map<number, Tables>()
+        for (const x of sealed ?? []) mergeColumns(changed, x instanceof Uint8Array ? decodeRecord(x).state : x)
+        const steps = buildPacks(changed, new Map(m.folds), new Map(m.blobs), m.packBytes)
+        let step = steps.next()
+        while (step.done !== true) step = steps.next()
+        // Each blob moves to the engine's thread without a copy (a blob not alone in its buffer is copied first).
+        const packs = step.value.map((p) => (p.blob.byteOffset === 0 && p.blob.byteLength === p.blob.buffer.byteLength ? p : { ...p, blob: p.blob.slice() }))
+        reply = { t: "built", id: m.id, packs }
+      } catch (err) {
+        reply = { t: "failed", id: m.id, message: err instanceof Error ? err.message : String(err) }
+      }
+      port.postMessage(reply, reply.t === "built" ? reply.packs.map((p) => p.blob.buffer as ArrayBuffer) : [])
+      break
+    }
+    case "settle":
+      if (!m.uploaded && sealed !== undefined) current = [...sealed, ...current]
+      sealed = undefined
+      break
+  }
+})
