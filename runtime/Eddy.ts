@@ -24,7 +24,7 @@ import { MemoryBlobStore } from "./embedded/MemoryBlobStore.ts"
 import { Log } from "./ports/Log.ts"
 import type { Transport } from "./ports/Transport.ts"
 import { BlobStore } from "./ports/BlobStore.ts"
-import { SnapshotManager, type PartStats } from "./engine/snapshots.ts"
+import { SnapshotManager, type ChainPolicy, type PartStats } from "./engine/snapshots.ts"
 import { Egress } from "./ports/Egress.ts"
 import { composeEgress } from "./ports/CompositeEgress.ts"
 import { KafkaEgress } from "./cluster/KafkaEgress.ts"
@@ -84,7 +84,7 @@ export interface RunOptions {
    * Incremental snapshots: a key group's snapshot is a full image plus up to `maxLength - 1` deltas (default 16; 1:
    * every snapshot rewrites whole key groups); images under `minImageBytes` (default 64 KiB) are always rewritten.
    */
-  readonly snapshotChain?: { readonly maxLength?: number; readonly minImageBytes?: number }
+  readonly snapshotChain?: Partial<ChainPolicy>
   /** Build snapshot parts in a thread of their own (default true); false: on the engine's thread. */
   readonly snapshotThread?: boolean
   readonly onSnapshot?: (epoch: number) => void

@@ -132,7 +132,7 @@ export class SnapshotManager {
   private readonly concurrency: number
   private readonly packBytes: number
   private readonly chains: ChainPolicy
-  readonly folder: DeltaFolder
+  private readonly folder: DeltaFolder
   private ingress = new Map<string, readonly [string, number, boolean]>()
   private inTransit = new Map<number, ReadonlyArray<Msg>>()
   manifest: Manifest | undefined
