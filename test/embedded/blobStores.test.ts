@@ -33,6 +33,24 @@ describe("DirectoryBlobStore", () => {
     expect(readdirSync(join(dir, "a", "b"))).toEqual(["c"])
   })
 
+  it("deletes every key of a folder at once (the folder goes with the last; no delete fails)", async () => {
+    const dir = tempDir()
+    // Several folders: the race (two deletes empty a folder, one removes it, the other syncs it) is likely, not sure.
+    const keys = Array.from({ length: 120 }, (_, i) => `snapshots/s${i % 6}/p0/groups-${i}`)
+    await Effect.runPromise(
+      Effect.provide(
+        Effect.flatMap(BlobStore, (s) =>
+          Effect.gen(function* () {
+            yield* Effect.forEach(keys, (k) => s.put(k, new Uint8Array([1])), { discard: true })
+            yield* Effect.forEach(keys, (k) => s.delete(k), { concurrency: 16, discard: true })
+          }),
+        ),
+        DirectoryBlobStore.layer(dir),
+      ),
+    )
+    expect(readdirSync(dir).filter((f) => !f.startsWith("."))).toEqual([])
+  })
+
   it("ignores and removes temp files left by a crash in the middle of a put", async () => {
     const dir = tempDir()
     const layer = DirectoryBlobStore.layer(dir)
