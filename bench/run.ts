@@ -5,6 +5,7 @@
 //     bank:    [--keys 10000] [--initial 1000,20] [--dist ...]   cart: [--keys 1000] [--items 200] [--stock 100]
 //     [--warmup 1] [--max-calls 2000000] [--epoch-ms 10] [--checked] [--eddy-local] [--no-eddy] [--seed 1]
 //     [--snapshot-every N]   (Eddy's snapshot interval in epochs; default Eddy's own: 100 epochs, at most every 5 s)
+//     [--call-timeout S]   (a Restate call or state query unanswered this long fails the call; default 120, fib 900)
 //     [--profile DIR]   (the Eddy server runs with --cpu-prof, profiles written to DIR; the client driver to DIR/client)
 //     [--eddy-cluster W]   (also Eddy as a local cluster: a coordinator and W workers over NATS, Kafka log, S3
 //                           snapshots; driven by Client.nats. Needs the servers: npm run infra:up)
@@ -54,6 +55,7 @@ const { values, positionals } = parseArgs({
     profile: { type: "string" },
     "snapshot-every": { type: "string" },
     "eddy-cluster": { type: "string" },
+    "call-timeout": { type: "string" },
   },
 })
 
@@ -259,6 +261,7 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
       warmupSeconds: Number(values.warmup),
       epochMs: Number(values["epoch-ms"]),
       checked: values.checked,
+      callTimeoutMs: (values["call-timeout"] === undefined ? (v.workload.workload === "fib" ? 900 : 120) : Number(values["call-timeout"])) * 1000,
       ...(values["snapshot-every"] === undefined ? {} : { snapshotEvery: Number(values["snapshot-every"]) }),
     }
     const driver = spawn(process.execPath, [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", join(values.profile, "client")]), "--import", "tsx", join(import.meta.dirname, "lib", "driver.ts"), JSON.stringify(config)], { stdio: ["ignore", "pipe", "inherit"] })

@@ -31,6 +31,8 @@ export interface DriverConfig {
   readonly epochMs: number
   readonly checked: boolean
   readonly snapshotEvery?: number
+  /** A Restate call (or state query) unanswered this long fails; fib(20) is 21,891 invocations and takes minutes. */
+  readonly callTimeoutMs: number
 }
 
 export interface DriverResult {
@@ -51,7 +53,7 @@ const c = config.concurrency
 let invoker: Invoker
 let close: () => Promise<void>
 if (config.system === "restate") {
-  const r = new RestateInvoker(config.url!, c, config.admin)
+  const r = new RestateInvoker(config.url!, c, config.admin, config.callTimeoutMs)
   invoker = r
   close = async () => r.close()
 } else if (config.system === "eddy") {

@@ -23,6 +23,8 @@ export class RestateInvoker implements Invoker {
     ingress: string,
     connections: number,
     private readonly admin?: string,
+    /** Per call: a call unanswered this long fails (counted as an error, outcome unknown) instead of stalling the run. */
+    private readonly timeoutMs = 120_000,
   ) {
     const u = new URL(ingress)
     this.host = u.hostname
@@ -51,8 +53,7 @@ export class RestateInvoker implements Invoker {
           res.on("error", reject)
         },
       )
-      // fib(20) is 21,891 invocations: one call can take minutes on a loaded machine.
-      req.setTimeout(900_000, () => req.destroy(new Error(`restate ${path}: no answer within 900 s`)))
+      req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`restate ${path}: no answer within ${this.timeoutMs / 1000} s`)))
       req.on("error", reject)
       req.end(body)
     })
@@ -61,7 +62,7 @@ export class RestateInvoker implements Invoker {
   readonly snapshot = async (object: string): Promise<ReadonlyMap<string, Readonly<Record<string, unknown>>>> => {
     if (this.admin === undefined) throw new Error("restate: no admin URL for state queries")
     const query = `SELECT service_key, key, value_utf8 FROM state WHERE service_name = '${object.replace(/'/g, "''")}'`
-    const res = await fetch(`${this.admin}/query`, { method: "POST", headers: { "content-type": "application/json", accept: "application/json" }, body: JSON.stringify({ query }) })
+    const res = await fetch(`${this.admin}/query`, { method: "POST", headers: { "content-type": "application/json", accept: "application/json" }, body: JSON.stringify({ query }), signal: AbortSignal.timeout(this.timeoutMs) })
     if (!res.ok) throw new Error(`restate state query: HTTP ${res.status}: ${(await res.text()).slice(0, 300)}`)
     const { rows } = (await res.json()) as { rows: ReadonlyArray<{ service_key: string; key: string; value_utf8: string }> }
     const out = new Map<string, Record<string, unknown>>()
