@@ -18,13 +18,15 @@ import {
 } from "../ports/Log.ts"
 import { HEADER_BYTES, MAX_PAYLOAD_BYTES, scanSegment, segmentName } from "./fileLogFormat.ts"
 import { recoverLog, streamBit, syncDir, type CorruptedLog } from "./fileLogRecovery.ts"
-import { SegmentWriter, type WrittenMark } from "./fileLogWriter.ts"
+import { PREPARE_BYTES, SegmentWriter, type WrittenMark } from "./fileLogWriter.ts"
 
 export interface FileLogOptions {
   /** Roll to a new segment once the current one would exceed this size. Default 64 MiB. */
   readonly segmentBytes?: number
   /** `append` waits while more than this many bytes are queued but not yet written. Default 16 MiB. */
   readonly maxQueuedBytes?: number
+  /** Zero-filled space kept ahead of the frames, up to this many bytes (fileLogWriter.ts). Default 8 MiB; 0: none. */
+  readonly prepareBytes?: number
   /** Only read (beside a running writer): nothing on disk is changed, appends fail. */
   readonly readOnly?: boolean
 }
@@ -81,6 +83,7 @@ export const makeFileLog = (dir: string, options: FileLogOptions = {}): Effect.E
       { part: recovered.lastPart, end: recovered.lastEnd },
       recovered.lastExists,
       options.maxQueuedBytes ?? 16 * 1024 * 1024,
+      { bytes: options.prepareBytes ?? PREPARE_BYTES, segmentBytes, preparedEnd: recovered.lastSize },
     )
     yield* Effect.addFinalizer(() =>
       tryIo(`closing log ${dir}`, () => writer.close()).pipe(Effect.catchAll((e) => Effect.logError(e.message))),

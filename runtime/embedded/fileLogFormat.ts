@@ -12,6 +12,10 @@
  *
  * LogPosition = (segment number, byte offset of the frame's magic). The durable bit is what recovery keys on: a
  * damaged frame followed by a valid durable frame was acknowledged as durable, so it is corruption, not a torn tail.
+ *
+ * A segment may end in zero bytes: the writer zero-fills space ahead of its frames (fileLogWriter.ts, "prepared
+ * space"), so that a durable write overwrites allocated blocks instead of growing the file. A frame never starts
+ * with a zero byte (the magic), so a segment's frames end where only zeros remain.
  */
 import { crc32 } from "node:zlib"
 import type { LogStream } from "../ports/Log.ts"
@@ -85,6 +89,19 @@ export interface SegmentScan {
   readonly frames: ReadonlyArray<Frame>
   /** Where parsing stopped on a bad frame, and why; undefined when the whole buffer parsed. */
   readonly damage?: { readonly offset: number; readonly reason: string }
+  /** Just past the last frame: where the next frame goes (a zero-filled tail after it is prepared space). */
+  readonly end: number
+}
+
+const ZEROS = Buffer.alloc(64 * 1024)
+
+/** Whether every byte of `buf` from `from` on is zero. */
+export const zeroFrom = (buf: Buffer, from: number): boolean => {
+  for (let at = from; at < buf.length; at += ZEROS.length) {
+    const n = Math.min(ZEROS.length, buf.length - at)
+    if (buf.compare(ZEROS, 0, n, at, at + n) !== 0) return false
+  }
+  return true
 }
 
 export const scanSegment = (buf: Buffer): SegmentScan => {
@@ -92,11 +109,11 @@ export const scanSegment = (buf: Buffer): SegmentScan => {
   let offset = 0
   while (offset < buf.length) {
     const r = parseFrameAt(buf, offset)
-    if (!isFrame(r)) return { frames, damage: { offset, reason: r.damage } }
+    if (!isFrame(r)) return zeroFrom(buf, offset) ? { frames, end: offset } : { frames, damage: { offset, reason: r.damage }, end: offset }
     frames.push(r)
     offset = r.end
   }
-  return { frames }
+  return { frames, end: offset }
 }
 
 /**

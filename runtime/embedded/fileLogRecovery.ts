@@ -16,8 +16,10 @@ export interface RecoveredLog {
   readonly firstPart: number
   readonly lastPart: number
   readonly lastExists: boolean
-  /** Byte length of the newest segment: where the next frame goes. */
+  /** Just past the newest segment's last frame: where the next frame goes. */
   readonly lastEnd: number
+  /** Byte length of the newest segment (beyond lastEnd: zero-filled, prepared space). */
+  readonly lastSize: number
   /** Which streams each segment holds (bit 1 wal, bit 2 control): truncation must respect both. */
   readonly streamsInPart: Map<number, number>
 }
@@ -60,10 +62,12 @@ export const recoverLog = async (dir: string, readOnly = false): Promise<Recover
   const buffers = await Promise.all(parts.map((p) => readFile(join(dir, segmentName(p)))))
   const entries: Array<LogEntry> = []
   const streamsInPart = new Map<number, number>()
+  let lastEnd = 0
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i] ?? 0
     const buf = buffers[i] ?? Buffer.alloc(0)
     const scan = scanSegment(buf)
+    lastEnd = scan.end
     let mask = 0
     for (const f of scan.frames) {
       entries.push({ stream: f.stream, position: { part, offset: f.offset }, payload: f.payload })
@@ -85,7 +89,7 @@ export const recoverLog = async (dir: string, readOnly = false): Promise<Recover
         }
       }
     }
-    if (readOnly) return { _tag: "Recovered", entries, firstPart: parts[0] ?? 1, lastPart: part, lastExists: true, lastEnd: scan.damage.offset, streamsInPart }
+    if (readOnly) return { _tag: "Recovered", entries, firstPart: parts[0] ?? 1, lastPart: part, lastExists: true, lastEnd: scan.damage.offset, lastSize: buf.length, streamsInPart }
     // Torn tail: nothing after the damage was acknowledged. Remove newest first, so a crash here leaves no hole.
     for (let j = parts.length - 1; j > i; j--) {
       await unlink(join(dir, segmentName(parts[j] ?? 0)))
@@ -106,17 +110,20 @@ export const recoverLog = async (dir: string, readOnly = false): Promise<Recover
       lastPart: part,
       lastExists: true,
       lastEnd: scan.damage.offset,
+      lastSize: scan.damage.offset,
       streamsInPart,
     }
   }
   const last = parts[parts.length - 1]
+
   return {
     _tag: "Recovered",
     entries,
     firstPart: parts[0] ?? 1,
     lastPart: last ?? 1,
     lastExists: last !== undefined,
-    lastEnd: buffers[buffers.length - 1]?.length ?? 0,
+    lastEnd,
+    lastSize: buffers[buffers.length - 1]?.length ?? 0,
     streamsInPart,
   }
 }

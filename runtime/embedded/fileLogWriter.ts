@@ -5,6 +5,12 @@
  * by the same write (group commit), with no fdatasync of its own. Frames nobody waits for are held back briefly so
  * they join the next durable write. Writes never overlap, and a failed write or sync poisons the writer: after a failed fsync the page cache cannot be trusted, so only a restart (recovery
  * from disk) may continue. Progress is counted in bytes: a frame's "seq" is the byte count up to its end.
+ *
+ * Prepared space: ahead of its frames the writer zero-fills the segment (on a second handle, in the background, then
+ * fdatasync), so that a durable write overwrites allocated blocks and the file system has no size change to journal
+ * (this disk: an O_DSYNC write of 16 KB p50 0.20 ms appending, 0.14 ms over prepared space, p99 0.3-1.4 vs 0.22 ms).
+ * The zero fill only covers bytes beyond every frame queued when it starts; a write reaching into a fill under way
+ * waits for it. Readers take an all-zero tail as the segment's end (fileLogFormat.ts).
  */
 import { constants, writevSync } from "node:fs"
 import { open, type FileHandle } from "node:fs/promises"
@@ -39,6 +45,20 @@ const EAGER_BYTES = 256 * 1024
  * than that wait, and the epoch waits for it either way.
  */
 const SYNC_WRITE_BYTES = 256 * 1024
+
+/** Zero-fill up to this much at a time, once less than half of a fill is left ahead of the frames. */
+export const PREPARE_BYTES = 8 * 1024 * 1024
+const MIN_PREPARE_BYTES = 256 * 1024
+const ZEROS = Buffer.alloc(1024 * 1024)
+
+export interface PrepareOptions {
+  /** Zero-filled bytes to keep ahead of the frames; 0: none (every durable write appends). */
+  readonly bytes: number
+  /** Never prepare past this offset (the segment size at which the log rolls). */
+  readonly segmentBytes: number
+  /** How far the segment at the start mark is already zero-filled (its size on disk). */
+  readonly preparedEnd: number
+}
 
 const writeFully = async (fh: FileHandle, bufs: Array<Buffer>, position: number): Promise<void> => {
   const total = bufs.reduce((n, b) => n + b.length, 0)
@@ -84,15 +104,25 @@ export class SegmentWriter {
   private running = false
   private closing = false
   private failure: Error | undefined
+  /** Segment `preparedPart` holds zeros from its frames up to `preparedEnd`. */
+  private preparedPart: number
+  private preparedEnd: number
+  /** A zero fill under way: [from, to) of its part. */
+  private preparing: { part: number; from: number; to: number; done: Promise<void> } | undefined
+  /** The last zero fill failed: preparing stops (writes still work: they append). */
+  private prepareFailed = false
 
   constructor(
     private readonly dir: string,
     start: WrittenMark,
     private readonly startExists: boolean,
     private readonly maxQueuedBytes: number,
+    private readonly prepare: PrepareOptions = { bytes: 0, segmentBytes: 0, preparedEnd: 0 },
   ) {
     this.mark = start
     this.openPart = start.part
+    this.preparedPart = start.part
+    this.preparedEnd = startExists ? Math.max(start.end, prepare.preparedEnd) : 0
   }
 
   /** Why nothing more may be written, if so. */
@@ -173,6 +203,7 @@ export class SegmentWriter {
     // Frames held back for a later write go out now, as they always would have.
     if (this.enqueued > this.written) this.kick()
     if (this.running) await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
+    await this.preparing?.done
     try {
       if (!this.failure && this.dirDirty) await this.sync()
     } finally {
@@ -231,11 +262,14 @@ export class SegmentWriter {
         end += next.bytes.length
       }
       const fh = await this.handleFor(head.part)
+      const filling = this.preparing
+      if (filling !== undefined && filling.part === head.part && end > filling.from) await filling.done
       await writeFully(fh, run, head.offset)
       this.written += end - head.offset
       this.mark = { part: head.part, end }
       i += run.length
     }
+    this.prepareAhead()
     const ready = this.writtenWaiters.filter((w) => w.seq <= this.written)
     this.writtenWaiters = this.writtenWaiters.filter((w) => w.seq > this.written)
     for (const w of ready) w.done(undefined, this.mark)
@@ -243,6 +277,60 @@ export class SegmentWriter {
       const drained = this.drainWaiters
       this.drainWaiters = []
       for (const done of drained) done(undefined)
+    }
+  }
+
+  /** Starts a zero fill beyond every queued frame when the prepared space ahead of them runs low. */
+  private prepareAhead(): void {
+    const { bytes, segmentBytes } = this.prepare
+    if (bytes <= 0 || this.preparing !== undefined || this.prepareFailed || this.closing) return
+    const part = this.mark.part
+    // The end of the last frame queued; if it is in a later segment, this one is done (and the next may not exist).
+    if (this.regionPart !== part) return
+    const frontier = this.regionOffset + this.used - this.regionStart
+    if (this.preparedPart !== part) {
+      this.preparedPart = part
+      this.preparedEnd = 0
+    }
+    // As much as the segment holds so far, within [MIN_PREPARE_BYTES, bytes]: a small log costs a small fill.
+    const step = Math.min(bytes, Math.max(MIN_PREPARE_BYTES, frontier))
+    if (this.preparedEnd - frontier >= step / 2) return
+    const from = Math.max(this.preparedEnd, frontier)
+    const to = Math.min(from + step, segmentBytes)
+    if (to <= from) return
+    const fill = { part, from, to, done: Promise.resolve() }
+    fill.done = this.zeroFill(part, from, to).then(
+      () => {
+        if (this.preparedPart === part) this.preparedEnd = to
+      },
+      () => {
+        this.prepareFailed = true
+      },
+    ).finally(() => {
+      if (this.preparing === fill) this.preparing = undefined
+    })
+    this.preparing = fill
+  }
+
+  private async zeroFill(part: number, from: number, to: number): Promise<void> {
+    // A handle of its own, without O_DSYNC: one fdatasync at the end makes the new size and blocks durable.
+    const fh = await open(join(this.dir, segmentName(part)), constants.O_WRONLY)
+    try {
+      for (let at = from; at < to; ) {
+        const bufs: Array<Buffer> = []
+        let n = 0
+        while (n < 8 * ZEROS.length && at + n < to) {
+          const piece = Math.min(ZEROS.length, to - at - n)
+          bufs.push(piece === ZEROS.length ? ZEROS : ZEROS.subarray(0, piece))
+          n += piece
+        }
+        const { bytesWritten } = await fh.writev(bufs, at)
+        if (bytesWritten <= 0) throw new Error(`zero fill wrote ${bytesWritten} bytes`)
+        at += bytesWritten
+      }
+      await fh.datasync()
+    } finally {
+      await fh.close()
     }
   }
 

@@ -85,6 +85,7 @@ describe("FileLog layout", () => {
     const payload = "p".repeat(1000 - HEADER)
     const positions = await writeOps(dir, Array.from({ length: 10 }, (_, i): Op => ["wal", payload, i === 9 ? "durable" : "plain"]), {
       segmentBytes: 4000,
+      prepareBytes: 0,
     })
     expect(positions).toEqual(Array.from({ length: 10 }, (_, i) => ({ part: Math.floor(i / 4) + 1, offset: (i % 4) * 1000 })))
     expect(readdirSync(dir).sort()).toEqual(["00000001.log", "00000002.log", "00000003.log"])
@@ -107,6 +108,58 @@ describe("FileLog layout", () => {
     const dir = tempDir()
     await writeOps(dir, Array.from({ length: 1000 }, (_, i): Op => ["wal", `e${i}`, "plain"]), { segmentBytes: 2048 })
     expect(names(await readAll(dir))).toEqual(Array.from({ length: 1000 }, (_, i) => `e${i}`))
+  })
+})
+
+describe("FileLog prepared space", () => {
+  const zeroTail = (file: string, from: number): boolean => readFileSync(file).subarray(from).every((b) => b === 0)
+
+  it("zero-fills ahead of the frames, reads the frames only, and appends after them when reopened", async () => {
+    const dir = tempDir()
+    const ops = Array.from({ length: 200 }, (_, i): Op => ["wal", `f${i}-${"q".repeat(i % 50)}`, i % 10 === 9 ? "durable" : "plain"])
+    const positions = await writeOps(dir, ops)
+    const last = positions.at(-1) as LogPosition
+    const end = last.offset + HEADER + bytes(ops.at(-1)?.[1] ?? "").length
+    // The fill is there (the file is longer than its frames) and holds only zeros.
+    expect(statSync(seg(dir, 1)).size).toBeGreaterThan(end)
+    expect(zeroTail(seg(dir, 1), end)).toBe(true)
+    expect(names(await readAll(dir))).toEqual(ops.map(([, p]) => p))
+    const [next] = await writeOps(dir, [["wal", "after-reopen", "durable"]])
+    expect(next).toEqual({ part: 1, offset: end })
+    expect(names(await readAll(dir))).toEqual([...ops.map(([, p]) => p), "after-reopen"])
+  })
+
+  it("reads segments with zero-filled tails while running and after a restart, and never fills over a frame", async () => {
+    const dir = tempDir()
+    // Small segments: every segment is filled ahead while frames stream into it, and rolls with a zero tail.
+    const opts = { segmentBytes: 64 * 1024 }
+    const payloads = Array.from({ length: 3000 }, (_, i) => `g${i}-${"w".repeat((i * 37) % 400)}`)
+    const seen = await withLog(
+      dir,
+      Effect.gen(function* () {
+        const log = yield* Log
+        for (let i = 0; i < payloads.length; i++) {
+          const p = bytes(payloads[i] ?? "")
+          yield* i % 7 === 6 ? log.appendDurable("wal", p) : log.append("wal", p)
+        }
+        return names(yield* log.readAll)
+      }),
+      opts,
+    )
+    expect(seen).toEqual(payloads)
+    const segments = readdirSync(dir).filter((n) => n.endsWith(".log"))
+    expect(segments.length).toBeGreaterThan(3)
+    // Rolled segments keep their fill: most are longer than their frames.
+    const filled = segments.filter((n) => statSync(join(dir, n)).size === opts.segmentBytes)
+    expect(filled.length).toBeGreaterThan(segments.length / 2)
+    expect(names(await readAll(dir, opts))).toEqual(payloads)
+  })
+
+  it("fills nothing with prepareBytes 0", async () => {
+    const dir = tempDir()
+    const positions = await writeOps(dir, standardOps, { prepareBytes: 0 })
+    const last = positions.at(-1) as LogPosition
+    expect(statSync(seg(dir, 1)).size).toBe(last.offset + HEADER + bytes(standardNames.at(-1) ?? "").length)
   })
 })
 
@@ -147,11 +200,11 @@ describe("FileLog recovery", () => {
     ]) {
       const dir = tempDir()
       const positions = await writeOps(dir, standardOps)
-      const size = statSync(seg(dir, 1)).size
+      // After the file's end: beyond the frames and the zeros prepared after them.
       appendFileSync(seg(dir, 1), garbage)
       const { before, position } = await appendThenRead(dir, "new")
       expect(names(before)).toEqual(standardNames)
-      expect(position).toEqual({ part: 1, offset: size })
+      expect(position).toEqual({ part: 1, offset: (positions[9] as LogPosition).offset + HEADER + bytes(standardNames[9] ?? "").length })
       expect(positions.length).toBe(10)
       expect(names(await readAll(dir))).toEqual([...standardNames, "new"])
     }

@@ -1,14 +1,14 @@
 // A damaged file log: a torn tail (a last write that did not complete) is detected and ignored, and the run resumes
 // as if the torn epochs never committed; damage to a record that a later durable COMMIT covers stops start-up with
 // a LogCorruptedError and leaves the files as they were. Frames are located with the log's own format module.
-import { appendFileSync, cpSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from "node:fs"
+import { closeSync, cpSync, openSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { App, Sink, Source, Workflow } from "../../workflows/index.ts"
 import { committedState } from "../../runtime/index.ts"
 import { decode } from "../../runtime/engine/codec.ts"
 import type { ControlRecord } from "../../runtime/engine/protocol.ts"
-import { scanSegment, type Frame } from "../../runtime/embedded/fileLogFormat.ts"
+import { scanSegment, zeroFrom, type Frame } from "../../runtime/embedded/fileLogFormat.ts"
 import { removeDir, runEddy, tempDir } from "../helpers.ts"
 import { range, runApp } from "./util.ts"
 
@@ -43,6 +43,13 @@ const framesOf = (segment: string): ReadonlyArray<Frame> => {
   const scan = scanSegment(readFileSync(segment))
   expect(scan.damage).toBeUndefined()
   return scan.frames
+}
+
+/** Every byte of the segment is a whole frame or, after the last one, zero (space the writer prepared). */
+const wholeFrames = (segment: string): boolean => {
+  const buf = readFileSync(segment)
+  const scan = scanSegment(buf)
+  return scan.damage === undefined && zeroFrom(buf, scan.end)
 }
 
 const commitEpoch = (f: Frame): number | undefined => {
@@ -86,7 +93,7 @@ describe("a corrupted log", () => {
     const frames = framesOf(newest!)
     const last = frames.at(-1)!
     expect(commitEpoch(last)).toBe(refState.epoch)
-    truncateSync(newest!, statSync(newest!).size - 7)
+    truncateSync(newest!, last.end - 7)
     const tornSize = statSync(newest!).size
 
     const torn = await committedState(dir)
@@ -96,7 +103,7 @@ describe("a corrupted log", () => {
 
     const rerun = await runApp(buildApp(), options(dir))
     // The writer cut the torn frame before appending: every byte of the segment now parses as whole frames.
-    expect(framesOf(newest!).at(-1)!.end).toBe(statSync(newest!).size)
+    expect(wholeFrames(newest!)).toBe(true)
     expect(rerun.recoveredEpoch).toBe(refState.epoch - 1)
     expect(readFileSync(join(dir, "sums.jsonl"), "utf8")).toBe(refOutput)
     expect((await committedState(dir)).entries).toEqual(refState.entries)
@@ -126,15 +133,17 @@ describe("a corrupted log", () => {
   it("half a frame appended after the last record (a torn write) is ignored and cut off", async () => {
     const dir = copy("torn-append")
     const [newest] = segments(dir).slice(-1)
-    const size = statSync(newest!).size
     const last = framesOf(newest!).at(-1)!
     const bytes = readFileSync(newest!)
-    appendFileSync(newest!, bytes.subarray(last.offset, last.offset + Math.floor((last.end - last.offset) / 2)))
+    // Right after the last frame, where the next write goes (over the zeros prepared there, if any).
+    const fd = openSync(newest!, "r+")
+    writeSync(fd, bytes, last.offset, Math.floor((last.end - last.offset) / 2), last.end)
+    closeSync(fd)
+    expect(wholeFrames(newest!)).toBe(false)
 
     expect(await committedState(dir)).toEqual(refState)
-    expect(statSync(newest!).size).toBeGreaterThan(size)
     const rerun = await runApp(buildApp(), options(dir))
-    expect(framesOf(newest!).at(-1)!.end).toBe(statSync(newest!).size)
+    expect(wholeFrames(newest!)).toBe(true)
     expect(rerun.recoveredEpoch).toBe(refState.epoch)
     expect(readFileSync(join(dir, "sums.jsonl"), "utf8")).toBe(refOutput)
   })
