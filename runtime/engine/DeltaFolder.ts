@@ -79,21 +79,47 @@ export type ToFolder =
 /** Messages from it. */
 export type FromFolder = { readonly t: "built"; readonly id: number; readonly packs: ReadonlyArray<BuiltPack> } | { readonly t: "failed"; readonly id: number; readonly message: string }
 
+/** A DeltaFolder in a thread of its own; `crash` ends the thread as a fault would (tests). */
+export interface ThreadFolder extends DeltaFolder {
+  crash(): Promise<void>
+}
+
+/** Deaths of the snapshot thread after which it is restarted; one more, and every later part fails. */
+const MAX_RESTARTS = 3
+
 /**
  * The changes and the work in a thread of its own: the engine's thread posts each committed record's bytes. The thread
- * starts at the first part (a run that never snapshots, most short ones, starts none); until then the bytes wait here.
+ * starts at the first part (a run that never snapshots, most short ones, starts none).
+ *
+ * This side also keeps what it posted since the last uploaded part (the bytes are outside the heap; one array entry
+ * per epoch), so a thread that dies is replaced by a new one given the same changes: the part being built fails,
+ * and the next one has everything. After MAX_RESTARTS deaths every later part fails instead (a record that kills the
+ * thread would kill the next one too); the log keeps everything, so recovery stays exact.
  */
-export const threadFolder = (): DeltaFolder => {
+export const threadFolder = (): ThreadFolder => {
   let worker: Worker | undefined
-  let early: ToFolder[] = []
   let broken: Error | undefined
+  let restarts = 0
+  /** Mirrors of the thread's lists: the adds not sealed yet, and the sealed part's (undefined: none sealed). */
+  let current: ToFolder[] = []
+  let sealed: ToFolder[] | undefined
   const waiting = new Map<number, { resolve: (p: ReadonlyArray<BuiltPack>) => void; reject: (e: Error) => void }>()
-  const failAll = (e: Error) => {
-    broken ??= e
-    early = []
+  const rejectWaiting = (e: Error) => {
     const w = [...waiting.values()]
     waiting.clear()
-    for (const x of w) x.reject(broken)
+    for (const x of w) x.reject(e)
+  }
+  const failAll = (e: Error) => {
+    broken ??= e
+    current = []
+    sealed = undefined
+    rejectWaiting(broken)
+  }
+  const died = (w: Worker, why: string) => {
+    if (worker !== w) return
+    worker = undefined
+    if (++restarts > MAX_RESTARTS) failAll(new Error(`snapshot thread ${why} (${restarts} times; not restarted)`))
+    else rejectWaiting(new Error(`snapshot thread ${why}`))
   }
   const start = (): Worker => {
     const w = tsxWorker(new URL("./snapshotFoldWorker.ts", import.meta.url), {})
@@ -105,37 +131,59 @@ export const threadFolder = (): DeltaFolder => {
       if (m.t === "built") x?.resolve(m.packs)
       else x?.reject(new Error(`snapshot thread: ${m.message}`))
     })
-    w.on("error", (e) => failAll(new Error(`snapshot thread failed: ${e.message}`)))
-    w.on("exit", (code) => failAll(new Error(`snapshot thread exited (code ${code})`)))
-    for (const m of early) w.postMessage(m)
-    early = []
+    w.on("error", (e) => died(w, `failed: ${e.message}`))
+    w.on("exit", (code) => died(w, `exited (code ${code})`))
+    // A new thread starts from what the last one held.
+    if (sealed !== undefined) {
+      for (const m of sealed) w.postMessage(m)
+      w.postMessage({ t: "seal" } satisfies ToFolder)
+    }
+    for (const m of current) w.postMessage(m)
     return w
   }
+  const running = (): Worker | undefined => (broken === undefined ? (worker ??= start()) : undefined)
   let nextId = 1
-  // A thread that died lost the changes it held: every later part fails (the log keeps everything, so recovery from
-  // the last snapshot stays exact), rather than a part missing changes.
-  const post = (m: ToFolder) => {
-    if (broken !== undefined) return
-    if (worker === undefined) early.push(m)
-    else worker.postMessage(m)
-  }
   return {
-    add: (state, payload) => post(payload === undefined ? { t: "add-state", state } : { t: "add", payload }),
+    add: (state, payload) => {
+      if (broken !== undefined) return
+      const m: ToFolder = payload === undefined ? { t: "add-state", state } : { t: "add", payload }
+      current.push(m)
+      worker?.postMessage(m)
+    },
     seal: () => {
-      if (broken === undefined) worker ??= start()
-      post({ t: "seal" })
+      if (broken !== undefined) return
+      if (sealed !== undefined) throw new Error("assertion: a snapshot part is sealed while the last is not settled")
+      sealed = current
+      current = []
+      // Started here, at the first part, if not yet: it is then given the sealed adds and the seal.
+      if (worker === undefined) running()
+      else worker.postMessage({ t: "seal" } satisfies ToFolder)
     },
     build: (folds, blobs, packBytes) =>
       new Promise((resolve, reject) => {
-        if (broken !== undefined) return reject(broken)
+        const w = running()
+        if (w === undefined) return reject(broken)
         const id = nextId++
         waiting.set(id, { resolve, reject })
-        post({ t: "build", id, folds: [...folds], blobs: [...blobs], packBytes })
+        w.postMessage({ t: "build", id, folds: [...folds], blobs: [...blobs], packBytes } satisfies ToFolder)
       }),
-    settle: (uploaded) => post({ t: "settle", uploaded }),
+    settle: (uploaded) => {
+      if (broken !== undefined) return
+      if (!uploaded && sealed !== undefined) current = [...sealed, ...current]
+      sealed = undefined
+      worker?.postMessage({ t: "settle", uploaded } satisfies ToFolder)
+    },
     close: async () => {
       failAll(new Error("the snapshot thread is closed"))
-      await worker?.terminate()
+      const w = worker
+      worker = undefined
+      await w?.terminate()
+    },
+    crash: async () => {
+      const w = worker
+      if (w === undefined) return
+      await w.terminate()
+      died(w, "was ended (crash)")
     },
   }
 }

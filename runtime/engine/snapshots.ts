@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import { Data, Effect } from "effect"
 import type { BlobStoreError, BlobStoreService } from "../ports/BlobStore.ts"
 import { decode, encode } from "./codec.ts"
 import { InThreadFolder, type DeltaFolder } from "./DeltaFolder.ts"
@@ -118,6 +118,9 @@ export interface SnapshotManagerOptions {
   /** Holds the changes since the last part and builds parts (default: on this thread). */
   readonly folder?: DeltaFolder
 }
+
+/** A snapshot part's blobs could not be built (the snapshot thread died): the part fails, the next one retries. */
+export class SnapshotBuildError extends Data.TaggedError("SnapshotBuildError")<{ readonly message: string }> {}
 
 /**
  * Builds snapshots from the changes of committed epochs: for each key group written since the last part, a delta
@@ -252,7 +255,7 @@ export class SnapshotManager {
    * of those writes added to its chain, or the chain folded with them into a new image (ChainPolicy); packed into a
    * few blobs. And a meta blob with the positions of the splits and the in-transit messages of the key groups it owns.
    */
-  writePart(epoch: number, g: number, part: string, owns: { readonly kg: (kg: number) => boolean; readonly split: (id: string) => boolean }): Effect.Effect<SnapshotPart & { readonly stats: PartStats }, BlobStoreError> {
+  writePart(epoch: number, g: number, part: string, owns: { readonly kg: (kg: number) => boolean; readonly split: (id: string) => boolean }): Effect.Effect<SnapshotPart & { readonly stats: PartStats }, BlobStoreError | SnapshotBuildError> {
     const self = this
     // The part's content is fixed now: the changes committed so far, and the positions and in-transit messages.
     const changed = this.changed
@@ -282,7 +285,10 @@ export class SnapshotManager {
           { concurrency: self.concurrency },
         ),
       )
-      const packs = yield* Effect.promise(() => self.folder.build(folds, blobs, self.packBytes))
+      const packs = yield* Effect.tryPromise({
+        try: () => self.folder.build(folds, blobs, self.packBytes),
+        catch: (e) => new SnapshotBuildError({ message: e instanceof Error ? e.message : String(e) }),
+      })
       const groups: Record<string, Chain> = {}
       yield* Effect.forEach(
         packs.map((p, i) => [i, p] as const),

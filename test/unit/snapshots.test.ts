@@ -5,7 +5,7 @@ import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { makeMemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
 import { encode } from "../../runtime/engine/codec.ts"
-import { threadFolder } from "../../runtime/engine/DeltaFolder.ts"
+import { InThreadFolder, threadFolder } from "../../runtime/engine/DeltaFolder.ts"
 import { encodeRecord, RECORD_FORMAT, type EpochRecord, type TableDelta } from "../../runtime/engine/EpochRecord.ts"
 import { chainOf, SnapshotManager, type ChainPolicy } from "../../runtime/engine/snapshots.ts"
 import type { BlobStoreService } from "../../runtime/ports/BlobStore.ts"
@@ -35,20 +35,33 @@ const rows = (groups: ReadonlyMap<number, { tables: ReadonlyMap<string, Readonly
 describe("snapshots", () => {
   // Chain policies: always a new image; deltas up to chains of 4 whatever the sizes; the default (sizes decide).
   // Each on the engine's thread and in a thread of its own (given each record's encoded bytes, as the engine does).
-  const policies: ReadonlyArray<readonly [string, ChainPolicy | undefined, boolean]> = [
+  // "crash": the snapshot thread is also ended at random points, between epochs and while a part is being built.
+  const policies: ReadonlyArray<readonly [string, ChainPolicy | undefined, boolean | "crash"]> = [
     ["images only", { maxLength: 1, minImageBytes: 0 }, false],
     ["chains of up to 4", { maxLength: 4, minImageBytes: 0 }, false],
     ["default policy", undefined, false],
     ["images only, snapshot thread", { maxLength: 1, minImageBytes: 0 }, true],
     ["chains of up to 4, snapshot thread", { maxLength: 4, minImageBytes: 0 }, true],
+    ["chains of up to 4, snapshot thread that crashes", { maxLength: 4, minImageBytes: 0 }, "crash"],
   ]
   it.each(policies)("a snapshot equals every committed epoch's writes and deletes applied in order, across snapshots and failed uploads (%s)", async (_name, policy, thread) => {
     let longest = 0
+    let crashes = 0
+    let crashedBuilds = 0
     for (const seed of [1, 2, 3, 4, 5]) {
       const rand = seeded(seed)
       const { store, s } = flaky(makeMemoryBlobStore(new Map()))
       // Odd seeds pack every key group into a blob of its own, even ones all into one.
-      const folder = thread ? threadFolder() : undefined
+      const folder = thread !== false ? threadFolder() : undefined
+      // Few enough crashes per seed that the thread is always restarted (it is, up to 3 times).
+      let crashesLeft = 3
+      const maybeCrash = async (p: number): Promise<boolean> => {
+        if (thread !== "crash" || crashesLeft === 0 || rand() >= p) return false
+        crashesLeft--
+        crashes++
+        await folder!.crash()
+        return true
+      }
       const writer = new SnapshotManager(store, "fold", G, { concurrency: 4, ...(seed % 2 === 1 ? { packBytes: 1 } : {}), ...(policy === undefined ? {} : { chains: policy }), ...(folder === undefined ? {} : { folder }) })
       const model: Model = new Map()
       let manifests = 0
@@ -81,11 +94,14 @@ describe("snapshots", () => {
           }
         }
         const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: 1, e, partition: 0, state, inTransit: [], ingress: [], egress: [] }
-        writer.record(record, thread ? encodeRecord(record).payload : undefined)
+        writer.record(record, thread !== false ? encodeRecord(record).payload : undefined)
         writer.committed(e)
+        await maybeCrash(0.04)
         if (rand() < 0.15) {
           s.failing = rand() < 0.4
-          const attempt = await Effect.runPromise(Effect.either(writer.writePart(e, 1, "p0", { kg: () => true, split: () => true })))
+          const part = Effect.runPromise(Effect.either(writer.writePart(e, 1, "p0", { kg: () => true, split: () => true })))
+          if (await maybeCrash(0.3)) crashedBuilds++
+          const attempt = await part
           s.failing = false
           if (attempt._tag === "Left") continue // its changes are kept for the next snapshot
           await Effect.runPromise(writer.writeManifest(e, 1, [attempt.right]))
@@ -112,6 +128,10 @@ describe("snapshots", () => {
     }
     // The chains policy did build chains (the state here is far below the default's image size, so it folds).
     expect(longest).toBe(policy === undefined ? 1 : policy.maxLength)
+    if (thread === "crash") {
+      expect(crashes).toBeGreaterThan(4)
+      expect(crashedBuilds).toBeGreaterThan(0)
+    }
   })
 
   it("reads snapshots of the older layout (one blob per key group) and folds new epochs onto them", async () => {
@@ -196,5 +216,85 @@ describe("snapshots across processes", () => {
       ]
       expect(rows(loaded!.groups)).toEqual(rowsWant.sort((p, q) => p[0] - q[0] || p[2].localeCompare(q[2])))
     }
+  })
+})
+
+describe("the snapshot thread", () => {
+  // The thread is ended at random points (between adds, between seal and build, while building); each time a new
+  // one must be given exactly the changes the dead one held, so every part it builds afterwards equals the one an
+  // in-thread folder builds from the same adds, seals and settles.
+  it("replaced after a crash, builds the same parts as the engine's thread would", async () => {
+    let crashes = 0
+    let compared = 0
+    for (const seed of [11, 12, 13]) {
+      const rand = seeded(seed)
+      const thread = threadFolder()
+      const model = new InThreadFolder()
+      let crashesLeft = 3
+      const maybeCrash = async (p: number) => {
+        if (crashesLeft > 0 && rand() < p) {
+          crashesLeft--
+          crashes++
+          await thread.crash()
+        }
+      }
+      let e = 0
+      const addEpochs = async (n: number) => {
+        for (let i = 0; i < n; i++) {
+          e++
+          const kg = Math.floor(rand() * G)
+          const state: Array<readonly [number, TableDelta[]]> = [[kg, [["t", [`k${Math.floor(rand() * 20)}`], [rand() < 0.2 ? undefined : { e }]]]]]
+          const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: 1, e, partition: 0, state, inTransit: [], ingress: [], egress: [] }
+          thread.add(state, encodeRecord(record).payload)
+          model.add(state)
+          await maybeCrash(0.03)
+        }
+      }
+      for (let part = 0; part < 25; part++) {
+        await addEpochs(1 + Math.floor(rand() * 8))
+        thread.seal()
+        model.seal()
+        await maybeCrash(0.1)
+        // Epochs commit while a part is built (the engine goes on).
+        await addEpochs(Math.floor(rand() * 4))
+        const built = thread.build(new Map(), new Map(), 1)
+        await maybeCrash(0.1)
+        const got = await built.then(
+          (packs) => packs,
+          () => undefined,
+        )
+        if (got !== undefined) {
+          const want = await model.build(new Map(), new Map(), 1)
+          expect(got.map((p) => [p.entries, Buffer.from(p.blob).toString("hex")])).toEqual(want.map((p) => [p.entries, Buffer.from(p.blob).toString("hex")]))
+          compared++
+        }
+        // A failed build is not uploaded; a built one is, or not (the upload failed), at random.
+        const uploaded = got !== undefined && rand() < 0.7
+        thread.settle(uploaded)
+        model.settle(uploaded)
+      }
+      await thread.close()
+    }
+    expect(crashes).toBeGreaterThan(4)
+    expect(compared).toBeGreaterThan(40)
+  })
+
+  it("is not restarted after its fourth death: every later part fails", async () => {
+    const thread = threadFolder()
+    const state: Array<readonly [number, TableDelta[]]> = [[0, [["t", ["k"], [1]]]]]
+    const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: 1, e: 1, partition: 0, state, inTransit: [], ingress: [], egress: [] }
+    thread.add(state, encodeRecord(record).payload)
+    const errors: string[] = []
+    for (let i = 0; i < 5; i++) {
+      thread.seal()
+      const built = thread.build(new Map(), new Map(), 1)
+      await thread.crash()
+      errors.push(await built.then(() => "built", (e: Error) => e.message))
+      thread.settle(false)
+    }
+    expect(errors.slice(0, 3).every((m) => m.startsWith("snapshot thread") && !m.includes("not restarted"))).toBe(true)
+    expect(errors[3]).toContain("not restarted")
+    expect(errors[4]).toContain("not restarted")
+    await thread.close()
   })
 })
