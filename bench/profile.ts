@@ -12,15 +12,15 @@ const profile = JSON.parse(readFileSync(positionals[0]!, "utf8")) as Profile
 const byId = new Map(profile.nodes.map((n) => [n.id, n]))
 const parentOf = new Map<number, number>()
 for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id)
+const short = (url: string) => url.replace(/^file:\/\/.*?\/(node_modules|runtime|workflows|portals|actors|client|bench)\//, "$1/")
 /** The nearest caller with a source location: who called a native function such as writev. */
 const caller = (id: number): string => {
   for (let p = parentOf.get(id); p !== undefined; p = parentOf.get(p)) {
     const f = byId.get(p)!.callFrame
-    if (f.url !== "" && !f.url.startsWith("node:")) return `${f.functionName || "(anonymous)"} ${f.url.replace(/^file:\/\/.*?\/(node_modules|runtime|workflows|portals|actors|client|bench)\//, "$1/")}`
+    if (f.url !== "" && !f.url.startsWith("node:")) return `${f.functionName || "(anonymous)"} ${short(f.url)}`
   }
   return "?"
 }
-const short = (url: string) => url.replace(/^file:\/\/.*?\/(node_modules|runtime|workflows|portals|actors|client|bench)\//, "$1/")
 const inclusiveModules = new Map<string, number>()
 const inclusiveFunctions = new Map<string, number>()
 const countInclusive = (id: number, dt: number): void => {
@@ -48,7 +48,7 @@ for (let i = 0; i < profile.samples.length; i++) {
   at += dt
   if (at < from) continue
   const f = n.callFrame
-  const where = f.url === "" ? "" : ` ${f.url.replace(/^file:\/\/.*?\/(node_modules|runtime|workflows|portals|actors|client|bench)\//, "$1/")}:${f.lineNumber + 1}`
+  const where = f.url === "" ? "" : ` ${short(f.url)}:${f.lineNumber + 1}`
   const key = `${f.functionName || "(anonymous)"}${where}`
   self.set(key, (self.get(key) ?? 0) + dt)
   if (f.url === "" || f.url.startsWith("node:")) {

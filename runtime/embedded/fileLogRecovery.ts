@@ -115,7 +115,6 @@ export const recoverLog = async (dir: string, readOnly = false): Promise<Recover
     }
   }
   const last = parts[parts.length - 1]
-
   return {
     _tag: "Recovered",
     entries,

@@ -107,8 +107,8 @@ export class SegmentWriter {
   /** Segment `preparedPart` holds zeros from its frames up to `preparedEnd`. */
   private preparedPart: number
   private preparedEnd: number
-  /** A zero fill under way: [from, to) of its part. */
-  private preparing: { part: number; from: number; to: number; done: Promise<void> } | undefined
+  /** A zero fill under way, of its part from `from` on. */
+  private preparing: { readonly part: number; readonly from: number; readonly done: Promise<void> } | undefined
   /** The last zero fill failed: preparing stops (writes still work: they append). */
   private prepareFailed = false
 
@@ -117,7 +117,7 @@ export class SegmentWriter {
     start: WrittenMark,
     private readonly startExists: boolean,
     private readonly maxQueuedBytes: number,
-    private readonly prepare: PrepareOptions = { bytes: 0, segmentBytes: 0, preparedEnd: 0 },
+    private readonly prepare: PrepareOptions,
   ) {
     this.mark = start
     this.openPart = start.part
@@ -298,18 +298,22 @@ export class SegmentWriter {
     const from = Math.max(this.preparedEnd, frontier)
     const to = Math.min(from + step, segmentBytes)
     if (to <= from) return
-    const fill = { part, from, to, done: Promise.resolve() }
-    fill.done = this.zeroFill(part, from, to).then(
-      () => {
-        if (this.preparedPart === part) this.preparedEnd = to
-      },
-      () => {
-        this.prepareFailed = true
-      },
-    ).finally(() => {
+    const fill = {
+      part,
+      from,
+      done: this.zeroFill(part, from, to).then(
+        () => {
+          if (this.preparedPart === part) this.preparedEnd = to
+        },
+        () => {
+          this.prepareFailed = true
+        },
+      ),
+    }
+    this.preparing = fill
+    void fill.done.then(() => {
       if (this.preparing === fill) this.preparing = undefined
     })
-    this.preparing = fill
   }
 
   private async zeroFill(part: number, from: number, to: number): Promise<void> {

@@ -449,10 +449,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
             yield* transport.send(COORDINATOR, written)
           }).pipe(
             // A snapshot that fails is retried at the next interval (its changes stay in the delta); the log keeps everything.
-            Effect.catchTags({
-              BlobStoreError: (err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot part of epoch ${e} failed: ${err.message}`)),
-              SnapshotBuildError: (err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot part of epoch ${e} failed: ${err.message}`)),
-            }),
+            Effect.catchIf(
+              (err) => err._tag === "BlobStoreError" || err._tag === "SnapshotBuildError",
+              (err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot part of epoch ${e} failed: ${err.message}`)),
+            ),
             Effect.catchAllCause((cause) =>
               Cause.isInterruptedOnly(cause) ? Effect.void : Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot part of epoch ${e} failed: ${Cause.pretty(cause)}`)),
             ),
