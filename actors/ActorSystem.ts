@@ -2,6 +2,7 @@ import { Continuation } from "../portals/Continuation.ts"
 import { Portal } from "../portals/Portal.ts"
 import type { PortalContext } from "../portals/PortalContext.ts"
 import type { StateView } from "../workflows/App.ts"
+import type { EntryState } from "../workflows/TaskContext.ts"
 import type { Key } from "../workflows/Key.ts"
 import { findUnserializable } from "../workflows/serializable.ts"
 import { EndpointError, type EndpointFailure, type EndpointReply, type EndpointRequest, type RequestEndpoint } from "../workflows/Endpoint.ts"
@@ -46,20 +47,29 @@ export interface DeadLetterReply {
   readonly deadLetter: string
 }
 
-type Out = Envelope | { readonly t: "dead"; readonly d: DeadLetter } | { readonly t: "out"; readonly v: unknown }
+type Out = Envelope | { readonly t: "dead"; readonly d: DeadLetter } | { readonly t: "out"; readonly v: unknown } | { readonly t: "answer"; readonly a: EndpointReply }
 
-/** What the requests task emits: sends into the loop, and answers for the reply sink. */
-type RequestOut = Envelope | { readonly t: "answer"; readonly a: EndpointReply }
+/** What the actors task takes: envelopes (`to` is a ref) and client requests (`to` is `type/id`). */
+type In = Envelope | EndpointRequest
+
+const isRequest = (x: In): x is EndpointRequest => typeof x.to === "string"
 
 /**
- * A client request's idempotency entry, keyed by request id: pending (with every address waiting for the answer)
- * or done (with the answer). It commits in the same epoch as the request's effect, so a retry after a crash finds
- * either both or neither.
+ * A client request's idempotency entry: pending (with every address waiting for the answer) or done (with the
+ * answer, kept `k` ms or the retention window). It is an entry of the target actor (`ctx.entries`, sub-key: the
+ * request id), so it commits in the same step and epoch record as the request's effect: a retry after a crash
+ * finds either both or neither.
  */
-/** A request's idempotency entry: pending (its waiters), or done (its answer, kept `k` ms or the retention window). */
 type RequestEntry =
   | { readonly s: "p"; readonly w: ReadonlyArray<string>; readonly k?: number }
   | { readonly s: "d"; readonly r?: unknown; readonly x?: EndpointFailure; readonly at: number; readonly k?: number }
+
+/** What the continuation answering a request needs: the entry is its sub-key, the first waiter and the retention. */
+interface Answering {
+  readonly id: string
+  readonly w: string
+  readonly k?: number
+}
 
 export interface ActorSystemOptions {
   /** Name of the system's workflow (its state lives under `<name>/actors`). */
@@ -210,8 +220,24 @@ export class ActorSystem {
     for (const b of this.behaviors.values()) {
       for (const k of b.continuations as unknown as ReadonlyArray<ActorContinuation<unknown, unknown>>) this.continuations.set(`${b.name}.${k.name}`, this.wrap(b, k))
     }
-    const continuations = [...this.continuations.values()]
-    const onRecord = (ctx: PortalContext<Out, ActorRecord>, env: Envelope) => this.handle(ctx, env, false)
+    const retention = this.options.requestRetentionMs ?? 24 * 60 * 60 * 1000
+    const answered = Continuation.define<unknown, Answering, Out, ActorRecord>(`${this.name}.answered`, (ctx, reply, data) => {
+      const entries = ctx.entries as EntryState<RequestEntry>
+      const entry = entries.get(data.id)
+      if (entry !== undefined && entry.s !== "p") throw new Error(`assertion: answer for request '${data.id}', which is not pending`)
+      const x: EndpointFailure | undefined = Portal.isRejection(reply)
+        ? { tag: "Rejected", message: reply.message }
+        : isDeadLetterReply(reply)
+          ? { tag: "Rejected", message: `dead letter: ${reply.deadLetter}` }
+          : undefined
+      const keep = data.k === undefined ? {} : { k: data.k }
+      const done: RequestEntry = x === undefined ? { s: "d", r: reply, at: ctx.now(), ...keep } : { s: "d", x, at: ctx.now(), ...keep }
+      entries.set(data.id, done)
+      // No entry: the step that took the request threw, and its pending entry went with it; its one waiter hears why.
+      for (const w of entry?.w ?? [data.w]) ctx.emit({ t: "answer", a: answer(data.id, w, done) })
+    })
+    const continuations = [answered as unknown as Continuation<unknown, unknown, unknown, unknown>, ...this.continuations.values()]
+    const onRecord = (ctx: PortalContext<Out, ActorRecord>, x: In) => (isRequest(x) ? this.request(ctx, x, answered) : this.handle(ctx, x, false))
     const onRequest = (ctx: PortalContext<Out, ActorRecord, unknown>, ask: ActorAsk) => this.handle(ctx as PortalContext<Out, ActorRecord>, { t: "tell", to: ask.to, m: ask.m }, true)
     const restore = (state: unknown): ActorRecord => {
       const rec = state as ActorRecord
@@ -219,37 +245,6 @@ export class ActorSystem {
         throw new Error(`an actor has behavior '${rec.b}', which actor system '${this.name}' does not define (known: ${[...this.behaviors.keys()].join(", ")})`)
       }
       return rec
-    }
-    const retention = this.options.requestRetentionMs ?? 24 * 60 * 60 * 1000
-    const answered = Continuation.define<unknown, string, RequestOut, RequestEntry>(`${this.name}.answered`, (ctx, reply, id) => {
-      const entry = ctx.state.get()
-      if (entry?.s !== "p") throw new Error(`assertion: answer for request '${id}', which is not pending`)
-      const x: EndpointFailure | undefined = Portal.isRejection(reply)
-        ? { tag: "Rejected", message: reply.message }
-        : isDeadLetterReply(reply)
-          ? { tag: "Rejected", message: `dead letter: ${reply.deadLetter}` }
-          : undefined
-      const keep = entry.k === undefined ? {} : { k: entry.k }
-      const done: RequestEntry = x === undefined ? { s: "d", r: reply, at: ctx.now(), ...keep } : { s: "d", x, at: ctx.now(), ...keep }
-      ctx.state.set(done)
-      for (const w of entry.w) ctx.emit({ t: "answer", a: answer(id, w, done) })
-    })
-    const onClientRequest = (ctx: PortalContext<RequestOut, RequestEntry>, req: EndpointRequest) => {
-      const entry = ctx.state.get()
-      if (entry?.s === "d") return ctx.emit({ t: "answer", a: answer(req.id, req.w, entry) })
-      if (entry?.s === "p") {
-        if (!entry.w.includes(req.w)) ctx.state.set({ ...entry, w: [...entry.w, req.w] })
-        return
-      }
-      const to = parseTarget(req.to)
-      if (req.ask) {
-        ctx.state.set(req.keep === undefined ? { s: "p", w: [req.w] } : { s: "p", w: [req.w], k: req.keep })
-        ctx.ask(this.portal, { to, m: req.m }).then(answered, req.id)
-      } else {
-        ctx.emit({ t: "tell", to, m: req.m })
-        ctx.state.set(req.keep === undefined ? { s: "d", at: ctx.now() } : { s: "d", at: ctx.now(), k: req.keep })
-        ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
-      }
     }
     return Workflow.create(this.options.name, (wf) => {
       const loop = wf.cycle<Envelope>({ name: "mailbox" })
@@ -269,23 +264,21 @@ export class ActorSystem {
                 }),
               ),
             )
-      const requests = incoming
-        .keyBy((r) => ["$request", r.id], { name: "request-id" })
-        .via<RequestOut>(
-          Portal.asker(onClientRequest, {
-            name: "request",
-            continuations: [answered],
-            // A done entry answers retries for the retention window, then goes (pending ones stay until answered).
-            expire: (e: RequestEntry) => (e.s === "d" ? e.at + (e.k ?? retention) : undefined),
-          }),
-        )
-      const all = loop.stream.merge(
-        requests.filter((o): o is Envelope => o.t !== "answer", { name: "request-sends" }),
-        ...this.inputs.map((name) => wf.subscribe<Envelope>(name)),
-      )
+      // Client requests go to their target's key group (the front queues each in that group's split, so the route
+      // runs them in the same step) and are served there: idempotency entry, handler and answer in one step.
+      const all = loop.stream.merge(incoming as unknown as Stream<Envelope>, ...this.inputs.map((name) => wf.subscribe<Envelope>(name))) as unknown as Stream<In>
       const out = all
-        .keyBy((env) => [env.to.type, env.to.id], { name: "route" })
-        .via<Out>({ ...Portal.replier(this.portal, onRequest, { onRecord, continuations, name: "actors" }), restore })
+        .keyBy((x) => (isRequest(x) ? targetKey(x.to) : [x.to.type, x.to.id]), { name: "route" })
+        .via<Out>({
+          ...Portal.replier(this.portal, onRequest, {
+            onRecord,
+            continuations,
+            name: "actors",
+            // A done entry answers retries for the retention window, then goes (pending ones stay until answered).
+            entries: { expire: (e) => ((e as RequestEntry).s === "d" ? (e as Extract<RequestEntry, { s: "d" }>).at + ((e as RequestEntry).k ?? retention) : undefined) },
+          }),
+          restore,
+        })
       loop.feed(out.filter((o): o is Envelope => o.t === "tell" || o.t === "create", { name: "sent" }))
       out
         .filter((o): o is { t: "dead"; d: DeadLetter } => o.t === "dead", { name: "dead" })
@@ -296,7 +289,7 @@ export class ActorSystem {
         .map((o) => o.v)
         .sink(this.options.output ?? Sink.memory(`${this.options.name}.output`), { name: "output" })
       // Answers are handed to whoever waits by the runtime, after commit; the sink itself keeps nothing.
-      const answers = requests.filter((o): o is { t: "answer"; a: EndpointReply } => o.t === "answer", { name: "answers" }).map((o) => o.a)
+      const answers = out.filter((o): o is { t: "answer"; a: EndpointReply } => o.t === "answer", { name: "answers" }).map((o) => o.a)
       answers.filter((a) => a.w !== KAFKA_ADDRESS, { name: "front-answers" }).sink(Sink.discard(this.replySink), { name: "replies" })
       if (kafka !== undefined) {
         answers
@@ -335,6 +328,31 @@ export class ActorSystem {
   private dead(ctx: PortalContext<Out, ActorRecord>, to: ActorRef<never>, message: unknown, reason: string, isAsk: boolean): void {
     ctx.emit({ t: "dead", d: { to: refString(to), message, reason } })
     if (isAsk) (ctx as PortalContext<Out, ActorRecord, unknown>).reply({ deadLetter: reason } satisfies DeadLetterReply)
+  }
+
+  /**
+   * A client request for the actor the record is keyed by: a retry is answered from (or waits on) its entry; a new
+   * ask runs the handler now, answering into `answered` (in this step if the handler replies at once); a new tell
+   * goes around the loop like any send and is answered at commit.
+   */
+  private request(ctx: PortalContext<Out, ActorRecord>, req: EndpointRequest, answered: Continuation<unknown, Answering, Out, ActorRecord>): void {
+    const entries = ctx.entries as EntryState<RequestEntry>
+    const entry = entries.get(req.id)
+    if (entry?.s === "d") return ctx.emit({ t: "answer", a: answer(req.id, req.w, entry) })
+    if (entry?.s === "p") {
+      if (!entry.w.includes(req.w)) entries.set(req.id, { ...entry, w: [...entry.w, req.w] })
+      return
+    }
+    const to = parseTarget(req.to)
+    const keep = req.keep === undefined ? {} : { k: req.keep }
+    if (!req.ask) {
+      ctx.emit({ t: "tell", to, m: req.m })
+      entries.set(req.id, { s: "d", at: ctx.now(), ...keep })
+      return ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
+    }
+    entries.set(req.id, { s: "p", w: [req.w], ...keep })
+    ctx.answerInto(answered as unknown as Continuation<unknown, Answering, never, never>, { id: req.id, w: req.w, ...keep })
+    this.handle(ctx, { t: "tell", to, m: req.m }, true)
   }
 
   /** One envelope for one actor: create it if needed, run its handler, store what it returns. */
@@ -394,6 +412,12 @@ const isDeadLetterReply = (x: unknown): x is DeadLetterReply => typeof x === "ob
 
 const answer = (id: string, w: string, done: Extract<RequestEntry, { s: "d" }>): EndpointReply =>
   done.x !== undefined ? { id, w, x: done.x } : done.r === undefined ? { id, w } : { id, w, r: done.r }
+
+/** The key of `type/id`: the route's key of the actor, so its requests share its key group. */
+const targetKey = (to: string): Key => {
+  const slash = to.indexOf("/")
+  return [to.slice(0, slash), to.slice(slash + 1)]
+}
 
 /** `type/id` (checked at admission) as a ref; the id may be a spawned one. */
 const parseTarget = (to: string): ActorRef<never> => {

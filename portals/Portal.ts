@@ -1,4 +1,5 @@
 import type { Key } from "../workflows/Key.ts"
+import type { EntriesOptions } from "../workflows/Graph.ts"
 import type { StreamExtension } from "../workflows/Workflow.ts"
 import type { PortalContext } from "./PortalContext.ts"
 import type { Continuation } from "./Continuation.ts"
@@ -36,6 +37,8 @@ export interface AskerOptions<S = unknown> {
   readonly continuations?: ReadonlyArray<Continuation<never, never, never, never>>
   /** When a key's state may be dropped (see StatefulTaskOptions.expire). */
   readonly expire?: (state: S) => number | undefined
+  /** Keep entries beside each key's state (see StatefulTaskOptions.entries). */
+  readonly entries?: EntriesOptions
 }
 
 export interface ReplierOptions<T, O, S> extends AskerOptions {
@@ -75,6 +78,7 @@ export const Portal = {
       config,
       ...(options.name === undefined ? {} : { name: options.name }),
       ...(options.expire === undefined ? {} : { expire: options.expire as (state: unknown) => number | undefined }),
+      ...(options.entries === undefined ? {} : { entries: options.entries }),
     }
   },
 
@@ -90,6 +94,12 @@ export const Portal = {
       onRecord: (options.onRecord ?? (() => undefined)) as ReplierConfig["onRecord"],
       continuations: (options.continuations ?? []) as ReplierConfig["continuations"],
     }
-    return { extension: REPLIER, config, name: options.name ?? `replier:${portal.name}` }
+    return {
+      extension: REPLIER,
+      config,
+      name: options.name ?? `replier:${portal.name}`,
+      ...(options.expire === undefined ? {} : { expire: options.expire as (state: unknown) => number | undefined }),
+      ...(options.entries === undefined ? {} : { entries: options.entries }),
+    }
   },
 }

@@ -35,6 +35,14 @@ export type GraphNode = TaskNode & {
   readonly restore?: (state: unknown) => unknown
   /** When a key's state may be dropped (see StatefulTaskOptions.expire). */
   readonly expire?: (state: unknown) => number | undefined
+  /** The task keeps entries beside each key's state (see StatefulTaskOptions.entries). */
+  readonly entries?: EntriesOptions
+}
+
+/** A task's entries (ProcessorContext.entries): stored as the table `<task name>#entries`. */
+export interface EntriesOptions {
+  /** When an entry may be dropped: an epoch time after which it is deleted (as StatefulTaskOptions.expire). */
+  readonly expire?: (entry: unknown) => number | undefined
 }
 
 export interface WorkflowGraph {

@@ -26,6 +26,18 @@ export interface TaskContext<O> {
   random(): number
 }
 
+/**
+ * Further state of the current key, under sub-keys (like Flink's MapState): kept beside `state`, in the same key group
+ * and epoch record, so one step can update both atomically. A task enables it with its `entries` option.
+ */
+export interface EntryState<V> {
+  get(sub: string): V | undefined
+  set(sub: string, value: V): void
+  delete(sub: string): void
+}
+
 export interface ProcessorContext<O, S> extends TaskContext<O> {
   readonly state: ValueState<S>
+  /** The current key's entries; throws unless the task declared `entries`. Values must be treated as immutable. */
+  readonly entries: EntryState<unknown>
 }

@@ -1,5 +1,5 @@
 import type { RequestEndpoint } from "./Endpoint.ts"
-import type { GraphNode, TaskNode, WorkflowGraph } from "./Graph.ts"
+import type { EntriesOptions, GraphNode, TaskNode, WorkflowGraph } from "./Graph.ts"
 import type { Key } from "./Key.ts"
 import type { SinkSpec } from "./Sink.ts"
 import type { SourceSpec } from "./Source.ts"
@@ -21,6 +21,8 @@ export interface StatefulTaskOptions<S> extends TaskOptions {
    * at the start of an epoch, as a logged write; undefined keeps it. Evaluated on every write of the key.
    */
   readonly expire?: (state: S) => number | undefined
+  /** Keep entries beside each key's state (`ctx.entries`), each dropped after its own `expire` time if given. */
+  readonly entries?: EntriesOptions
 }
 
 /** A task implemented by a higher layer (see portals/). */
@@ -30,6 +32,14 @@ export interface StreamExtension<_I, _O> {
   readonly name?: string
   readonly restore?: (state: unknown) => unknown
   readonly expire?: (state: unknown) => number | undefined
+  readonly entries?: EntriesOptions
+}
+
+/** What a task node carries besides its kind and inputs. */
+interface NodeExtras {
+  readonly restore?: ((state: unknown) => unknown) | undefined
+  readonly expire?: ((state: unknown) => number | undefined) | undefined
+  readonly entries?: EntriesOptions | undefined
 }
 
 /** The builder shared by every stream of one workflow. */
@@ -47,15 +57,15 @@ class Builder {
     inputs: ReadonlyArray<number>,
     keyed: boolean,
     name: string | undefined,
-    restore?: (state: unknown) => unknown,
-    expire?: (state: unknown) => number | undefined,
+    extras: NodeExtras = {},
   ): number {
     if (this.frozen !== undefined) throw new Error(`workflow '${this.name}' is already running; build it before running it`)
     const id = this.nodes.length
     const nodeName = `${this.name}/${name ?? `${id}:${task.kind === "extension" ? task.extension : task.kind}`}`
     if (this.names.has(nodeName)) throw new Error(`workflow '${this.name}' has two tasks named '${name}'`)
     this.names.add(nodeName)
-    this.nodes.push({ ...task, id, name: nodeName, inputs, keyed, ...(restore === undefined ? {} : { restore }), ...(expire === undefined ? {} : { expire }) } as GraphNode)
+    const { restore, expire, entries } = extras
+    this.nodes.push({ ...task, id, name: nodeName, inputs, keyed, ...(restore === undefined ? {} : { restore }), ...(expire === undefined ? {} : { expire }), ...(entries === undefined ? {} : { entries }) } as GraphNode)
     return id
   }
 
@@ -78,7 +88,7 @@ export class Stream<T> {
   ) {}
 
   private next<O>(task: TaskNode, keyed: boolean, options?: StatefulTaskOptions<unknown>): Stream<O> {
-    return new Stream<O>(this.workflow, this.workflow.builder.add(task, [this.node], keyed, options?.name, options?.restore, options?.expire as ((s: unknown) => number | undefined) | undefined), keyed)
+    return new Stream<O>(this.workflow, this.workflow.builder.add(task, [this.node], keyed, options?.name, { restore: options?.restore, expire: options?.expire as ((s: unknown) => number | undefined) | undefined, entries: options?.entries }), keyed)
   }
 
   map<O>(fn: (value: T, ctx: TaskContext<never>) => O, options?: TaskOptions): Stream<O> {
@@ -122,6 +132,7 @@ export class Stream<T> {
       ...(extension.name === undefined ? {} : { name: extension.name }),
       ...(extension.restore === undefined ? {} : { restore: extension.restore }),
       ...(extension.expire === undefined ? {} : { expire: extension.expire }),
+      ...(extension.entries === undefined ? {} : { entries: extension.entries }),
     })
   }
 

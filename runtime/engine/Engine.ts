@@ -245,7 +245,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const coord = new CoordinatorCore(g, rec.lastEpoch, inTransit, { ...options, partitions: P, ...(shouldStop === undefined ? {} : { shouldStop }) })
 
     const taskId = (task: string): number => {
-      const id = plan.byName.get(task)
+      const id = plan.tableIds.get(task)
       if (id === undefined) throw new ConfigError(`app '${plan.app.name}' has no task '${task}'`)
       return id
     }

@@ -3,7 +3,7 @@ import type { Key } from "../../workflows/Key.ts"
 import { rejection, type Portal } from "../../portals/Portal.ts"
 import type { Continuation } from "../../portals/Continuation.ts"
 import type { Future, PortalContext } from "../../portals/PortalContext.ts"
-import type { ValueState } from "../../workflows/TaskContext.ts"
+import type { EntryState, ValueState } from "../../workflows/TaskContext.ts"
 import { checkedCopy, deepFreeze, findUnserializable } from "./codec.ts"
 import { egressCount, RECORD_FORMAT, type EgressBatch, type EpochRecord, type TableDelta } from "./EpochRecord.ts"
 import { RecoveryError, type TaskFailure } from "./errors.ts"
@@ -126,7 +126,7 @@ export class PartitionCore {
   private epochRecords = 0
   /** Ingress positions of the owned splits (split index in plan.splits → atoms consumed). */
   readonly positions = new Map<number, { position: number; exhausted: boolean }>()
-  /** Per task id, when its keys' state expires (undefined: never). */
+  /** Per table id, when its keys' state expires (undefined: never). */
   private readonly expireFns: ReadonlyArray<((state: unknown) => number | undefined) | undefined>
   /** The owned splits of live sources (split indices in plan.splits): the runtime pushes into them. */
   readonly liveSplits: number[] = []
@@ -153,6 +153,9 @@ export class PartitionCore {
   private readonly sunkSink: string[] = []
   private readonly sunkV: unknown[] = []
   private askSeq = 0
+  /** Records this step serves as requests (NodeContext.answerInto), and replies to them made within the step. */
+  private readonly served: ServedRecord[] = []
+  private readonly localReplies: Msg[] = []
   /** No key of any owned key group expires before this epoch time. */
   private nextExpiry = Infinity
   private readonly discardSinks = new Set<string>()
@@ -182,7 +185,7 @@ export class PartitionCore {
     this.kinds = Uint8Array.from(plan.nodes, (n) => kindOf(n.node))
     this.fns = plan.nodes.map((n) => ("fn" in n.node ? n.node.fn : undefined))
     this.sinkNames = plan.nodes.map((n) => (n.node.kind === "sink" ? n.node.sink.name : undefined))
-    this.expireFns = plan.nodes.map((n) => n.node.expire)
+    this.expireFns = plan.tableExpiry
     for (const [name, spec] of plan.sinks) if (spec.kind === "discard") this.discardSinks.add(name)
   }
 
@@ -192,6 +195,11 @@ export class PartitionCore {
     const nodeId = (name: string, what: string): number => {
       const id = byName.get(name)
       if (id === undefined) throw new RecoveryError({ message: `the log holds ${what} of task '${name}', which app '${this.plan.app.name}' no longer has` })
+      return id
+    }
+    const tableId = (name: string): number => {
+      const id = this.plan.tableIds.get(name)
+      if (id === undefined) throw new RecoveryError({ message: `the log holds state of task '${name}', which app '${this.plan.app.name}' no longer has` })
       return id
     }
     for (const [kgId, grp] of rec.groups) {
@@ -213,9 +221,9 @@ export class PartitionCore {
             kg.pending.set(id, { ...p, node })
           }
         } else {
-          const id = nodeId(table, "state")
+          const id = tableId(table)
           const t = kg.table(id)
-          const restore = this.plan.nodes[id]!.node.restore
+          const restore = this.plan.nodes[id]?.node.restore
           for (const [ks, value] of entries) {
             let v = value
             if (restore !== undefined) {
@@ -482,6 +490,7 @@ export class PartitionCore {
   private finishEpoch(): void {
     this.running = false
     const names = this.plan.nodes
+    const tableNames = this.plan.tableNames
     const state: Array<readonly [number, TableDelta[]]> = []
     const inTransit: Array<readonly [number, Msg[]]> = []
     const egress: EgressBatch[] = []
@@ -498,7 +507,7 @@ export class PartitionCore {
         // Keys in first-write order; deleted keys leave their table now.
         const ks = t.dirtyKs
         const cells = t.dirtyCells
-        tables.push([names[t.id]!.name, ks, cells.map(valueOf)])
+        tables.push([tableNames[t.id]!, ks, cells.map(valueOf)])
         for (let i = 0; i < cells.length; i++) {
           const cell = cells[i]!
           cell.dirty = false
@@ -605,13 +614,15 @@ export class PartitionCore {
           this.resume(node, msg)
           break
       }
+      if (this.localReplies.length > 0) this.deliverLocal()
     } catch (err) {
-      this.fail(kg, node, msg.ks, msg.v, err)
+      const served = this.failStep(kg, node, msg.ks, msg.v, err)
       // The asker hears that its request failed, instead of waiting forever; nothing else of the step survives.
       if (msg.k === ASK && msg.reply !== undefined) {
         this.begin(kg)
         this.reply(msg.reply, rejection(err))
       }
+      if (served.length > 0) this.rejectServed(kg, served, err)
       return
     }
     this.apply(kg)
@@ -622,11 +633,50 @@ export class PartitionCore {
     this.begin(kg)
     try {
       this.forward(node, v, undefined, undefined)
+      if (this.localReplies.length > 0) this.deliverLocal()
     } catch (err) {
-      this.fail(kg, node, undefined, v, err)
+      const served = this.failStep(kg, node, undefined, v, err)
+      if (served.length > 0) this.rejectServed(kg, served, err)
       return
     }
     this.apply(kg)
+  }
+
+  /** Replies within the step to records it serves as requests: their continuations run now, in the same step. */
+  private deliverLocal(): void {
+    for (let i = 0; i < this.localReplies.length; i++) {
+      const m = this.localReplies[i]!
+      this.resume(this.plan.nodes[m.node]!, m)
+    }
+  }
+
+  /** Reports a failed step; returns the records it was serving as requests (answered by rejectServed). */
+  private failStep(kg: KeyGroup, node: PlanNode, ks: string | undefined, v: unknown, err: unknown): ReadonlyArray<ServedRecord> {
+    const served = this.served.length === 0 ? NONE_SERVED : [...this.served]
+    this.fail(kg, node, ks, v, err)
+    return served
+  }
+
+  /**
+   * A step serving records as requests threw: nothing of it survives, so each served record's continuation runs in a
+   * step of its own with the rejection as its reply (as an asker hears of a replier that threw).
+   */
+  private rejectServed(kg: KeyGroup, served: ReadonlyArray<ServedRecord>, err: unknown): void {
+    for (const r of served) {
+      const node = this.plan.nodes[r.node]!
+      this.begin(kg)
+      const ctx = this.ctxs[r.node]!
+      ctx.enter(r.key, r.ks, r.replyTo)
+      try {
+        ;(r.cont as Continuation<unknown, unknown, unknown, unknown>).run(ctx, rejection(err), r.data)
+        if (this.localReplies.length > 0) this.deliverLocal()
+      } catch (err2) {
+        this.failedTask ??= node.name
+        this.fail(kg, node, r.ks, rejection(err), err2)
+        continue
+      }
+      this.apply(kg)
+    }
   }
 
   private begin(kg: KeyGroup): void {
@@ -640,6 +690,8 @@ export class PartitionCore {
     this.nsent = 0
     this.nsunk = 0
     this.askSeq = kg.askSeq
+    if (this.served.length > 0) this.served.length = 0
+    if (this.localReplies.length > 0) this.localReplies.length = 0
   }
 
   /** A task threw: the step's effects are dropped (nothing was applied yet) and the failure is reported. */
@@ -868,7 +920,22 @@ export class PartitionCore {
 
   reply(to: ReplyAddress, value: unknown): void {
     const v = this.options.checked ? checkedCopy(value) : value
-    this.sent[this.nsent++] = { k: REPLY, node: to.node, kg: to.kg, key: to.key, ks: to.ks, v, skg: this.cur.kg, seq: 0, reply: to }
+    const m: Msg = { k: REPLY, node: to.node, kg: to.kg, key: to.key, ks: to.ks, v, skg: this.cur.kg, seq: 0, reply: to }
+    if (this.served.length > 0 && to.kg === this.cur.kg && this.served.some((r) => r.id === to.id)) this.localReplies.push(m)
+    else this.sent[this.nsent++] = m
+  }
+
+  /** The record `from` handles is a request: ctx.reply now runs `cont` (see PortalContext.answerInto). */
+  answerInto(from: NodeContext, cont: Continuation<unknown, unknown, never, never>, data: unknown): void {
+    if (from.node.continuations.get(cont.name) !== (cont as unknown)) {
+      throw new Error(`continuation '${cont.name}' must be listed in the 'continuations' option of task '${from.node.name}'`)
+    }
+    const id = `${this.cur.kg}.${this.askSeq++}`
+    const d = this.options.checked ? checkedCopy(data) : data
+    const replyTo = from.replyTo
+    this.pendingWrites.push({ id, p: { node: from.node.id, continuation: cont.name, data: d, key: from.key, ks: from.ks, replyTo } })
+    this.served.push({ id, node: from.node.id, cont, data: d, key: from.key, ks: from.ks, replyTo })
+    from.serving({ node: from.node.id, kg: this.cur.kg, key: from.key, ks: from.ks, id })
   }
 
   random(): number {
@@ -885,6 +952,19 @@ export class PartitionCore {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
+
+/** A record a step serves as a request: the pending ask answerInto made for it, and what its continuation needs. */
+interface ServedRecord {
+  readonly id: string
+  readonly node: number
+  readonly cont: Continuation<unknown, unknown, never, never>
+  readonly data: unknown
+  readonly key: Key | undefined
+  readonly ks: string | undefined
+  readonly replyTo: ReplyAddress | undefined
+}
+
+const NONE_SERVED: ReadonlyArray<ServedRecord> = []
 
 /** An ask's future (a class, not a closure per ask: asks are the actor system's hot path). */
 class AskFuture implements Future<unknown> {
@@ -907,6 +987,9 @@ class NodeContext implements PortalContext<unknown, unknown, unknown>, ValueStat
   replyTo: ReplyAddress | undefined = undefined
   private replied = false
   readonly log: PortalContext<unknown, unknown>["log"]
+  private entryState: EntryState<unknown> | undefined
+  /** The last entry key built (a step usually reads and writes one entry): the key's state key, sub-key, result. */
+  private entryOf: readonly [ks: string, sub: string, entryKs: string] = ["", "", ""]
 
   constructor(
     private readonly core: PartitionCore,
@@ -921,6 +1004,42 @@ class NodeContext implements PortalContext<unknown, unknown, unknown>, ValueStat
     this.ks = ks
     this.replyTo = replyTo
     this.replied = false
+  }
+
+  /** From now on in this step, ctx.reply answers `to` (a record served as a request). */
+  serving(to: ReplyAddress): void {
+    this.replyTo = to
+    this.replied = false
+  }
+
+  answerInto<Data>(continuation: Continuation<unknown, Data, never, never>, data: Data): void {
+    this.core.answerInto(this, continuation as Continuation<unknown, unknown, never, never>, data)
+  }
+
+  get entries(): EntryState<unknown> {
+    if (this.entryState !== undefined) return this.entryState
+    const table = this.node.entriesTable
+    if (table === undefined) throw new Error(`task '${this.node.name}' keeps no entries: give it the 'entries' option`)
+    const core = this.core
+    this.entryState = {
+      get: (sub) => core.readState(table, this.entryKey(sub)),
+      set: (sub, value) => core.writeState(table, this.entryKey(sub), value),
+      delete: (sub) => core.writeState(table, this.entryKey(sub), undefined),
+    }
+    return this.entryState
+  }
+
+  /**
+   * An entry's key: the canonical key of the tuple [key, sub] (built from the key's canonical form), kept in the key's
+   * group whatever its own hash says. Built once per step and entry (its hash is then computed once).
+   */
+  private entryKey(sub: string): string {
+    const ks = this.stateKey()
+    const last = this.entryOf
+    if (last[0] === ks && last[1] === sub) return last[2]
+    const entryKs = `[${ks.length}:${ks}${sub.length + 1}:s${sub}]`
+    this.entryOf = [ks, sub, entryKs]
+    return entryKs
   }
 
   get state(): ValueState<unknown> {

@@ -32,6 +32,8 @@ export interface PlanNode {
    * record chains depends only on its key and its split's key group, never on P.
    */
   readonly chainLocal: boolean
+  /** The table id of the task's entries (ProcessorContext.entries), if it keeps any. */
+  readonly entriesTable: number | undefined
 }
 
 export interface SourceSplit {
@@ -49,6 +51,14 @@ export interface Plan {
   readonly keyGroups: number
   readonly nodes: ReadonlyArray<PlanNode>
   readonly byName: ReadonlyMap<string, number>
+  /**
+   * State tables: a task's own state is table `node id`; entries tables follow the nodes. Records and snapshots
+   * name tables (`tableNames[id]`), so ids never leave the process.
+   */
+  readonly tableNames: ReadonlyArray<string>
+  readonly tableIds: ReadonlyMap<string, number>
+  /** Per table id, when a key's value expires (undefined: never). */
+  readonly tableExpiry: ReadonlyArray<((value: unknown) => number | undefined) | undefined>
   readonly splits: ReadonlyArray<SourceSplit>
   readonly sinks: ReadonlyMap<string, SinkSpec<unknown>>
   /** Portal name → replier node. */
@@ -109,6 +119,18 @@ export const compile = (app: App): Plan => {
     for (const [cycle, feeds] of g.feeds) for (const f of feeds) outs[gid(w, f)]!.push({ to: gid(w, cycle), hop: true })
   })
   const portals = new Map<string, number>()
+  const tableNames = all.map((n) => n.name)
+  const tableExpiry = all.map((n) => n.expire)
+  const tableIds = new Map(byName)
+  const entriesTables = all.map((n) => {
+    if (n.entries === undefined) return undefined
+    const name = `${n.name}#entries`
+    if (tableIds.has(name)) throw new ConfigError(`task '${name}' has the name of the entries of task '${n.name}'`)
+    tableIds.set(name, tableNames.length)
+    tableNames.push(name)
+    tableExpiry.push(n.entries.expire)
+    return tableNames.length - 1
+  })
   const nodes: PlanNode[] = all.map((node, id) => {
     const asker = node.kind === "extension" && (node.extension === ASKER || node.extension === REPLIER) ? (node.config as AskerConfig) : undefined
     const replier = node.kind === "extension" && node.extension === REPLIER ? (node.config as ReplierConfig) : undefined
@@ -133,6 +155,7 @@ export const compile = (app: App): Plan => {
       asker,
       replier,
       continuations,
+      entriesTable: entriesTables[id],
     }
   })
   const splits: SourceSplit[] = []
@@ -152,5 +175,5 @@ export const compile = (app: App): Plan => {
       sinks.set(n.node.sink.name, n.node.sink)
     }
   }
-  return { app, keyGroups, nodes, byName, splits, sinks, portals }
+  return { app, keyGroups, nodes, byName, tableNames, tableIds, tableExpiry, splits, sinks, portals }
 }

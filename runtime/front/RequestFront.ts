@@ -259,8 +259,9 @@ export class RequestFront implements RequestChannel {
     // client library that made the key up can still retry (an app at thousands of calls a second would otherwise
     // hold a day of answers in memory).
     const keep = req.key === undefined ? 0 : req.auto === true ? 2 * (req.timeoutMs ?? this.options.timeoutMs ?? 30_000) + 1_000 : undefined
-    // The split in the key group of the request's idempotency entry, if hosted here: its first hop stays local.
-    const kg = keyGroupOf(canonicalKey(["$request", id]), this.plan.keyGroups)
+    // The split in the key group of the target's state (where the request's idempotency entry lives too), if hosted
+    // here: the request is served in the step that takes it, with no hop.
+    const kg = keyGroupOf(canonicalKey(inbox!.endpoint.view.key(req.target) ?? req.target), this.plan.keyGroups)
     const split = inbox!.byKg.get(kg) ?? inbox!.splits[kg % inbox!.splits.length]!
     const queue = this.queues.get(split)!
     queue.push(keep === undefined ? { id, to: req.target, m: req.message, ask: req.ask, w } : { id, to: req.target, m: req.message, ask: req.ask, w, keep })

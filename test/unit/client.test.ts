@@ -132,10 +132,11 @@ describe("HTTP endpoint", () => {
     const client = app.client
     expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(1)
     expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(1)
-    expect(await app.keys("counters/request")).toEqual([["$request", "kept"]])
+    // The entry is the target actor's, under the request's key.
+    expect(await app.keys("counters/actors#entries")).toEqual([[["counter", "r"], "kept"]])
     // Idle epochs come at least every 500 ms; the entry goes at the first one past its time.
-    for (let i = 0; i < 40 && (await app.keys("counters/request")).length > 0; i++) await new Promise((r) => setTimeout(r, 100))
-    expect(await app.keys("counters/request")).toEqual([])
+    for (let i = 0; i < 40 && (await app.keys("counters/actors#entries")).length > 0; i++) await new Promise((r) => setTimeout(r, 100))
+    expect(await app.keys("counters/actors#entries")).toEqual([])
     expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(2)
   })
 
@@ -149,7 +150,7 @@ describe("HTTP endpoint", () => {
       expect((await client.ask("counter/a2", { add: 1 }, { idempotencyKey: "mine", timeoutMs: 300 })).reply).toBe(1)
       // The in-process client without a key: nobody can retry, nothing is kept beyond the next epoch.
       expect((await app.client.ask("counter/a3", { add: 1 })).reply).toBe(1)
-      const entries = async () => (await app.keys("counters/request")).map((k) => (k as ReadonlyArray<string>)[1])
+      const entries = async () => (await app.keys("counters/actors#entries")).map((k) => (k as ReadonlyArray<string>)[1])
       expect(await entries()).toContain("mine")
       // 2 × 300 ms + 1 s after its answer the made-up key's entry is gone (idle epochs come every 500 ms at least).
       for (let i = 0; i < 60 && (await entries()).length > 1; i++) await new Promise((r) => setTimeout(r, 100))

@@ -8,7 +8,8 @@ import { Continuation, Portal } from "../../portals/index.ts"
 import { FileLog } from "../../runtime/embedded/FileLog.ts"
 import { Eddy } from "../../runtime/index.ts"
 import { Log } from "../../runtime/ports/Log.ts"
-import { App, Sink, Source, Workflow } from "../../workflows/index.ts"
+import { App, Sink, Source, Workflow, type Key } from "../../workflows/index.ts"
+import { canonicalKey, keyGroupOf, parseCanonicalKey } from "../../runtime/engine/keys.ts"
 import { removeDir, tempDir } from "../helpers.ts"
 import { range, runApp } from "./util.ts"
 import { encode } from "../../runtime/engine/codec.ts"
@@ -140,10 +141,17 @@ describe("what the log holds", () => {
       expect(sinks.has("counters.replies")).toBe(false)
       // Each ask of the request task was answered within its epoch: no pending entry was ever logged.
       expect(pendingIn(rs)).toEqual([])
-      // The requests' idempotency entries (with the answers) and the counters' state are logged.
+      // The requests' idempotency entries (with the answers) and the counters' state are logged, each entry in its
+      // actor's key group (DESIGN: keyed state in the target's key group, in the same epoch record as the effect).
       const tables = new Set(rs.flatMap((r) => r.state.flatMap(([, ts]) => ts.map(([t]) => t))))
-      expect(tables.has("counters/request")).toBe(true)
+      expect(tables.has("counters/actors#entries")).toBe(true)
       expect(tables.has("counters/actors")).toBe(true)
+      const entryKgs = rs.flatMap((r) => r.state.flatMap(([kg, ts]) => ts.filter(([t]) => t === "counters/actors#entries").flatMap(([, ks]) => ks.map((k) => [kg, k] as const))))
+      expect(entryKgs.length).toBe(40)
+      for (const [kg, ks] of entryKgs) {
+        const [actor] = parseCanonicalKey(ks) as [Key, string]
+        expect(kg).toBe(keyGroupOf(canonicalKey(actor), 128))
+      }
       // Restarted from the log, the counters hold what the answers said.
       const again = Eddy.start(counterApp(), { dataDir: dir, stopWhenIdle: false, onFailure: () => undefined })
       const values = await Promise.all(Array.from({ length: 8 }, (_, i) => again.client.ask<number>(`counter/c${i}`, { get: true })))
