@@ -252,9 +252,11 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const reader = (epoch: number): StateReader => ({
       epoch,
       get: (task, key) => {
+        const id = taskId(task)
         const ks = canonicalKey(key)
-        const kg = keyGroupOf(ks, plan.keyGroups)
-        return cores[ownerOf(kg, plan.keyGroups, P)]?.groups.get(kg)?.tables.get(taskId(task))?.get(ks)
+        // An entry ([key, sub-key]) lives in its key's group.
+        const kg = keyGroupOf(id < plan.nodes.length ? ks : canonicalKey((key as ReadonlyArray<Key>)[0]!), plan.keyGroups)
+        return cores[ownerOf(kg, plan.keyGroups, P)]?.groups.get(kg)?.tables.get(id)?.get(ks)
       },
       keys: (task) => {
         const id = taskId(task)

@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { Busy, Client, InvalidPayload, Rejected, UnknownActorType, type EddyClient } from "../../client/index.ts"
 import { Eddy, type RunningApp } from "../../runtime/index.ts"
 import { counterApp } from "../../examples/counter/app.ts"
+import { cartApp } from "../../bench/apps/cart.ts"
 import { removeDir } from "../helpers.ts"
 
 const dirs: string[] = []
@@ -71,6 +72,28 @@ const suite = (name: string, make: () => Promise<{ client: EddyClient; app: Runn
       expect((await client.ask<number>("counter/e", { add: 1 })).reply).toBe(2)
     })
   })
+
+describe("answers that come later, from a continuation", () => {
+  it("an ask the handler answers after asking another actor: one execution, every caller of its key the same answer", async () => {
+    // The cart reserves stock by asking the item's stock actor and replies from the continuation that hears back.
+    const app = Eddy.start(cartApp(2), { partitions: 2, serve: { port: 0 }, onFailure: () => undefined })
+    running.push(app)
+    const client = Client.http(await app.url!)
+    // Concurrent duplicates of one key (one batch: the later ones find the entry pending and wait on it).
+    const adds = await Promise.all(Array.from({ length: 5 }, () => client.ask<{ ok: boolean }>("cart/u1", { op: "add", item: "i1" }, { idempotencyKey: "add-1" })))
+    expect(adds.map((a) => a.reply)).toEqual(Array.from({ length: 5 }, () => ({ ok: true })))
+    expect(new Set(adds.map((a) => a.epoch)).size).toBe(1)
+    expect(await client.state("stock/i1")).toBe(1)
+    expect((await client.ask<{ ok: boolean }>("cart/u2", { op: "add", item: "i1" })).reply).toEqual({ ok: true })
+    expect((await client.ask<{ ok: boolean }>("cart/u3", { op: "add", item: "i1" })).reply).toEqual({ ok: false })
+    // A retry after the answer gets the stored one and reserves nothing.
+    expect((await client.ask<{ ok: boolean }>("cart/u1", { op: "add", item: "i1" }, { idempotencyKey: "add-1" })).reply).toEqual({ ok: true })
+    expect(await client.state("stock/i1")).toBe(0)
+    expect(await client.state("cart/u1")).toEqual({ i1: 1 })
+    // The same key for another target is another request (keys are scoped to their target, as in Restate).
+    expect((await client.ask<{ ok: boolean }>("cart/u4", { op: "remove", item: "i1" }, { idempotencyKey: "add-1" })).reply).toEqual({ ok: false })
+  })
+})
 
 suite("in-process client", async () => {
   const app = serve()
