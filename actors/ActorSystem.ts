@@ -55,14 +55,20 @@ type In = Envelope | EndpointRequest
 const isRequest = (x: In): x is EndpointRequest => typeof x.to === "string"
 
 /**
- * A client request's idempotency entry: pending (with every address waiting for the answer) or done (with the
- * answer, kept `k` ms or the retention window). It is an entry of the target actor (`ctx.entries`, sub-key: the
- * request id), so it commits in the same step and epoch record as the request's effect: a retry after a crash
- * finds either both or neither.
+ * A client request's idempotency entry: pending (with every address waiting for the answer, and how long the answer
+ * is to be kept: undefined for the retention window) or done (the reply, or the failure, and when the entry expires).
+ * It is an entry of the target actor (`ctx.entries`, sub-key: the request id), so it commits in the same step and
+ * epoch record as the request's effect: a retry after a crash finds either both or neither. A tuple: there is one
+ * per request in every epoch record and snapshot, and a tuple encodes in a third of an object's bytes.
  */
 type RequestEntry =
-  | { readonly s: "p"; readonly w: ReadonlyArray<string>; readonly k?: number }
-  | { readonly s: "d"; readonly r?: unknown; readonly x?: EndpointFailure; readonly at: number; readonly k?: number }
+  | readonly [s: typeof PENDING, waiters: ReadonlyArray<string>, keep: number | undefined]
+  | readonly [s: typeof DONE, reply: unknown, expiresAt: number]
+  | readonly [s: typeof FAILED, failure: EndpointFailure, expiresAt: number]
+type DoneEntry = Exclude<RequestEntry, readonly [typeof PENDING, ...unknown[]]>
+const PENDING = 0
+const DONE = 1
+const FAILED = 2
 
 /** What the continuation answering a request needs: the entry is its sub-key, the first waiter and the retention. */
 interface Answering {
@@ -224,20 +230,20 @@ export class ActorSystem {
     const answered = Continuation.define<unknown, Answering, Out, ActorRecord>(`${this.name}.answered`, (ctx, reply, data) => {
       const entries = ctx.entries as EntryState<RequestEntry>
       const entry = entries.get(data.id)
-      if (entry !== undefined && entry.s !== "p") throw new Error(`assertion: answer for request '${data.id}', which is not pending`)
+      if (entry !== undefined && entry[0] !== PENDING) throw new Error(`assertion: answer for request '${data.id}', which is not pending`)
       const x: EndpointFailure | undefined = Portal.isRejection(reply)
         ? { tag: "Rejected", message: reply.message }
         : isDeadLetterReply(reply)
           ? { tag: "Rejected", message: `dead letter: ${reply.deadLetter}` }
           : undefined
-      const keep = data.k === undefined ? {} : { k: data.k }
-      const done: RequestEntry = x === undefined ? { s: "d", r: reply, at: ctx.now(), ...keep } : { s: "d", x, at: ctx.now(), ...keep }
+      const expires = ctx.now() + (data.k ?? retention)
+      const done: DoneEntry = x === undefined ? [DONE, reply, expires] : [FAILED, x, expires]
       entries.set(data.id, done)
       // No entry: the step that took the request threw, and its pending entry went with it; its one waiter hears why.
-      for (const w of entry?.w ?? [data.w]) ctx.emit({ t: "answer", a: answer(data.id, w, done) })
+      for (const w of entry?.[1] ?? [data.w]) ctx.emit({ t: "answer", a: answer(data.id, w, done) })
     })
     const continuations = [answered as unknown as Continuation<unknown, unknown, unknown, unknown>, ...this.continuations.values()]
-    const onRecord = (ctx: PortalContext<Out, ActorRecord>, x: In) => (isRequest(x) ? this.request(ctx, x, answered) : this.handle(ctx, x, false))
+    const onRecord = (ctx: PortalContext<Out, ActorRecord>, x: In) => (isRequest(x) ? this.request(ctx, x, answered, retention) : this.handle(ctx, x, false))
     const onRequest = (ctx: PortalContext<Out, ActorRecord, unknown>, ask: ActorAsk) => this.handle(ctx as PortalContext<Out, ActorRecord>, { t: "tell", to: ask.to, m: ask.m }, true)
     const restore = (state: unknown): ActorRecord => {
       const rec = state as ActorRecord
@@ -275,7 +281,7 @@ export class ActorSystem {
             continuations,
             name: "actors",
             // A done entry answers retries for the retention window, then goes (pending ones stay until answered).
-            entries: { expire: (e) => ((e as RequestEntry).s === "d" ? (e as Extract<RequestEntry, { s: "d" }>).at + ((e as RequestEntry).k ?? retention) : undefined) },
+            entries: { expire: (e) => ((e as RequestEntry)[0] === PENDING ? undefined : (e as DoneEntry)[2]) },
           }),
           restore,
         })
@@ -335,23 +341,22 @@ export class ActorSystem {
    * ask runs the handler now, answering into `answered` (in this step if the handler replies at once); a new tell
    * goes around the loop like any send and is answered at commit.
    */
-  private request(ctx: PortalContext<Out, ActorRecord>, req: EndpointRequest, answered: Continuation<unknown, Answering, Out, ActorRecord>): void {
+  private request(ctx: PortalContext<Out, ActorRecord>, req: EndpointRequest, answered: Continuation<unknown, Answering, Out, ActorRecord>, retention: number): void {
     const entries = ctx.entries as EntryState<RequestEntry>
     const entry = entries.get(req.id)
-    if (entry?.s === "d") return ctx.emit({ t: "answer", a: answer(req.id, req.w, entry) })
-    if (entry?.s === "p") {
-      if (!entry.w.includes(req.w)) entries.set(req.id, { ...entry, w: [...entry.w, req.w] })
+    if (entry !== undefined) {
+      if (entry[0] !== PENDING) return ctx.emit({ t: "answer", a: answer(req.id, req.w, entry) })
+      if (!entry[1].includes(req.w)) entries.set(req.id, [PENDING, [...entry[1], req.w], entry[2]])
       return
     }
     const to = parseTarget(req.to)
-    const keep = req.keep === undefined ? {} : { k: req.keep }
     if (!req.ask) {
       ctx.emit({ t: "tell", to, m: req.m })
-      entries.set(req.id, { s: "d", at: ctx.now(), ...keep })
+      entries.set(req.id, [DONE, undefined, ctx.now() + (req.keep ?? retention)])
       return ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
     }
-    entries.set(req.id, { s: "p", w: [req.w], ...keep })
-    ctx.answerInto(answered as unknown as Continuation<unknown, Answering, never, never>, { id: req.id, w: req.w, ...keep })
+    entries.set(req.id, [PENDING, [req.w], req.keep])
+    ctx.answerInto(answered as unknown as Continuation<unknown, Answering, never, never>, req.keep === undefined ? { id: req.id, w: req.w } : { id: req.id, w: req.w, k: req.keep })
     this.handle(ctx, { t: "tell", to, m: req.m }, true)
   }
 
@@ -410,8 +415,8 @@ export class ActorSystem {
 
 const isDeadLetterReply = (x: unknown): x is DeadLetterReply => typeof x === "object" && x !== null && typeof (x as { deadLetter?: unknown }).deadLetter === "string"
 
-const answer = (id: string, w: string, done: Extract<RequestEntry, { s: "d" }>): EndpointReply =>
-  done.x !== undefined ? { id, w, x: done.x } : done.r === undefined ? { id, w } : { id, w, r: done.r }
+const answer = (id: string, w: string, done: DoneEntry): EndpointReply =>
+  done[0] === FAILED ? { id, w, x: done[1] } : done[1] === undefined ? { id, w } : { id, w, r: done[1] }
 
 /** The key of `type/id`: the route's key of the actor, so its requests share its key group. */
 const targetKey = (to: string): Key => {
