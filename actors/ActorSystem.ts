@@ -420,8 +420,8 @@ const answer = (id: string, w: string, done: DoneEntry): EndpointReply =>
 
 /** The key of `type/id`: the route's key of the actor, so its requests share its key group. */
 const targetKey = (to: string): Key => {
-  const slash = to.indexOf("/")
-  return [to.slice(0, slash), to.slice(slash + 1)]
+  const ref = parseTarget(to)
+  return [ref.type, ref.id]
 }
 
 /** `type/id` (checked at admission) as a ref; the id may be a spawned one. */

@@ -134,7 +134,7 @@ const startEddy = async (w: WorkloadConfig): Promise<{ url: string; procs: Proc[
   const dataDir = mkdtempSync(join(tmpdir(), "eddy-bench-server-"))
   const child = spawn(
     process.execPath,
-    [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]), ...(process.env.EDDY_SERVER_FLAGS ?? "").split(" ").filter(Boolean), "--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : []), ...(values["snapshot-every"] === undefined ? [] : ["--snapshot-every", values["snapshot-every"]])],
+    [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]), "--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : []), ...(values["snapshot-every"] === undefined ? [] : ["--snapshot-every", values["snapshot-every"]])],
     { stdio: ["ignore", "pipe", "inherit"] },
   )
   const asked: Array<(n: number) => void> = []

@@ -58,6 +58,12 @@ export interface Rejection {
 
 export const rejection = (err: unknown): Rejection => ({ $eddy: "rejection", message: err instanceof Error ? err.message : String(err) })
 
+/** The state options of an asker or replier as its stream extension carries them. */
+const stateOptions = <S>(options: AskerOptions<S>): Pick<StreamExtension<unknown, unknown>, "expire" | "entries"> => ({
+  ...(options.expire === undefined ? {} : { expire: options.expire as (state: unknown) => number | undefined }),
+  ...(options.entries === undefined ? {} : { entries: options.entries }),
+})
+
 export const Portal = {
   isRejection(reply: unknown): reply is Rejection {
     return typeof reply === "object" && reply !== null && (reply as { $eddy?: unknown }).$eddy === "rejection"
@@ -77,8 +83,7 @@ export const Portal = {
       extension: ASKER,
       config,
       ...(options.name === undefined ? {} : { name: options.name }),
-      ...(options.expire === undefined ? {} : { expire: options.expire as (state: unknown) => number | undefined }),
-      ...(options.entries === undefined ? {} : { entries: options.entries }),
+      ...stateOptions(options),
     }
   },
 
@@ -98,8 +103,7 @@ export const Portal = {
       extension: REPLIER,
       config,
       name: options.name ?? `replier:${portal.name}`,
-      ...(options.expire === undefined ? {} : { expire: options.expire as (state: unknown) => number | undefined }),
-      ...(options.entries === undefined ? {} : { entries: options.entries }),
+      ...stateOptions(options),
     }
   },
 }

@@ -36,11 +36,7 @@ export interface StreamExtension<_I, _O> {
 }
 
 /** What a task node carries besides its kind and inputs. */
-interface NodeExtras {
-  readonly restore?: ((state: unknown) => unknown) | undefined
-  readonly expire?: ((state: unknown) => number | undefined) | undefined
-  readonly entries?: EntriesOptions | undefined
-}
+type NodeExtras = { readonly [K in "restore" | "expire" | "entries"]?: StatefulTaskOptions<unknown>[K] | undefined }
 
 /** The builder shared by every stream of one workflow. */
 class Builder {

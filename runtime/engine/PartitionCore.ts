@@ -662,17 +662,18 @@ export class PartitionCore {
    * step of its own with the rejection as its reply (as an asker hears of a replier that threw).
    */
   private rejectServed(kg: KeyGroup, served: ReadonlyArray<ServedRecord>, err: unknown): void {
-    for (const r of served) {
-      const node = this.plan.nodes[r.node]!
+    for (const { p } of served) {
+      const node = this.plan.nodes[p.node]!
       this.begin(kg)
-      const ctx = this.ctxs[r.node]!
-      ctx.enter(r.key, r.ks, r.replyTo)
+      const ctx = this.ctxs[p.node]!
+      ctx.enter(p.key, p.ks, p.replyTo)
       try {
-        ;(r.cont as Continuation<unknown, unknown, unknown, unknown>).run(ctx, rejection(err), r.data)
+        // answerInto checked that the task lists the continuation.
+        node.continuations.get(p.continuation)!.run(ctx, rejection(err), p.data)
         if (this.localReplies.length > 0) this.deliverLocal()
       } catch (err2) {
         this.failedTask ??= node.name
-        this.fail(kg, node, r.ks, rejection(err), err2)
+        this.fail(kg, node, p.ks, rejection(err), err2)
         continue
       }
       this.apply(kg)
@@ -932,9 +933,9 @@ export class PartitionCore {
     }
     const id = `${this.cur.kg}.${this.askSeq++}`
     const d = this.options.checked ? checkedCopy(data) : data
-    const replyTo = from.replyTo
-    this.pendingWrites.push({ id, p: { node: from.node.id, continuation: cont.name, data: d, key: from.key, ks: from.ks, replyTo } })
-    this.served.push({ id, node: from.node.id, cont, data: d, key: from.key, ks: from.ks, replyTo })
+    const served: ServedRecord = { id, p: { node: from.node.id, continuation: cont.name, data: d, key: from.key, ks: from.ks, replyTo: from.replyTo } }
+    this.pendingWrites.push(served)
+    this.served.push(served)
     from.serving({ node: from.node.id, kg: this.cur.kg, key: from.key, ks: from.ks, id })
   }
 
@@ -953,15 +954,10 @@ export class PartitionCore {
   }
 }
 
-/** A record a step serves as a request: the pending ask answerInto made for it, and what its continuation needs. */
+/** A record a step serves as a request: the pending ask answerInto made for it (also one of the step's pending writes). */
 interface ServedRecord {
   readonly id: string
-  readonly node: number
-  readonly cont: Continuation<unknown, unknown, never, never>
-  readonly data: unknown
-  readonly key: Key | undefined
-  readonly ks: string | undefined
-  readonly replyTo: ReplyAddress | undefined
+  readonly p: PendingAsk
 }
 
 const NONE_SERVED: ReadonlyArray<ServedRecord> = []
