@@ -1,5 +1,6 @@
-// Epoch record layouts: format 2 (columns per table, one egress batch per key group) is what partitions write; logs
-// written in format 1 (one tuple per state entry and per egress record) still recover to the same state and egress.
+// Epoch record layouts: format 3 (on the wire one set of columns per table across key groups, table names once) is
+// what partitions write; logs written in format 2 (columns per table and key group) or format 1 (one tuple per state
+// entry and per egress record) still recover to the same state and egress.
 import { join } from "node:path"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
@@ -12,7 +13,7 @@ import { App, Sink, Source, Workflow, type Key } from "../../workflows/index.ts"
 import { canonicalKey, keyGroupOf, parseCanonicalKey } from "../../runtime/engine/keys.ts"
 import { removeDir, tempDir } from "../helpers.ts"
 import { range, runApp } from "./util.ts"
-import { encode } from "../../runtime/engine/codec.ts"
+import { decode, encode } from "../../runtime/engine/codec.ts"
 import { checksumOf, decodeRecord, egressCount, encodeRecord, forEachEgress, RECORD_FORMAT, type EgressBatch, type EpochRecord } from "../../runtime/engine/EpochRecord.ts"
 import type { CommitRecord, FenceRecord } from "../../runtime/engine/protocol.ts"
 import { recover } from "../../runtime/engine/recovery.ts"
@@ -25,14 +26,18 @@ const egressOf = (batches: ReadonlyArray<EgressBatch>) => {
 }
 
 describe("epoch records", () => {
-  it("format 2 round-trips, deletions and mixed sinks included", () => {
+  it("format 3 round-trips: several key groups and tables, deletions, $meta, mixed sinks", () => {
     const r: EpochRecord = {
       t: "epoch",
       f: RECORD_FORMAT,
       g: 1,
       e: 3,
       partition: 0,
-      state: [[5, [["count", ["n1", "n2"], [1, undefined]], ["$meta", [""], [{ askSeq: 0, outSeq: 3 }]]]]],
+      state: [
+        [5, [["count", ["n1", "n2"], [1, undefined]], ["$meta", [""], [{ askSeq: 0, outSeq: 3 }]]]],
+        [6, [["$pending", ["6.0"], [{ node: "t", continuation: "c", data: { a: [1] } }]], ["count", ["n9"], [{ deep: new Map([[1, "x"]]) }]]]],
+        [900, [["count", ["n7"], [7]], ["other#entries", ["[2:s12:sz]"], [[1, "r", 5]]], ["$meta", [""], [{ askSeq: 4, outSeq: 0 }]]]],
+      ],
       inTransit: [],
       ingress: [["src#0", 3, false]],
       egress: [
@@ -40,8 +45,18 @@ describe("epoch records", () => {
         [[["a", "b"], [0, 1, 0]], 7, 4, ["x", "y", "z"]],
       ],
     }
-    const back = decodeRecord(encodeRecord(r).payload)
-    expect(back).toEqual(r)
+    const { payload } = encodeRecord(r)
+    const back = decodeRecord(payload)
+    // Per key group, tables come back in the order the record first named them; each table's keys in their order.
+    const sorted = (x: EpochRecord) => x.state.map(([kg, ts]) => [kg, [...ts].sort((a, b) => (a[0] < b[0] ? -1 : 1))])
+    expect(back.f).toBe(3)
+    expect(sorted(back)).toEqual(sorted(r))
+    expect({ ...back, state: [] }).toEqual({ ...r, state: [] })
+    // On the wire: each table once, its key groups a typed array, $meta as [askSeq, outSeq].
+    const wire = decode(payload) as { state: [string[], Array<[number, Int32Array, string[], unknown[]]>] }
+    expect(wire.state[0]).toEqual(["count", "$meta", "$pending", "other#entries"])
+    expect(wire.state[1][0]![1]).toEqual(Int32Array.from([5, 5, 6, 900]))
+    expect(wire.state[1][1]![3]).toEqual([[0, 3], [4, 0]])
     expect(back.state[0]![1][0]![2]).toEqual([1, undefined])
     expect(egressCount(back.egress)).toBe(5)
     expect(egressOf(back.egress)).toEqual([
@@ -51,6 +66,26 @@ describe("epoch records", () => {
       ["b", 7, 5, "y"],
       ["a", 7, 6, "z"],
     ])
+  })
+
+  it("a format-2 record (columns per key group) is read as written", () => {
+    const v2 = {
+      t: "epoch",
+      f: 2,
+      g: 1,
+      e: 4,
+      partition: 0,
+      state: [[3, [["count", ["n1", "n2"], [1, undefined]], ["$meta", [""], [{ askSeq: 1, outSeq: 2 }]]]], [8, [["count", ["n3"], [3]]]]],
+      inTransit: [],
+      ingress: [["src#0", 4, false]],
+      egress: [["out", 3, 0, ["a", "b"]]],
+    }
+    expect(decodeRecord(encode(v2))).toEqual(v2)
+  })
+
+  it("a malformed format-3 record fails to decode with a message naming it", () => {
+    const bad = encode({ t: "epoch", f: 3, g: 1, e: 1, partition: 0, state: [["count"], [[0, Int32Array.from([1, 2]), ["a"], [1]]]], inTransit: [], ingress: [], egress: [] })
+    expect(() => decodeRecord(bad)).toThrow(/malformed state columns of table count/)
   })
 
   it("a format-1 record is read as format 2 (a later entry for the same key wins)", () => {
@@ -65,7 +100,7 @@ describe("epoch records", () => {
       egress: [["out", 4, 0, "a"], ["log", 4, 1, "b"]],
     }
     const r = decodeRecord(encode(v1))
-    expect(r.f).toBe(RECORD_FORMAT)
+    expect(r.f).toBe(2)
     expect(r.state).toEqual([[4, [["count", ["n1", "n2"], [undefined, 2]], ["$meta", [""], [{ askSeq: 0, outSeq: 2 }]]]]])
     expect(egressOf(r.egress)).toEqual([
       ["out", 4, 0, "a"],
@@ -73,7 +108,7 @@ describe("epoch records", () => {
     ])
   })
 
-  it("recovery reads a log mixing both formats", () => {
+  it("recovery reads a log mixing all three formats", () => {
     const entries: LogEntry[] = []
     let offset = 0
     const add = (stream: "wal" | "control", payload: Uint8Array) => {
@@ -95,29 +130,48 @@ describe("epoch records", () => {
     const p1 = add("wal", v1)
     // The vote's checksum is over the bytes as written, whatever their format.
     add("control", encode({ t: "commit", g: 1, e: 1, time: 1, partitions: 1, votes: [{ from: 0, position: p1, checksum: checksumOf(v1) }] } satisfies CommitRecord))
-    const v2 = encodeRecord({
+    const v2 = encode({
       t: "epoch",
-      f: RECORD_FORMAT,
+      f: 2,
       g: 1,
       e: 2,
       partition: 0,
       state: [[2, [["count", ["n1", "n2"], [2, undefined]]]]],
       inTransit: [],
-      ingress: [["src#0", 2, true]],
+      ingress: [["src#0", 2, false]],
       egress: [["out", 2, 1, ["second", "third"]]],
     })
-    const p2 = add("wal", v2.payload)
-    add("control", encode({ t: "commit", g: 1, e: 2, time: 2, partitions: 1, votes: [{ from: 0, position: p2, checksum: v2.checksum }] } satisfies CommitRecord))
+    const p2 = add("wal", v2)
+    add("control", encode({ t: "commit", g: 1, e: 2, time: 2, partitions: 1, votes: [{ from: 0, position: p2, checksum: checksumOf(v2) }] } satisfies CommitRecord))
+    const v3 = encodeRecord({
+      t: "epoch",
+      f: RECORD_FORMAT,
+      g: 1,
+      e: 3,
+      partition: 0,
+      state: [
+        [2, [["count", ["n2", "n3"], [7, 8]]]],
+        [3, [["count", ["m1"], [9]], ["$meta", [""], [{ askSeq: 0, outSeq: 1 }]]]],
+      ],
+      inTransit: [],
+      ingress: [["src#0", 3, true]],
+      egress: [],
+    })
+    const p3 = add("wal", v3.payload)
+    add("control", encode({ t: "commit", g: 1, e: 3, time: 3, partitions: 1, votes: [{ from: 0, position: p3, checksum: v3.checksum }] } satisfies CommitRecord))
     const rec = recover(entries, undefined)
-    expect(rec.lastEpoch).toBe(2)
-    expect([...rec.groups.get(2)!.tables.get("count")!]).toEqual([["n1", 2]])
-    expect(rec.ingress.get("src#0")).toEqual({ position: 2, exhausted: true })
+    expect(rec.lastEpoch).toBe(3)
+    expect([...rec.groups.get(2)!.tables.get("count")!]).toEqual([["n1", 2], ["n2", 7], ["n3", 8]])
+    expect([...rec.groups.get(3)!.tables.get("count")!]).toEqual([["m1", 9]])
+    expect(rec.groups.get(3)!.tables.get("$meta")!.get("")).toEqual({ askSeq: 0, outSeq: 1 })
+    expect(rec.ingress.get("src#0")).toEqual({ position: 3, exhausted: true })
     expect(rec.committed.map((c) => egressOf(c.egress))).toEqual([
       [["out", 2, 0, "first"]],
       [
         ["out", 2, 1, "second"],
         ["out", 2, 2, "third"],
       ],
+      [],
     ])
   })
 })
