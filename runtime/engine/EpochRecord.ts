@@ -156,10 +156,36 @@ const upgrade = (r: FormatOneRecord): EpochRecord => {
   return { ...r, f: 2, state, egress }
 }
 
-export const decodeRecord = (payload: Uint8Array): EpochRecord => {
-  const r = decode(payload) as EpochRecord | FormatOneRecord | (Omit<EpochRecord, "state"> & { readonly state: WireState })
+type RawRecord = EpochRecord | FormatOneRecord | (Omit<EpochRecord, "state"> & { readonly state: WireState })
+
+const normalize = (r: RawRecord): EpochRecord => {
   if (!("f" in r) || r.f === undefined) return upgrade(r as FormatOneRecord)
   if (r.f === RECORD_FORMAT) return { ...r, state: fromWire(r.state as WireState) }
   if (r.f !== 2) throw new Error(`epoch record of epoch ${r.e} has layout ${r.f}; this build reads layouts 1 to ${RECORD_FORMAT}`)
   return r as EpochRecord
+}
+
+export const decodeRecord = (payload: Uint8Array): EpochRecord => normalize(decode(payload) as RawRecord)
+
+/**
+ * Calls `f` for every state entry of an encoded record (in the record's order; a key appears once per key group and
+ * table). Layout 3 is read straight from its columns, without building the per-key-group arrays (the snapshot thread
+ * merges every committed record this way).
+ */
+export const forEachStateEntry = (payload: Uint8Array, f: (kg: number, table: string, ks: string, value: unknown) => void): void => {
+  const r = decode(payload) as RawRecord
+  if ("f" in r && r.f === RECORD_FORMAT) {
+    const [names, tables] = r.state as WireState
+    for (const [n, kgs, keys, values] of tables) {
+      const table = names[n]
+      if (table === undefined || kgs.length !== keys.length || keys.length !== values.length) throw new Error(`epoch record: malformed state columns of table ${table ?? n}`)
+      const meta = table === META
+      for (let j = 0; j < kgs.length; j++) {
+        const v = values[j]
+        f(kgs[j]!, table, keys[j]!, meta ? { askSeq: (v as [number, number])[0], outSeq: (v as [number, number])[1] } : v)
+      }
+    }
+    return
+  }
+  for (const [kg, tables] of normalize(r).state) for (const [table, keys, values] of tables) for (let j = 0; j < keys.length; j++) f(kg, table, keys[j]!, values[j])
 }

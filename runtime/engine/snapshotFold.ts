@@ -4,7 +4,7 @@
  * engine's thread (InThreadFolder, reads) and in the snapshot thread (snapshotFoldWorker.ts).
  */
 import { decode, encode } from "./codec.ts"
-import type { EpochRecord } from "./EpochRecord.ts"
+import { forEachStateEntry, type EpochRecord } from "./EpochRecord.ts"
 
 /** A key group's tables: table → key → value. In a delta, a key → undefined is a delete. */
 export type Tables = Map<string, Map<string, unknown>>
@@ -85,6 +85,27 @@ export const mergeColumns = (into: Map<number, Tables>, state: StateDelta): void
       for (let i = 0; i < keys.length; i++) t.set(keys[i]!, values[i])
     }
   }
+}
+
+/** Merges one encoded record's state entries into per-group deltas, as mergeColumns does with decoded columns. */
+export const mergeRecord = (into: Map<number, Tables>, payload: Uint8Array): void => {
+  let lastKg = -1
+  let lastName: string | undefined
+  let merged: Tables | undefined
+  let t: Map<string, unknown> | undefined
+  forEachStateEntry(payload, (kg, table, ks, value) => {
+    if (kg !== lastKg || table !== lastName) {
+      if (kg !== lastKg) {
+        merged = into.get(kg)
+        if (merged === undefined) into.set(kg, (merged = new Map()))
+        lastKg = kg
+      }
+      t = merged!.get(table)
+      if (t === undefined) merged!.set(table, (t = new Map()))
+      lastName = table
+    }
+    t!.set(ks, value)
+  })
 }
 
 /**

@@ -4,9 +4,8 @@
  * in the order the engine posted them, so a seal holds exactly the epochs committed before it.
  */
 import { parentPort } from "node:worker_threads"
-import { decodeRecord } from "./EpochRecord.ts"
 import type { FromFolder, ToFolder } from "./DeltaFolder.ts"
-import { buildPacks, mergeColumns, type StateDelta, type Tables } from "./snapshotFold.ts"
+import { buildPacks, mergeColumns, mergeRecord, type StateDelta, type Tables } from "./snapshotFold.ts"
 
 const port = parentPort
 if (port === null) throw new Error("snapshotFoldWorker.ts runs as a worker thread")
@@ -32,7 +31,10 @@ port.on("message", (m: ToFolder) => {
       let reply: FromFolder
       try {
         const changed = new Map<number, Tables>()
-        for (const x of sealed ?? []) mergeColumns(changed, x instanceof Uint8Array ? decodeRecord(x).state : x)
+        for (const x of sealed ?? []) {
+          if (x instanceof Uint8Array) mergeRecord(changed, x)
+          else mergeColumns(changed, x)
+        }
         const steps = buildPacks(changed, new Map(m.folds), new Map(m.blobs), m.packBytes)
         let step = steps.next()
         while (step.done !== true) step = steps.next()

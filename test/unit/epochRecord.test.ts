@@ -17,6 +17,7 @@ import { decode, encode } from "../../runtime/engine/codec.ts"
 import { checksumOf, decodeRecord, egressCount, encodeRecord, forEachEgress, RECORD_FORMAT, type EgressBatch, type EpochRecord } from "../../runtime/engine/EpochRecord.ts"
 import type { CommitRecord, FenceRecord } from "../../runtime/engine/protocol.ts"
 import { recover } from "../../runtime/engine/recovery.ts"
+import { mergeColumns, mergeRecord, type Tables } from "../../runtime/engine/snapshotFold.ts"
 import type { LogEntry } from "../../runtime/ports/Log.ts"
 
 const egressOf = (batches: ReadonlyArray<EgressBatch>) => {
@@ -83,9 +84,43 @@ describe("epoch records", () => {
     expect(decodeRecord(encode(v2))).toEqual(v2)
   })
 
+  it("the snapshot thread's merge of encoded records equals the merge of decoded ones, in every format", () => {
+    const records = [
+      encode({ t: "epoch", g: 1, e: 1, partition: 0, state: [[4, [["count", "n1", 1], ["$meta", "", { askSeq: 1, outSeq: 0 }]]]], inTransit: [], ingress: [], egress: [] }),
+      encode({ t: "epoch", f: 2, g: 1, e: 2, partition: 0, state: [[4, [["count", ["n1", "n2"], [undefined, 2]]]], [9, [["count", ["m"], [3]]]]], inTransit: [], ingress: [], egress: [] }),
+      encodeRecord({
+        t: "epoch",
+        f: RECORD_FORMAT,
+        g: 1,
+        e: 3,
+        partition: 0,
+        state: [
+          [4, [["count", ["n2", "n3"], [20, 30]], ["$meta", [""], [{ askSeq: 2, outSeq: 5 }]]]],
+          [9, [["other", ["x"], [{ y: 1 }]], ["count", ["m"], [undefined]]]],
+          [11, [["count", ["q"], [7]]]],
+        ],
+        inTransit: [],
+        ingress: [],
+        egress: [],
+      }).payload,
+    ]
+    const direct = new Map<number, Tables>()
+    const decoded = new Map<number, Tables>()
+    for (const p of records) {
+      mergeRecord(direct, p)
+      mergeColumns(decoded, decodeRecord(p).state)
+    }
+    expect(direct).toEqual(decoded)
+    expect(direct.get(4)!.get("count")).toEqual(new Map<string, unknown>([["n1", undefined], ["n2", 20], ["n3", 30]]))
+    expect(direct.get(4)!.get("$meta")!.get("")).toEqual({ askSeq: 2, outSeq: 5 })
+    expect(direct.get(9)!.get("count")!.get("m")).toBeUndefined()
+    expect(direct.get(9)!.get("count")!.has("m")).toBe(true)
+  })
+
   it("a malformed format-3 record fails to decode with a message naming it", () => {
     const bad = encode({ t: "epoch", f: 3, g: 1, e: 1, partition: 0, state: [["count"], [[0, Int32Array.from([1, 2]), ["a"], [1]]]], inTransit: [], ingress: [], egress: [] })
     expect(() => decodeRecord(bad)).toThrow(/malformed state columns of table count/)
+    expect(() => mergeRecord(new Map(), bad)).toThrow(/malformed state columns of table count/)
   })
 
   it("a format-1 record is read as format 2 (a later entry for the same key wins)", () => {
