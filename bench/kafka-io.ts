@@ -12,11 +12,13 @@
 //        [--in-partitions 4] [--epoch-atoms 5000] [--epoch-ms 2] [--only uniform|zipf] [--loads 0.5,0.9]
 //        [--max R: skip the drain runs, take R records/s as the maximum] [--client kcat|kafkajs]
 // EDDY_BENCH_PIPELINE=0 turns epoch pipelining off (comparison runs).
-// EDDY_BENCH_TRACE=1 prints, per latency run, where the time goes (ingress fetch, epoch, commit, egress transaction).
+// EDDY_BENCH_TRACE=1 prints, per latency run, where the time goes (the broker's append — the input topic then keeps
+// LogAppendTime —, ingress fetch, epoch, commit, egress transaction) and the Eddy main thread's GC pauses.
+// EDDY_BENCH_TIMELINE=1 prints, per latency run, p50/p99/max per 500 ms of produce time (warm-up vs steady state).
 // Needs Kafka (npm run infra:up). Every run uses fresh topics (kio-bench-*), deleted afterwards.
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { monitorEventLoopDelay } from "node:perf_hooks"
+import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import "../runtime/cluster/kafkajsAbortFix.ts"
@@ -211,9 +213,20 @@ if (flags["child"] === "run") {
   const stages = ["opened", "processed", "committed", "ready", "txBegin", "txSent", "txCommitted"] as const
   const at: Record<(typeof stages)[number], Map<number, number>> = Object.fromEntries(stages.map((s) => [s, new Map<number, number>()])) as never
   const fetched: number[] = []
+  const appended: number[] = []
   const epochStats = { epochMs: [] as number[], commitMs: [] as number[], perTx: [] as number[], readyToBegin: [] as number[], beginToSent: [] as number[], sentToCommitted: [] as number[] }
   // How long the main thread's tasks keep timers (and I/O completions) waiting, after the warm-up.
   const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+  // The main thread's garbage-collection pauses after the warm-up (minor and major apart).
+  const gcPauses = { minor: [] as number[], major: [] as number[] }
+  if (tracing)
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        if (e.startTime + performance.timeOrigin < warmFrom) continue
+        const kind = (e as unknown as { readonly detail?: { readonly kind?: number } }).detail?.kind
+        ;(kind === constants.NODE_PERFORMANCE_GC_MINOR ? gcPauses.minor : gcPauses.major).push(e.duration)
+      }
+    }).observe({ entryTypes: ["gc"] })
   if (process.env["EDDY_BENCH_EGRESS_THREAD"] === "0") {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
     kafkaTrace.egressOnEngineThread = true
@@ -228,10 +241,14 @@ if (flags["child"] === "run") {
   }
   if (tracing) {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
-    kafkaTrace.fetched = (values, now) => {
-      for (const v of values) {
-        const t = (JSON.parse(v!.toString()) as { t: number }).t
-        if (t >= warmFrom) fetched.push(now - t)
+    kafkaTrace.fetched = (values, now, timestamps) => {
+      for (let i = 0; i < values.length; i++) {
+        const t = (JSON.parse(values[i]!.toString()) as { t: number }).t
+        if (t >= warmFrom) {
+          fetched.push(now - t)
+          // The input topic keeps LogAppendTime when traced: the broker's append splits produce → fetched in two.
+          appended.push(timestamps[i]! - t)
+        }
       }
     }
     kafkaTrace.ready = (e, now) => void at.ready.set(e, now)
@@ -253,6 +270,7 @@ if (flags["child"] === "run") {
     if (!tracing) return undefined
     const out: Record<string, { p50: number; p99: number; n: number }> = {}
     const put = (name: string, l: number[]) => (out[name] = { p50: percentile(l, 50), p99: percentile(l, 99), n: l.length })
+    put("appended", appended)
     put("fetched", fetched)
     for (const s of stages) {
       const l: number[] = []
@@ -263,6 +281,9 @@ if (flags["child"] === "run") {
       put(s, l)
     }
     for (const [k, l] of Object.entries(epochStats)) put(`(${k})`, l)
+    put("(gc minor ms)", gcPauses.minor)
+    put("(gc major ms)", gcPauses.major)
+    out["(gc ms per s)"] = { p50: 0, p99: (gcPauses.minor.reduce((a, b) => a + b, 0) + gcPauses.major.reduce((a, b) => a + b, 0)) / Math.max(1, Number(flags["for"]) - 3), n: 1 }
     loopDelay.disable()
     const ms = (q: number) => Math.max(0, loopDelay.percentile(q) / 1e6 - 1)
     out["(loop delay)"] = { p50: ms(50), p99: ms(99), n: loopDelay.count }
@@ -354,7 +375,10 @@ if (flags["child"] === "run") {
     })
   const topics = async (): Promise<{ input: string; output: string }> => {
     const t = { input: topicName("in"), output: topicName("out") }
-    await withAdmin((a) => a.createTopics({ waitForLeaders: true, topics: [t.input, t.output].map((topic) => ({ topic, numPartitions: inPartitions })) }))
+    const appendTime = process.env["EDDY_BENCH_TRACE"] === "1" ? [{ name: "message.timestamp.type", value: "LogAppendTime" }] : []
+    await withAdmin((a) =>
+      a.createTopics({ waitForLeaders: true, topics: [t.input, t.output].map((topic) => ({ topic, numPartitions: inPartitions, ...(topic === t.input ? { configEntries: appendTime } : {}) })) }),
+    )
     return t
   }
   const drop = (t: { input: string; output: string }) => withAdmin((a) => a.deleteTopics({ topics: [t.input, t.output] })).catch(() => undefined)
@@ -377,8 +401,17 @@ if (flags["child"] === "run") {
     const take = (value: string, now: number) => {
       got++
       const v = JSON.parse(value) as [number, number, number]
-      if (v[2] >= warmupUntil.t) latencies.push(now - v[2])
+      if (v[2] >= warmupUntil.t) {
+        latencies.push(now - v[2])
+        if (timeline) {
+          const b = Math.floor((v[2] - warmupUntil.t) / 500)
+          ;(buckets[b] ??= []).push(now - v[2])
+        }
+      }
     }
+    // EDDY_BENCH_TIMELINE=1: latency per 500 ms of produce time, to tell periodic stalls from steady jitter.
+    const timeline = process.env["EDDY_BENCH_TIMELINE"] === "1"
+    const buckets: number[][] = []
     let stopReader: () => Promise<void>
     if (client === "kcat") {
       // read_committed, from the start, each value on a line as soon as it is fetched.
@@ -422,6 +455,8 @@ if (flags["child"] === "run") {
     await stopReader()
     await drop(t)
     const result = JSON.parse(ran) as RunResult
+    if (timeline)
+      console.log(`  timeline (per 500 ms of produce time: p50/p99/max ms): ${buckets.map((l, i) => `${(i / 2).toFixed(1)}s ${percentile(l, 50)}/${percentile(l, 99)}/${Math.max(...l)}`).join("  ")}`)
     const trace = result.trace
     if (trace !== undefined) {
       const cpu = (100 * result.cpuSeconds) / result.seconds

@@ -4,7 +4,7 @@
  */
 export interface KafkaTrace {
   /** A fetched batch of records reached the ingress buffer at `at` (Date.now()). */
-  fetched?: (values: ReadonlyArray<Buffer | null>, at: number) => void
+  fetched?: (values: ReadonlyArray<Buffer | null>, at: number, timestamps: ReadonlyArray<number>) => void
   /** Epoch e is complete at the egress (every hosted partition published it) at `at`. */
   ready?: (e: number, at: number) => void
   /** One egress transaction: its epochs, when it began, when its records were acknowledged, when it committed. */
