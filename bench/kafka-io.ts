@@ -25,7 +25,7 @@ import "../runtime/cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
 import { parseFlags } from "../runtime/cli/main.ts"
 import { readEndpoints } from "../runtime/config/Endpoints.ts"
-import { fmt, percentile, summary } from "./stats.ts"
+import { fmt, percentile, percentiles, summary } from "./stats.ts"
 
 const { flags } = parseFlags(process.argv.slice(2))
 const num = (name: string, d: number) => (typeof flags[name] === "string" ? Number(flags[name]) : d)
@@ -241,13 +241,13 @@ if (flags["child"] === "run") {
   }
   if (tracing) {
     const { kafkaTrace } = await import("../runtime/cluster/kafkaTrace.ts")
-    kafkaTrace.fetched = (values, now, timestamps) => {
-      for (let i = 0; i < values.length; i++) {
-        const t = (JSON.parse(values[i]!.toString()) as { t: number }).t
+    kafkaTrace.fetched = (records, now) => {
+      for (const r of records) {
+        const t = (JSON.parse(Buffer.from(r.value ?? new Uint8Array()).toString()) as { t: number }).t
         if (t >= warmFrom) {
           fetched.push(now - t)
           // The input topic keeps LogAppendTime when traced: the broker's append splits produce → fetched in two.
-          appended.push(timestamps[i]! - t)
+          appended.push(r.timestamp - t)
         }
       }
     }
@@ -283,7 +283,9 @@ if (flags["child"] === "run") {
     for (const [k, l] of Object.entries(epochStats)) put(`(${k})`, l)
     put("(gc minor ms)", gcPauses.minor)
     put("(gc major ms)", gcPauses.major)
-    out["(gc ms per s)"] = { p50: 0, p99: (gcPauses.minor.reduce((a, b) => a + b, 0) + gcPauses.major.reduce((a, b) => a + b, 0)) / Math.max(1, Number(flags["for"]) - 3), n: 1 }
+    const gcMs = [...gcPauses.minor, ...gcPauses.major].reduce((a, b) => a + b, 0)
+    const measuredSeconds = Math.max(1, (Date.now() - warmFrom) / 1000)
+    out["(gc ms per s)"] = { p50: gcMs / measuredSeconds, p99: gcMs / measuredSeconds, n: 1 }
     loopDelay.disable()
     const ms = (q: number) => Math.max(0, loopDelay.percentile(q) / 1e6 - 1)
     out["(loop delay)"] = { p50: ms(50), p99: ms(99), n: loopDelay.count }
@@ -398,20 +400,16 @@ if (flags["child"] === "run") {
     const latencies: number[] = []
     const warmupUntil = { t: Number.POSITIVE_INFINITY }
     let got = 0
-    const take = (value: string, now: number) => {
-      got++
-      const v = JSON.parse(value) as [number, number, number]
-      if (v[2] >= warmupUntil.t) {
-        latencies.push(now - v[2])
-        if (timeline) {
-          const b = Math.floor((v[2] - warmupUntil.t) / 500)
-          ;(buckets[b] ??= []).push(now - v[2])
-        }
-      }
-    }
     // EDDY_BENCH_TIMELINE=1: latency per 500 ms of produce time, to tell periodic stalls from steady jitter.
     const timeline = process.env["EDDY_BENCH_TIMELINE"] === "1"
     const buckets: number[][] = []
+    const take = (value: string, now: number) => {
+      got++
+      const t = (JSON.parse(value) as [number, number, number])[2]
+      if (t < warmupUntil.t) return
+      latencies.push(now - t)
+      if (timeline) (buckets[Math.floor((t - warmupUntil.t) / 500)] ??= []).push(now - t)
+    }
     let stopReader: () => Promise<void>
     if (client === "kcat") {
       // read_committed, from the start, each value on a line as soon as it is fetched.
@@ -456,7 +454,7 @@ if (flags["child"] === "run") {
     await drop(t)
     const result = JSON.parse(ran) as RunResult
     if (timeline)
-      console.log(`  timeline (per 500 ms of produce time: p50/p99/max ms): ${buckets.map((l, i) => `${(i / 2).toFixed(1)}s ${percentile(l, 50)}/${percentile(l, 99)}/${Math.max(...l)}`).join("  ")}`)
+      console.log(`  timeline (per 500 ms of produce time: p50/p99/max ms): ${buckets.map((l, i) => `${(i / 2).toFixed(1)}s ${percentiles(l, [50, 99, 100]).join("/")}`).join("  ")}`)
     const trace = result.trace
     if (trace !== undefined) {
       const cpu = (100 * result.cpuSeconds) / result.seconds

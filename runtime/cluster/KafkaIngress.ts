@@ -249,7 +249,7 @@ class KafkaSplit implements SeekableSplit, FeedEvents {
   }
 
   records(records: ReadonlyArray<KafkaRecord>, at: number): void {
-    if (kafkaTrace.fetched !== undefined) kafkaTrace.fetched(records.map((r) => r.value as Buffer | null), at, records.map((r) => r.timestamp))
+    kafkaTrace.fetched?.(records, at)
     for (const r of records) {
       if (r.offset < this.fetched) continue
       this.buffer.push(r)

@@ -2,9 +2,11 @@
  * Measurement hooks on the Kafka ingress and egress path (bench/kafka-io.ts sets them to find where end-to-end
  * latency goes). Unset, each costs one property check per batch or transaction.
  */
+import type { KafkaRecord } from "../../workflows/kafka.ts"
+
 export interface KafkaTrace {
   /** A fetched batch of records reached the ingress buffer at `at` (Date.now()). */
-  fetched?: (values: ReadonlyArray<Buffer | null>, at: number, timestamps: ReadonlyArray<number>) => void
+  fetched?: (records: ReadonlyArray<KafkaRecord>, at: number) => void
   /** Epoch e is complete at the egress (every hosted partition published it) at `at`. */
   ready?: (e: number, at: number) => void
   /** One egress transaction: its epochs, when it began, when its records were acknowledged, when it committed. */
