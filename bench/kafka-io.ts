@@ -11,6 +11,7 @@
 //   node --import tsx bench/kafka-io.ts [--records 200000] [--keys 100000] [--runs 3] [--seconds 15]
 //        [--in-partitions 4] [--epoch-atoms 5000] [--epoch-ms 2] [--only uniform|zipf] [--loads 0.5,0.9]
 //        [--max R: skip the drain runs, take R records/s as the maximum] [--client kcat|kafkajs]
+//        [--warmup 1: drains and live runs discarded first, for the broker's warm-up]
 // EDDY_BENCH_PIPELINE=0 turns epoch pipelining off (comparison runs).
 // EDDY_BENCH_TRACE=1 prints, per latency run, where the time goes (the broker's append — the input topic then keeps
 // LogAppendTime —, ingress fetch, epoch, commit, egress transaction) and the Eddy main thread's GC pauses.
@@ -168,6 +169,8 @@ interface RunResult {
   readonly cpuSeconds: number
   /** EDDY_BENCH_TRACE=1: where the latency goes (ms since produce, per stage). */
   readonly trace?: Record<string, { readonly p50: number; readonly p99: number; readonly n: number }>
+  /** EDDY_BENCH_TRACE=1 with EDDY_BENCH_TIMELINE=1: per stage, its p99 per 500 ms of produce time after the warm-up. */
+  readonly stageTimeline?: Record<string, ReadonlyArray<number | null>>
 }
 
 if (flags["child"] === "run") {
@@ -214,6 +217,8 @@ if (flags["child"] === "run") {
   const at: Record<(typeof stages)[number], Map<number, number>> = Object.fromEntries(stages.map((s) => [s, new Map<number, number>()])) as never
   const fetched: number[] = []
   const appended: number[] = []
+  /** Produce time of each record in `fetched` and `appended` (for the per-bucket stage timeline). */
+  const fetchedProduced: number[] = []
   const epochStats = { epochMs: [] as number[], commitMs: [] as number[], perTx: [] as number[], readyToBegin: [] as number[], beginToSent: [] as number[], sentToCommitted: [] as number[] }
   // How long the main thread's tasks keep timers (and I/O completions) waiting, after the warm-up.
   const loopDelay = monitorEventLoopDelay({ resolution: 1 })
@@ -248,6 +253,7 @@ if (flags["child"] === "run") {
           fetched.push(now - t)
           // The input topic keeps LogAppendTime when traced: the broker's append splits produce → fetched in two.
           appended.push(r.timestamp - t)
+          fetchedProduced.push(t)
         }
       }
     }
@@ -266,6 +272,7 @@ if (flags["child"] === "run") {
       }
     }
   }
+  let stageTimeline: RunResult["stageTimeline"]
   const traced = (): RunResult["trace"] => {
     if (!tracing) return undefined
     const out: Record<string, { p50: number; p99: number; n: number }> = {}
@@ -287,6 +294,26 @@ if (flags["child"] === "run") {
     const measuredSeconds = Math.max(1, (Date.now() - warmFrom) / 1000)
     out["(gc ms per s)"] = { p50: gcMs / measuredSeconds, p99: gcMs / measuredSeconds, n: 1 }
     loopDelay.disable()
+    if (process.env["EDDY_BENCH_TIMELINE"] === "1") {
+      // Which stage a stall shows first in: each stage's p99 per 500 ms bucket of produce time.
+      const byBucket = (pairs: Iterable<readonly [number, number]>): Array<number | null> => {
+        const buckets: number[][] = []
+        for (const [t, l] of pairs) (buckets[Math.floor((t - warmFrom) / 500)] ??= []).push(l)
+        return Array.from(buckets, (b) => (b === undefined ? null : percentile(b, 99)))
+      }
+      const timeline: Record<string, Array<number | null>> = {}
+      timeline["appended"] = byBucket(fetchedProduced.map((t, i) => [t, appended[i]!] as const))
+      timeline["fetched"] = byBucket(fetchedProduced.map((t, i) => [t, fetched[i]!] as const))
+      for (const s of stages) {
+        const pairs: Array<readonly [number, number]> = []
+        for (const [e, ts] of produced) {
+          const when = at[s].get(e)
+          if (when !== undefined) for (const t of ts) pairs.push([t, when - t])
+        }
+        timeline[s] = byBucket(pairs)
+      }
+      stageTimeline = timeline
+    }
     const ms = (q: number) => Math.max(0, loopDelay.percentile(q) / 1e6 - 1)
     out["(loop delay)"] = { p50: ms(50), p99: ms(99), n: loopDelay.count }
     out["(loop delay max)"] = { p50: ms(99.9), p99: Math.max(0, loopDelay.max / 1e6 - 1), n: loopDelay.count }
@@ -343,7 +370,8 @@ if (flags["child"] === "run") {
   const r = await running.done
   const cpu = process.cpuUsage(cpu0)
   rmSync(dir, { recursive: true, force: true })
-  const out: RunResult = { records: r.records, measured: afterFirst, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, trace: traced() }
+  const trace = traced()
+  const out: RunResult = { records: r.records, measured: afterFirst, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, ...(trace === undefined ? {} : { trace }), ...(stageTimeline === undefined ? {} : { stageTimeline }) }
   process.stdout.write(JSON.stringify(out))
   process.exit(0)
 } else if (flags["child"] === "produce") {
@@ -453,8 +481,13 @@ if (flags["child"] === "run") {
     await stopReader()
     await drop(t)
     const result = JSON.parse(ran) as RunResult
-    if (timeline)
+    if (timeline) {
       console.log(`  timeline (per 500 ms of produce time: p50/p99/max ms): ${buckets.map((l, i) => `${(i / 2).toFixed(1)}s ${percentiles(l, [50, 99, 100]).join("/")}`).join("  ")}`)
+      // Traced: each stage's p99 in the same buckets (the child's warm-up ends within a few ms of this one's).
+      for (const [stage, p99s] of Object.entries(result.stageTimeline ?? {}))
+        console.log(`    ${stage.padEnd(12)} p99 ${p99s.map((v) => (v === null ? "-" : v.toFixed(0)).padStart(4)).join("")}`)
+      if (result.stageTimeline !== undefined) console.log(`    ${"visible".padEnd(12)} p99 ${buckets.map((l) => String(percentile(l, 99).toFixed(0)).padStart(4)).join("")}`)
+    }
     const trace = result.trace
     if (trace !== undefined) {
       const cpu = (100 * result.cpuSeconds) / result.seconds
@@ -470,6 +503,15 @@ if (flags["child"] === "run") {
   const kcat = client === "kcat" ? await kcatPath() : ""
   const dists: ReadonlyArray<Dist> = flags["only"] === "zipf" ? ["zipf"] : flags["only"] === "uniform" ? ["uniform"] : ["uniform", "zipf"]
   console.log(`Kafka in → counter over ${fmt(keys)} keys → Kafka out; embedded, 1 partition, file log; ${inPartitions} topic partitions in and out; ${epochAtoms} offsets per split per epoch; medians over ${runs} runs [min–max]`)
+  // A broker fresh from start-up answers slower for its first minute of load (the JVM compiles its hot paths):
+  // --warmup N (default 1) discards N drains and N live runs at 50% of the first one's rate before measuring.
+  const warmups = num("warmup", 1)
+  for (let i = 0; i < warmups; i++) {
+    const dist = dists[0]!
+    const max = typeof flags["max"] === "string" ? Number(flags["max"]) : (({ measured, seconds }) => measured / seconds)(await maxRun(dist))
+    const l = await latencyRun(dist, max * 0.5)
+    console.log(`warm-up ${i + 1} (discarded): ${dist} max ${fmt(max)} records/s; at 50% p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms`)
+  }
   for (const dist of dists) {
     const maxes: RunResult[] = []
     // --max R: skip the drain runs and take R records/s as the maximum (to study latency alone).
