@@ -1,8 +1,7 @@
 /**
  * Kafka ingress: a Source.kafka split is one partition of its topic, and its position is the next offset to read.
- * kafkajs has no manual assignment, so each opened split uses a consumer in a fresh group (never committing
- * offsets, deleted on close) whose assigner hands it exactly that partition, and seeks it to the logged position.
- * Records are read with isolation read_committed.
+ * The splits of a topic opened together share one kafkajs consumer (KafkaTopicConsumer.ts), seeked per partition to
+ * the logged positions. Records are read with isolation read_committed.
  *
  * Epoch cuts are by offsets, so a replay reads exactly what the original epoch read: an epoch's budget B admits the
  * records at offsets [p, p+B). While the split is behind the end offset found when it was opened (the last stable
@@ -10,198 +9,52 @@
  * run gives the same epochs on every run and after every crash. Past that end the split is live: a read returns what
  * has arrived, waiting at most the epoch's wait for the first record.
  */
-import { randomUUID } from "node:crypto"
 import "./kafkajsAbortFix.ts"
-import { AssignerProtocol, Kafka, logLevel as kafkaLogLevel, type Admin, type Consumer, type KafkaMessage, type PartitionAssigner } from "kafkajs"
+import { Kafka, logLevel as kafkaLogLevel } from "kafkajs"
 import type { KafkaRecord } from "../../workflows/kafka.ts"
 import type { SeekableSplit, SplitOpener } from "../engine/ingress.ts"
 import type { SourceSplit } from "../engine/Plan.ts"
-import { isUnreachable, reasonOf } from "./kafkaReasons.ts"
 import { kafkaTrace } from "./kafkaTrace.ts"
+import { ConsumerPool, KafkaIngressError, type FeedEvents, type FeedSpec, type FeedStart, type KafkaIngressOptions, type Member } from "./KafkaTopicConsumer.ts"
 
-export class KafkaIngressError extends Error {
-  override readonly name = "KafkaIngressError"
-}
+export { KafkaIngressError, type FeedEvents, type FeedSpec, type FeedStart, type KafkaIngressOptions } from "./KafkaTopicConsumer.ts"
 
-export interface KafkaIngressOptions {
-  readonly brokers: ReadonlyArray<string>
-  readonly clientId?: string
-  /** Records buffered per split before its consumer pauses (default 50,000). */
-  readonly maxBuffered?: number
-  /** Bound on waiting for records known to exist (default 60 s): a split that stalls fails the process. */
-  readonly stallMs?: number
-}
-
-const headersOf = (m: KafkaMessage): Record<string, string> => {
-  const out: Record<string, string> = {}
-  for (const [k, v] of Object.entries(m.headers ?? {})) {
-    if (v === undefined) continue
-    const one = Array.isArray(v) ? v[v.length - 1] : v
-    if (one !== undefined) out[k] = typeof one === "string" ? one : one.toString("utf8")
-  }
-  return out
-}
-
-/** An assigner that gives every member the one chosen partition (the group has a single member: us). */
-const fixedAssigner =
-  (topic: string, partition: number): PartitionAssigner =>
-  () => ({
-    name: "eddy-fixed",
-    version: 1,
-    assign: ({ members }) =>
-      Promise.resolve(
-        members.map((m) => ({
-          memberId: m.memberId,
-          memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment: { [topic]: [partition] }, userData: Buffer.alloc(0) }),
-        })),
-      ),
-    protocol: ({ topics }) => ({ name: "eddy-fixed", metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }) }),
-  })
-
-/** What a split's feed reports: fetched records, progress over control records, failure. */
-export interface FeedEvents {
-  /** Records fetched, in offset order (none below an offset reported before); `at`: when (Date.now()). */
-  records(records: ReadonlyArray<KafkaRecord>, at: number): void
-  /** Every offset below this has been fetched (a batch of control records reaches no `records`). */
-  fetchedTo(offset: number): void
-  failed(error: Error): void
-}
-
-/** Where a split's records come from: a kafkajs consumer on this thread (ConsumerFeed) or in the ingress's thread. */
+/** Where a split's records come from: a topic consumer on this thread (ConsumerFeed) or in the ingress's thread. */
 export interface SplitFeed {
   /**
    * Connects and seeks to `position`; the last stable offset found (the split's end) and the position to start at
    * (moved up to the log start if retention deleted records). Rejects with a KafkaIngressError.
    */
-  start(position: number, events: FeedEvents): Promise<{ readonly end: number; readonly position: number }>
+  start(position: number, events: FeedEvents): Promise<FeedStart>
   pause(): void
   resume(): void
   close(): Promise<void>
 }
 
-export interface FeedSpec {
-  readonly topic: string
-  readonly partition: number
-  readonly partitions: number
-  readonly bounded: boolean
-  readonly splitId: string
-}
-
-/** A kafkajs consumer in a fresh group whose assigner hands it exactly one partition, seeked to the position. */
+/** A split's share of a topic consumer (KafkaTopicConsumer.ts): the splits opened together share one fetch loop. */
 export class ConsumerFeed implements SplitFeed {
-  private consumer: Consumer | undefined
-  private admin: Admin | undefined
-  private started: Promise<unknown> | undefined
-  private closed = false
-  private readonly groupId: string
+  private member: Member | undefined
 
   constructor(
-    private readonly kafka: Kafka,
-    private readonly options: KafkaIngressOptions,
+    private readonly pool: ConsumerPool,
     private readonly spec: FeedSpec,
-  ) {
-    this.groupId = `eddy.ingress.${spec.splitId.replace(/[^A-Za-z0-9._-]/g, "_")}.${randomUUID()}`
-  }
+  ) {}
 
-  private fail(what: string, cause: unknown): Error {
-    if (cause instanceof KafkaIngressError) return cause
-    const at = this.options.brokers.join(",")
-    const message = isUnreachable(cause)
-      ? `cannot reach Kafka at ${at} while ${what} — is it running? (npm run infra:up, or set EDDY_KAFKA_BROKERS): ${reasonOf(cause)}`
-      : `Kafka at ${at}: ${what} failed: ${reasonOf(cause)}`
-    return new KafkaIngressError(message)
-  }
-
-  start(position: number, events: FeedEvents): Promise<{ end: number; position: number }> {
-    const { topic, partition } = this.spec
-    const started = this.connect(position, events).catch((cause: unknown) => {
-      throw this.fail(`opening ${topic}[${partition}]`, cause)
-    })
-    this.started = started.catch(() => undefined)
-    return started
-  }
-
-  private async connect(from: number, events: FeedEvents): Promise<{ end: number; position: number }> {
-    const { topic, partition, partitions, bounded } = this.spec
-    const admin = (this.admin = this.kafka.admin())
-    await admin.connect()
-    const meta = await admin.fetchTopicMetadata({ topics: [topic] }).catch((cause: unknown) => {
-      throw isUnreachable(cause) ? cause : new KafkaIngressError(`Kafka ingress: topic ${topic} cannot be read (${reasonOf(cause)}); create it before the run`)
-    })
-    const count = meta.topics[0]?.partitions.length ?? 0
-    if (count !== partitions) {
-      throw new KafkaIngressError(
-        `Kafka ingress: topic ${topic} has ${count} partitions but Source.kafka was given partitions: ${partitions}; they must match (records of other partitions would be ignored)`,
-      )
-    }
-    // ListOffsets with read_committed (kafkajs's default): the high end is the last stable offset.
-    const offsets = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === partition)
-    if (offsets === undefined) throw new KafkaIngressError(`Kafka ingress: topic ${topic} has no partition ${partition}`)
-    const end = Number(offsets.high)
-    // Records below the log start offset were deleted by retention: the split starts at the first one that exists.
-    const position = Math.max(from, Number(offsets.low))
-    if (bounded && position >= end) return { end, position }
-    /** Every offset below this has been fetched (records passed on, control records and aborted ones skipped). */
-    let fetched = position
-    const consumer = (this.consumer = this.kafka.consumer({
-      groupId: this.groupId,
-      partitionAssigners: [fixedAssigner(topic, partition)],
-      readUncommitted: false,
-      allowAutoTopicCreation: false,
-      maxWaitTimeInMs: 100,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3_000,
-      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000, restartOnFailure: async () => false },
-    }))
-    await consumer.connect()
-    consumer.on(consumer.events.CRASH, (event) => events.failed(this.fail(`reading ${topic}[${partition}]`, event.payload.error)))
-    // A batch of control records only (a transaction's commit marker) reaches no eachBatch, but moves the offset.
-    consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
-      if (event.payload.topic !== topic || event.payload.partition !== partition) return
-      const last = Number(event.payload.lastOffset)
-      if (last + 1 > fetched) {
-        fetched = last + 1
-        events.fetchedTo(fetched)
-      }
-    })
-    await consumer.subscribe({ topic, fromBeginning: true })
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: true,
-      eachBatch: ({ batch }) => {
-        if (batch.topic !== topic || batch.partition !== partition) return Promise.resolve()
-        const at = Date.now()
-        const out: KafkaRecord[] = []
-        for (const m of batch.messages) {
-          const offset = Number(m.offset)
-          // Before the seek took effect, or a refetch: already had.
-          if (offset < fetched) continue
-          out.push({ topic, partition, offset, key: m.key ?? null, value: m.value ?? null, timestamp: Number(m.timestamp), headers: headersOf(m) })
-          fetched = offset + 1
-        }
-        if (out.length > 0) events.records(out, at)
-        return Promise.resolve()
-      },
-    })
-    consumer.seek({ topic, partition, offset: String(position) })
-    return { end, position }
+  start(position: number, events: FeedEvents): Promise<FeedStart> {
+    this.member = this.pool.join(this.spec, position, events)
+    return this.member.started
   }
 
   pause(): void {
-    this.consumer?.pause([{ topic: this.spec.topic, partitions: [this.spec.partition] }])
+    this.member?.pause()
   }
 
   resume(): void {
-    this.consumer?.resume([{ topic: this.spec.topic, partitions: [this.spec.partition] }])
+    this.member?.resume()
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return
-    this.closed = true
-    await this.started
-    await this.consumer?.disconnect().catch(() => undefined)
-    if (this.consumer !== undefined) await this.admin?.deleteGroups([this.groupId]).catch(() => undefined)
-    await this.admin?.disconnect().catch(() => undefined)
+  close(): Promise<void> {
+    return this.member?.leave() ?? Promise.resolve()
   }
 }
 
@@ -362,12 +215,12 @@ export const newIngressKafka = (options: KafkaIngressOptions): Kafka =>
  * `feeds`, see KafkaIngressThread.ts) in the ingress's worker thread.
  */
 export const kafkaSplitOpener = (options: KafkaIngressOptions, feeds?: (spec: FeedSpec) => SplitFeed): SplitOpener => {
-  let kafka: Kafka | undefined
+  let pool: ConsumerPool | undefined
   return (split: SourceSplit, position: number) => {
     const c = split.source.connector
     if (c?.kind !== "kafka") return undefined
     const spec: FeedSpec = { topic: c.topic, partition: split.split, partitions: c.partitions, bounded: c.bounded, splitId: split.id }
-    const feed = feeds?.(spec) ?? new ConsumerFeed((kafka ??= newIngressKafka(options)), options, spec)
+    const feed = feeds?.(spec) ?? new ConsumerFeed((pool ??= new ConsumerPool(newIngressKafka(options), options)), spec)
     return new KafkaSplit(feed, options, c.topic, split.split, c.bounded, position)
   }
 }
@@ -386,7 +239,7 @@ export const readPartitionThrough = async (
   through: number,
   timeoutMs: number,
 ): Promise<KafkaRecord[]> => {
-  const feed = new ConsumerFeed(kafka, options, { topic, partition, partitions, bounded: false, splitId: `${topic}#${partition}` })
+  const feed = new ConsumerFeed(new ConsumerPool(kafka, options), { topic, partition, partitions, bounded: false, splitId: `${topic}#${partition}` })
   const split = new KafkaSplit(feed, options, topic, partition, false, 0)
   const out: KafkaRecord[] = []
   const deadline = Date.now() + timeoutMs

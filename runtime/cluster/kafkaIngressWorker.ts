@@ -6,12 +6,13 @@
 import { parentPort, workerData } from "node:worker_threads"
 import type { KafkaRecord } from "../../workflows/kafka.ts"
 import { ConsumerFeed, newIngressKafka, type KafkaIngressOptions } from "./KafkaIngress.ts"
+import { ConsumerPool } from "./KafkaTopicConsumer.ts"
 import type { IngressFromWorker, IngressToWorker } from "./kafkaIngressWire.ts"
 
 const port = parentPort
 if (port === null) throw new Error("kafkaIngressWorker.ts runs in a worker thread")
 const options = workerData as KafkaIngressOptions
-const kafka = newIngressKafka(options)
+const pool = new ConsumerPool(newIngressKafka(options), options)
 const feeds = new Map<number, ConsumerFeed>()
 const post = (m: IngressFromWorker, transfer?: ReadonlyArray<ArrayBuffer>) => port.postMessage(m, transfer === undefined ? undefined : [...transfer])
 
@@ -42,7 +43,7 @@ const pack = (records: ReadonlyArray<KafkaRecord>): { bytes: ArrayBuffer; length
 port.on("message", (m: IngressToWorker) => {
   switch (m.t) {
     case "open": {
-      const feed = new ConsumerFeed(kafka, options, m.spec)
+      const feed = new ConsumerFeed(pool, m.spec)
       feeds.set(m.id, feed)
       feed
         .start(m.position, {

@@ -1,0 +1,116 @@
+import { describe, expect, it } from "vitest"
+import type { Kafka } from "kafkajs"
+import { ConsumerPool, type FeedEvents, type Member } from "../../runtime/cluster/KafkaTopicConsumer.ts"
+import type { KafkaRecord } from "../../workflows/kafka.ts"
+import { createTopic, kafkaClient, produce, uniqueName } from "./kafkaTopics.ts"
+
+// The splits of a topic opened together share one consumer (one fetch loop, one consumer group); each split still
+// gets exactly its partition's records from its own position, and leaves on its own.
+const collector = () => {
+  const values: string[] = []
+  const offsets: number[] = []
+  let fetchedTo = 0
+  let failure: Error | undefined
+  const events: FeedEvents = {
+    records: (records: ReadonlyArray<KafkaRecord>) => {
+      for (const r of records) {
+        values.push(Buffer.from(r.value!).toString())
+        offsets.push(r.offset)
+      }
+    },
+    fetchedTo: (o) => (fetchedTo = o),
+    failed: (e) => (failure = e),
+  }
+  return { events, values, offsets, fetchedTo: () => fetchedTo, failure: () => failure }
+}
+
+const until = async (what: string, done: () => boolean, ms = 20_000) => {
+  const deadline = Date.now() + ms
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+const ingressGroups = async (kafka: Kafka, topic: string): Promise<string[]> => {
+  const admin = kafka.admin()
+  await admin.connect()
+  try {
+    const { groups } = await admin.listGroups()
+    return groups.map((g) => g.groupId).filter((g) => g.startsWith(`eddy.ingress.${topic}.`))
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+describe("Kafka topic consumer (real Kafka)", () => {
+  it("splits opened in one turn share one consumer group; each gets its partition's records from its position, exactly once", async () => {
+    const kafka = kafkaClient()
+    const topic = uniqueName("ktc-share")
+    await createTopic(kafka, topic, 3)
+    await produce(kafka, topic, Array.from({ length: 300 }, (_, i) => ({ value: `${i % 3}:${i}`, partition: i % 3 })))
+    const pool = new ConsumerPool(kafka, { brokers: [] })
+    const from = [0, 40, 99]
+    const seen = from.map(() => collector())
+    const members: Member[] = from.map((position, p) => pool.join({ topic, partition: p, partitions: 3, bounded: false, splitId: `s${p}` }, position, seen[p]!.events))
+    const starts = await Promise.all(members.map((m) => m.started))
+    expect(starts).toEqual([
+      { end: 100, position: 0 },
+      { end: 100, position: 40 },
+      { end: 100, position: 99 },
+    ])
+    await until("every record", () => seen.every((s, p) => s.values.length === 100 - from[p]!))
+    seen.forEach((s, p) => {
+      expect(s.offsets).toEqual(Array.from({ length: 100 - from[p]! }, (_, i) => from[p]! + i))
+      expect(s.values).toEqual(s.offsets.map((o) => `${p}:${o * 3 + p}`))
+      expect(s.failure()).toBeUndefined()
+    })
+    expect(await ingressGroups(kafka, topic)).toHaveLength(1)
+
+    // Partition 1 leaves: its later records reach nobody, the others' still arrive.
+    await members[1]!.leave()
+    await produce(kafka, topic, Array.from({ length: 30 }, (_, i) => ({ value: `${i % 3}:late${i}`, partition: i % 3 })))
+    await until("the late records of partitions 0 and 2", () => seen[0]!.values.length === 110 && seen[2]!.values.length === 11)
+    await new Promise((r) => setTimeout(r, 300))
+    expect(seen[1]!.values).toHaveLength(60)
+    expect(await ingressGroups(kafka, topic)).toHaveLength(1)
+
+    // The last one out ends the consumer and deletes its group.
+    await Promise.all([members[0]!.leave(), members[2]!.leave()])
+    expect(await ingressGroups(kafka, topic)).toEqual([])
+  }, 120_000)
+
+  it("a split opened in a later turn gets a consumer of its own; a bounded split at its end gets none", async () => {
+    const kafka = kafkaClient()
+    const topic = uniqueName("ktc-later")
+    await createTopic(kafka, topic, 2)
+    await produce(kafka, topic, Array.from({ length: 20 }, (_, i) => ({ value: `${i}`, partition: i % 2 })))
+    const pool = new ConsumerPool(kafka, { brokers: [] })
+    const a = collector()
+    const first = pool.join({ topic, partition: 0, partitions: 2, bounded: false, splitId: "a" }, 0, a.events)
+    const done = collector()
+    const atEnd = pool.join({ topic, partition: 1, partitions: 2, bounded: true, splitId: "b" }, 10, done.events)
+    expect(await atEnd.started).toEqual({ end: 10, position: 10 })
+    await first.started
+    await until("partition 0", () => a.values.length === 10)
+    expect(done.values).toEqual([])
+    const b = collector()
+    const later = pool.join({ topic, partition: 1, partitions: 2, bounded: false, splitId: "c" }, 5, b.events)
+    await later.started
+    await until("partition 1 from offset 5", () => b.values.length === 5)
+    expect(b.offsets).toEqual([5, 6, 7, 8, 9])
+    expect(await ingressGroups(kafka, topic)).toHaveLength(2)
+    await Promise.all([first.leave(), atEnd.leave(), later.leave()])
+    expect(await ingressGroups(kafka, topic)).toEqual([])
+  }, 120_000)
+
+  it("a partition count that does not match the topic's rejects every split of the consumer", async () => {
+    const kafka = kafkaClient()
+    const topic = uniqueName("ktc-count")
+    await createTopic(kafka, topic, 2)
+    const pool = new ConsumerPool(kafka, { brokers: [] })
+    const joined = [0, 1].map((p) => pool.join({ topic, partition: p, partitions: 3, bounded: false, splitId: `s${p}` }, 0, collector().events))
+    for (const m of joined) await expect(m.started).rejects.toThrow(/has 2 partitions but Source.kafka was given partitions: 3/)
+    await Promise.all(joined.map((m) => m.leave()))
+  }, 60_000)
+})
