@@ -38,7 +38,8 @@ const inPartitions = num("in-partitions", 4)
 const epochAtoms = num("epoch-atoms", 5000)
 const epochMs = num("epoch-ms", 2)
 const client = flags["client"] === "kafkajs" ? "kafkajs" : "kcat"
-const loads = typeof flags["loads"] === "string" ? String(flags["loads"]).split(",").map(Number) : [0.5, 0.9]
+// --loads 0: the drains alone.
+const loads = typeof flags["loads"] === "string" ? String(flags["loads"]).split(",").map(Number).filter((l) => l > 0) : [0.5, 0.9]
 type Dist = "uniform" | "zipf"
 
 const kafka = new Kafka({ clientId: "eddy-bench", brokers: [...readEndpoints().kafka.brokers], logLevel: logLevel.NOTHING })
