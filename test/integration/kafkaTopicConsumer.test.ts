@@ -104,6 +104,22 @@ describe("Kafka topic consumer (real Kafka)", () => {
     expect(await ingressGroups(kafka, topic)).toEqual([])
   }, 120_000)
 
+  it("the same partition joined twice in one turn (two sources on one topic) gets two consumers, each with every record", async () => {
+    const kafka = kafkaClient()
+    const topic = uniqueName("ktc-twice")
+    await createTopic(kafka, topic, 1)
+    await produce(kafka, topic, Array.from({ length: 50 }, (_, i) => ({ value: `${i}` })))
+    const pool = new ConsumerPool(kafka, { brokers: [] })
+    const seen = [collector(), collector()]
+    const members = seen.map((c, i) => pool.join({ topic, partition: 0, partitions: 1, bounded: false, splitId: `s${i}` }, i * 10, c.events))
+    await Promise.all(members.map((m) => m.started))
+    await until("both", () => seen[0]!.values.length === 50 && seen[1]!.values.length === 40)
+    expect(seen[1]!.offsets).toEqual(Array.from({ length: 40 }, (_, i) => 10 + i))
+    expect(await ingressGroups(kafka, topic)).toHaveLength(2)
+    await Promise.all(members.map((m) => m.leave()))
+    expect(await ingressGroups(kafka, topic)).toEqual([])
+  }, 60_000)
+
   it("a partition count that does not match the topic's rejects every split of the consumer", async () => {
     const kafka = kafkaClient()
     const topic = uniqueName("ktc-count")
