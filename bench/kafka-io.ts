@@ -487,7 +487,7 @@ if (flags["child"] === "run") {
       // Traced: each stage's p99 in the same buckets (the child's warm-up ends within a few ms of this one's).
       for (const [stage, p99s] of Object.entries(result.stageTimeline ?? {}))
         console.log(`    ${stage.padEnd(12)} p99 ${p99s.map((v) => (v === null ? "-" : v.toFixed(0)).padStart(4)).join("")}`)
-      if (result.stageTimeline !== undefined) console.log(`    ${"visible".padEnd(12)} p99 ${buckets.map((l) => String(percentile(l, 99).toFixed(0)).padStart(4)).join("")}`)
+      if (result.stageTimeline !== undefined) console.log(`    ${"visible".padEnd(12)} p99 ${buckets.map((l) => percentile(l, 99).toFixed(0).padStart(4)).join("")}`)
     }
     const trace = result.trace
     if (trace !== undefined) {
@@ -504,12 +504,13 @@ if (flags["child"] === "run") {
   const kcat = client === "kcat" ? await kcatPath() : ""
   const dists: ReadonlyArray<Dist> = flags["only"] === "zipf" ? ["zipf"] : flags["only"] === "uniform" ? ["uniform"] : ["uniform", "zipf"]
   console.log(`Kafka in → counter over ${fmt(keys)} keys → Kafka out; embedded, 1 partition, file log; ${inPartitions} topic partitions in and out; ${epochAtoms} offsets per split per epoch; medians over ${runs} runs [min–max]`)
-  // A broker fresh from start-up answers slower for its first minute of load (the JVM compiles its hot paths):
-  // --warmup N (default 1) discards N drains and N live runs at 50% of the first one's rate before measuring.
+  // A broker fresh from start-up answers slower for its first minutes of load (presumably its JIT): --warmup N
+  // (default 1) discards N drains and N live runs at 50% of each drain's rate (of --max if given) before measuring.
   const warmups = num("warmup", 1)
   for (let i = 0; i < warmups; i++) {
     const dist = dists[0]!
-    const max = typeof flags["max"] === "string" ? Number(flags["max"]) : (({ measured, seconds }) => measured / seconds)(await maxRun(dist))
+    const drained = typeof flags["max"] === "string" ? undefined : await maxRun(dist)
+    const max = drained === undefined ? Number(flags["max"]) : drained.measured / drained.seconds
     const l = await latencyRun(dist, max * 0.5)
     console.log(`warm-up ${i + 1} (discarded): ${dist} max ${fmt(max)} records/s; at 50% p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms`)
   }

@@ -96,8 +96,8 @@ interface Joining {
   readonly events: FeedEvents
   readonly resolve: (start: FeedStart) => void
   readonly reject: (error: Error) => void
-  /** Told which consumer the split joined, when the turn's joins are grouped. */
-  readonly assigned: (consumer: TopicConsumer) => void
+  /** The consumer the split joined, set when the turn's joins are grouped (before `started` can settle). */
+  consumer: TopicConsumer | undefined
 }
 
 interface Slot {
@@ -262,29 +262,30 @@ export class ConsumerPool {
   ) {}
 
   join(spec: FeedSpec, from: number, events: FeedEvents): Member {
-    let consumer: TopicConsumer | undefined
-    let assigned: (c: TopicConsumer) => void = () => undefined
-    const ready = new Promise<TopicConsumer>((resolve) => {
-      assigned = (c) => {
-        consumer = c
-        resolve(c)
-      }
+    let resolve: (start: FeedStart) => void = () => undefined
+    let reject: (error: Error) => void = () => undefined
+    const started = new Promise<FeedStart>((res, rej) => {
+      resolve = res
+      reject = rej
     })
-    const started = new Promise<FeedStart>((resolve, reject) => {
-      const list = this.waiting.get(spec.topic) ?? []
-      list.push({ spec, from, events, resolve, reject, assigned })
-      this.waiting.set(spec.topic, list)
-    })
+    const joining: Joining = { spec, from, events, resolve, reject, consumer: undefined }
+    const list = this.waiting.get(spec.topic) ?? []
+    list.push(joining)
+    this.waiting.set(spec.topic, list)
     if (!this.scheduled) {
       this.scheduled = true
       setImmediate(() => this.flush())
     }
+    const settled = started.then(
+      () => undefined,
+      () => undefined,
+    )
     return {
       spec,
       started,
-      pause: () => consumer?.pause(spec.partition),
-      resume: () => consumer?.resume(spec.partition),
-      leave: () => ready.then((c) => c.leave(spec.partition)),
+      pause: () => joining.consumer?.pause(spec.partition),
+      resume: () => joining.consumer?.resume(spec.partition),
+      leave: () => settled.then(() => joining.consumer?.leave(spec.partition)),
     }
   }
 
@@ -302,7 +303,7 @@ export class ConsumerPool {
       }
       for (const round of rounds) {
         const c = new TopicConsumer(this.kafka, this.options, topic, round)
-        for (const j of round) j.assigned(c)
+        for (const j of round) j.consumer = c
       }
     }
   }

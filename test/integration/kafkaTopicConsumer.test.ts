@@ -43,13 +43,18 @@ const ingressGroups = async (kafka: Kafka, topic: string): Promise<string[]> => 
   }
 }
 
+/** A fresh topic of `partitions` partitions holding `records`, and a pool of topic consumers on it. */
+const fresh = async (name: string, partitions: number, records: Parameters<typeof produce>[2] = []) => {
+  const kafka = kafkaClient()
+  const topic = uniqueName(name)
+  await createTopic(kafka, topic, partitions)
+  if (records.length > 0) await produce(kafka, topic, records)
+  return { kafka, topic, pool: new ConsumerPool(kafka, { brokers: [] }) }
+}
+
 describe("Kafka topic consumer (real Kafka)", () => {
   it("splits opened in one turn share one consumer group; each gets its partition's records from its position, exactly once", async () => {
-    const kafka = kafkaClient()
-    const topic = uniqueName("ktc-share")
-    await createTopic(kafka, topic, 3)
-    await produce(kafka, topic, Array.from({ length: 300 }, (_, i) => ({ value: `${i % 3}:${i}`, partition: i % 3 })))
-    const pool = new ConsumerPool(kafka, { brokers: [] })
+    const { kafka, topic, pool } = await fresh("ktc-share", 3, Array.from({ length: 300 }, (_, i) => ({ value: `${i % 3}:${i}`, partition: i % 3 })))
     const from = [0, 40, 99]
     const seen = from.map(() => collector())
     const members: Member[] = from.map((position, p) => pool.join({ topic, partition: p, partitions: 3, bounded: false, splitId: `s${p}` }, position, seen[p]!.events))
@@ -81,11 +86,7 @@ describe("Kafka topic consumer (real Kafka)", () => {
   }, 120_000)
 
   it("a split opened in a later turn gets a consumer of its own; a bounded split at its end gets none", async () => {
-    const kafka = kafkaClient()
-    const topic = uniqueName("ktc-later")
-    await createTopic(kafka, topic, 2)
-    await produce(kafka, topic, Array.from({ length: 20 }, (_, i) => ({ value: `${i}`, partition: i % 2 })))
-    const pool = new ConsumerPool(kafka, { brokers: [] })
+    const { kafka, topic, pool } = await fresh("ktc-later", 2, Array.from({ length: 20 }, (_, i) => ({ value: `${i}`, partition: i % 2 })))
     const a = collector()
     const first = pool.join({ topic, partition: 0, partitions: 2, bounded: false, splitId: "a" }, 0, a.events)
     const done = collector()
@@ -105,11 +106,7 @@ describe("Kafka topic consumer (real Kafka)", () => {
   }, 120_000)
 
   it("the same partition joined twice in one turn (two sources on one topic) gets two consumers, each with every record", async () => {
-    const kafka = kafkaClient()
-    const topic = uniqueName("ktc-twice")
-    await createTopic(kafka, topic, 1)
-    await produce(kafka, topic, Array.from({ length: 50 }, (_, i) => ({ value: `${i}` })))
-    const pool = new ConsumerPool(kafka, { brokers: [] })
+    const { kafka, topic, pool } = await fresh("ktc-twice", 1, Array.from({ length: 50 }, (_, i) => ({ value: `${i}` })))
     const seen = [collector(), collector()]
     const members = seen.map((c, i) => pool.join({ topic, partition: 0, partitions: 1, bounded: false, splitId: `s${i}` }, i * 10, c.events))
     await Promise.all(members.map((m) => m.started))
@@ -121,10 +118,7 @@ describe("Kafka topic consumer (real Kafka)", () => {
   }, 60_000)
 
   it("a partition count that does not match the topic's rejects every split of the consumer", async () => {
-    const kafka = kafkaClient()
-    const topic = uniqueName("ktc-count")
-    await createTopic(kafka, topic, 2)
-    const pool = new ConsumerPool(kafka, { brokers: [] })
+    const { topic, pool } = await fresh("ktc-count", 2)
     const joined = [0, 1].map((p) => pool.join({ topic, partition: p, partitions: 3, bounded: false, splitId: `s${p}` }, 0, collector().events))
     for (const m of joined) await expect(m.started).rejects.toThrow(/has 2 partitions but Source.kafka was given partitions: 3/)
     await Promise.all(joined.map((m) => m.leave()))
