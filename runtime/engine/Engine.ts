@@ -283,6 +283,8 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     let failures = 0
     let committedHeard = { e: 0, n: 0 }
     let lastSnapshotAt = 0
+    /** The last epoch the coordinator flagged as a snapshot epoch (its manifest may not be written yet). */
+    let lastSnapshotEpoch = 0
     let wakeAt: number | undefined
     let idleAfter = 0
     let woken = false
@@ -396,7 +398,10 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
               // snapshotMinMs) and says so in COMMITTED, so every process writes its part of the same epoch.
               const now = Date.now()
               const snapshot = options.snapshotEvery > 0 && o.e % options.snapshotEvery === 0 && now - lastSnapshotAt >= (options.snapshotMinMs ?? 0)
-              if (snapshot) lastSnapshotAt = now
+              if (snapshot) {
+                lastSnapshotAt = now
+                lastSnapshotEpoch = o.e
+              }
               for (let p = 0; p < P; p++) yield* transport.send(p, snapshot ? { t: "committed", g, e: o.e, snapshot } : { t: "committed", g, e: o.e })
             }
             {
@@ -489,6 +494,29 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
           for (const k of [...walFrom.keys()]) if (k <= keep) walFrom.delete(k)
         }
       }).pipe(Effect.catchTag("BlobStoreError", (err) => Effect.sync(() => options.reporter.log("warn", "$snapshot", undefined, `snapshot manifest of epoch ${w.e} failed: ${err.message}`))))
+
+    /**
+     * A run that ends gracefully completes the snapshot under way rather than dropping it (as Flink completes a
+     * checkpoint before stop-with-savepoint returns), so the next start replays from it: this process's part is
+     * uploaded, and the coordinator writes the manifest once every part is in. The coordinator waits for other
+     * processes' parts up to the liveness time (10 s without one); a part that fails or never comes only costs the
+     * next start a longer replay (the previous snapshot and the log are intact).
+     */
+    const finishSnapshot = Effect.gen(function* () {
+      if (uploading !== undefined) yield* Fiber.join(uploading)
+      if (!host.coordinator || lastSnapshotEpoch === 0) return
+      const deadline = Date.now() + (liveness ?? 10_000)
+      // Embedded, every part is this process's: its message is queued already (or its upload failed and none comes).
+      const local = hosted.length === P
+      while ((snapshots.manifest?.epoch ?? 0) < lastSnapshotEpoch) {
+        const got = yield* transport.receiveWithin(local ? 0 : Math.max(deadline - Date.now(), 0))
+        if (got === undefined) {
+          if (local || Date.now() >= deadline) break
+          continue
+        }
+        if (got.to === COORDINATOR && got.env.t === "snapshot") yield* onSnapshotWritten(got.env)
+      }
+    })
 
     /** The run is over after epoch e: every partition publishes through e and stops. */
     const finish = (e: number) =>
@@ -613,6 +641,7 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         }
       }
     }
+    yield* finishSnapshot
     yield* egress.flush
     const result: RunResult = { generation: g, recoveredEpoch: rec.lastEpoch, lastEpoch: finishedAt ?? stopAt ?? rec.lastEpoch, epochs, records, failures }
     return result

@@ -10,7 +10,10 @@ import { encodeRecord, RECORD_FORMAT, type EpochRecord, type TableDelta } from "
 import { chainOf, SnapshotManager, type ChainPolicy } from "../../runtime/engine/snapshots.ts"
 import type { BlobStoreService } from "../../runtime/ports/BlobStore.ts"
 import { BlobStoreError } from "../../runtime/ports/BlobStore.ts"
-import { seeded } from "../helpers.ts"
+import { seeded, tempDirs } from "../helpers.ts"
+import { App, Sink, Source, Workflow } from "../../workflows/index.ts"
+import { Eddy, committedState } from "../../runtime/index.ts"
+import type { RestoreTiming } from "../../runtime/engine/Engine.ts"
 
 const G = 6
 type Model = Map<number, Map<string, Map<string, unknown>>>
@@ -296,5 +299,37 @@ describe("the snapshot thread", () => {
     expect(errors[3]).toContain("not restarted")
     expect(errors[4]).toContain("not restarted")
     await thread.close()
+  })
+})
+
+describe("a run that finishes", () => {
+  // Every epoch is a snapshot epoch, and the state is large enough (20k keys) that the last part is still being
+  // built and written when the run ends: the run completes it instead of dropping it (without that, the next start
+  // restored from an epoch or two before the last), so the next start restores from the last epoch.
+  it("completes the snapshot under way, and the next start restores from it", async () => {
+    const dirs = tempDirs()
+    try {
+      const dir = dirs.dir("finish")
+      const app = App.define({
+        name: "finish-snapshot",
+        workflows: [
+          Workflow.from(Source.array(Array.from({ length: 20_000 }, (_, i) => i)))
+            .keyBy((i) => `k${i}`)
+            .processor<number, number>((ctx, i) => ctx.state.set(i * 2))
+            .sink(Sink.memory("out")),
+        ],
+      })
+      const first = await Eddy.run(app, { dataDir: dir, epochAtoms: 5_000, snapshotEvery: 1, onFailure: () => undefined })
+      expect(first.lastEpoch).toBeGreaterThanOrEqual(4)
+      let restored: RestoreTiming | undefined
+      const second = await Eddy.run(app, { dataDir: dir, snapshotEvery: 0, onRestored: (t) => (restored ??= t), onFailure: () => undefined })
+      expect(second.recoveredEpoch).toBe(first.lastEpoch)
+      expect(restored?.snapshot?.epoch).toBe(first.lastEpoch)
+      const state = await committedState(dir)
+      expect(state.entries.length).toBe(20_000)
+      expect(state.entries.every((x) => x.value === 2 * Number(x.key.slice(2)))).toBe(true)
+    } finally {
+      dirs.removeAll()
+    }
   })
 })
