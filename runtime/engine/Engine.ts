@@ -505,9 +505,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
     const finishSnapshot = Effect.gen(function* () {
       if (uploading !== undefined) yield* Fiber.join(uploading)
       if (!host.coordinator || lastSnapshotEpoch === 0) return
-      const deadline = Date.now() + (liveness ?? 10_000)
+      const deadline = Date.now() + (options.livenessMs ?? 10_000)
       // Embedded, every part is this process's: its message is queued already (or its upload failed and none comes).
-      const local = hosted.length === P
+      const local = hostedSet.size === P
       while ((snapshots.manifest?.epoch ?? 0) < lastSnapshotEpoch) {
         const got = yield* transport.receiveWithin(local ? 0 : Math.max(deadline - Date.now(), 0))
         if (got === undefined) {
