@@ -6,9 +6,15 @@
 import { parentPort } from "node:worker_threads"
 import type { FromFolder, ToFolder } from "./DeltaFolder.ts"
 import { buildPacks, mergeColumns, mergeRecord, type StateDelta, type Tables } from "./snapshotFold.ts"
+import { lowerThisThreadPriority } from "./threadPriority.ts"
 
 const port = parentPort
 if (port === null) throw new Error("snapshotFoldWorker.ts runs as a worker thread")
+
+// Building a part takes hundreds of ms of CPU every few seconds. At normal priority it competes for the cores with
+// the engine's thread and with clients, and a client woken by its answers while this thread holds the other core
+// waits out a time slice (1-4 ms: docs/performance.md, session 20). At the lowest priority it only uses idle time.
+lowerThisThreadPriority()
 
 /** Committed epochs since the last part, in commit order: encoded records, or (replayed at start-up) state columns. */
 let current: Array<Uint8Array | StateDelta> = []

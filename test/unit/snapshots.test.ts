@@ -1,11 +1,13 @@
 // Snapshots fold the committed epochs' state columns onto the previous snapshot's blobs. Checked here against a plain
 // model (a map per key group and table, every epoch's writes applied in order): random writes and deletes over many
 // epochs, snapshots at random epochs, and uploads that fail and are retried with later epochs' changes on top.
+import { readdirSync, readFileSync } from "node:fs"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { makeMemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
 import { encode } from "../../runtime/engine/codec.ts"
 import { InThreadFolder, threadFolder } from "../../runtime/engine/DeltaFolder.ts"
+import { BACKGROUND_NICE } from "../../runtime/engine/threadPriority.ts"
 import { encodeRecord, RECORD_FORMAT, type EpochRecord, type TableDelta } from "../../runtime/engine/EpochRecord.ts"
 import { chainOf, SnapshotManager, type ChainPolicy } from "../../runtime/engine/snapshots.ts"
 import type { BlobStoreService } from "../../runtime/ports/BlobStore.ts"
@@ -280,6 +282,25 @@ describe("the snapshot thread", () => {
     }
     expect(crashes).toBeGreaterThan(4)
     expect(compared).toBeGreaterThan(40)
+  })
+
+  // Linux schedules threads: the snapshot thread, and only it, runs at the lowest priority (it must not take a core
+  // from the engine's thread or from a client being woken by its answers).
+  it.runIf(process.platform === "linux")("runs at the lowest CPU priority, and the engine's thread does not", async () => {
+    const niceOf = (task: string): number => Number(readFileSync(`/proc/self/task/${task}/stat`, "utf8").split(") ")[1]!.split(" ")[16])
+    const niced = () => readdirSync("/proc/self/task").filter((t) => niceOf(t) === BACKGROUND_NICE)
+    const before = niced()
+    const thread = threadFolder()
+    const state: Array<readonly [number, TableDelta[]]> = [[0, [["t", ["k"], [1]]]]]
+    const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: 1, e: 1, partition: 0, state, inTransit: [], ingress: [], egress: [] }
+    thread.add(state, encodeRecord(record).payload)
+    thread.seal()
+    // Built: the thread has started and run its first lines.
+    expect((await thread.build(new Map(), new Map(), 1)).length).toBe(1)
+    const after = niced()
+    await thread.close()
+    expect(after.filter((t) => !before.includes(t)).length).toBe(1)
+    expect(niceOf(String(process.pid))).toBe(0)
   })
 
   it("is not restarted after its fourth death: every later part fails", async () => {
