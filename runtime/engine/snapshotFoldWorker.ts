@@ -13,7 +13,7 @@ if (port === null) throw new Error("snapshotFoldWorker.ts runs as a worker threa
 
 // Building a part takes hundreds of ms of CPU every few seconds. At normal priority it competes for the cores with
 // the engine's thread and with clients, and a client woken by its answers while this thread holds the other core
-// waits out a time slice (1-4 ms: docs/performance.md, session 20). At the lowest priority it only uses idle time.
+// waits out a time slice (1-4 ms: docs/performance.md, sessions 19 and 20). At the lowest priority it only uses idle time.
 lowerThisThreadPriority()
 
 /** Committed epochs since the last part, in commit order: encoded records, or (replayed at start-up) state columns. */

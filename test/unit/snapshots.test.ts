@@ -6,7 +6,7 @@ import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { makeMemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
 import { encode } from "../../runtime/engine/codec.ts"
-import { InThreadFolder, threadFolder } from "../../runtime/engine/DeltaFolder.ts"
+import { InThreadFolder, threadFolder, type DeltaFolder } from "../../runtime/engine/DeltaFolder.ts"
 import { BACKGROUND_NICE } from "../../runtime/engine/threadPriority.ts"
 import { encodeRecord, RECORD_FORMAT, type EpochRecord, type TableDelta } from "../../runtime/engine/EpochRecord.ts"
 import { chainOf, SnapshotManager, type ChainPolicy } from "../../runtime/engine/snapshots.ts"
@@ -224,6 +224,13 @@ describe("snapshots across processes", () => {
   })
 })
 
+/** Adds one committed epoch (one key written) to a snapshot thread, as the engine does: its encoded record. */
+const addOneEpoch = (thread: DeltaFolder): void => {
+  const state: Array<readonly [number, TableDelta[]]> = [[0, [["t", ["k"], [1]]]]]
+  const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: 1, e: 1, partition: 0, state, inTransit: [], ingress: [], egress: [] }
+  thread.add(state, encodeRecord(record).payload)
+}
+
 describe("the snapshot thread", () => {
   // The thread is ended at random points (between adds, between seal and build, while building); each time a new
   // one must be given exactly the changes the dead one held, so every part it builds afterwards equals the one an
@@ -291,9 +298,7 @@ describe("the snapshot thread", () => {
     const niced = () => readdirSync("/proc/self/task").filter((t) => niceOf(t) === BACKGROUND_NICE)
     const before = niced()
     const thread = threadFolder()
-    const state: Array<readonly [number, TableDelta[]]> = [[0, [["t", ["k"], [1]]]]]
-    const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: 1, e: 1, partition: 0, state, inTransit: [], ingress: [], egress: [] }
-    thread.add(state, encodeRecord(record).payload)
+    addOneEpoch(thread)
     thread.seal()
     // Built: the thread has started and run its first lines.
     expect((await thread.build(new Map(), new Map(), 1)).length).toBe(1)
@@ -305,9 +310,7 @@ describe("the snapshot thread", () => {
 
   it("is not restarted after its fourth death: every later part fails", async () => {
     const thread = threadFolder()
-    const state: Array<readonly [number, TableDelta[]]> = [[0, [["t", ["k"], [1]]]]]
-    const record: EpochRecord = { t: "epoch", f: RECORD_FORMAT, g: 1, e: 1, partition: 0, state, inTransit: [], ingress: [], egress: [] }
-    thread.add(state, encodeRecord(record).payload)
+    addOneEpoch(thread)
     const errors: string[] = []
     for (let i = 0; i < 5; i++) {
       thread.seal()
