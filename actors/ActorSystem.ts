@@ -69,12 +69,29 @@ type DoneEntry = Exclude<RequestEntry, readonly [typeof PENDING, ...unknown[]]>
 const PENDING = 0
 const DONE = 1
 const FAILED = 2
+const SESSION = 3
+
+/**
+ * The calls of one client session to one actor (sub-key `~<session>`), in place of an entry per call: the calls not
+ * yet acknowledged, and the floor below which every call was acknowledged (a copy of one arriving late is refused, not
+ * run again). A call acknowledges the calls before it, so the entry holds about as many calls as the client has in
+ * flight, however many it makes: memory, epoch records and snapshots stay small. It expires (whole, at a whole
+ * second) a retention after its last call, unless a call in it is pending. Flat, one array: after the header, a
+ * triple per call (number, status, waiters | reply | failure).
+ */
+type SessionEntry = readonly [s: typeof SESSION, floor: number, expiresAt: number, ...calls: unknown[]]
+const CALLS = 3
+
+const sessionSub = (session: string): string => `~${session}`
 
 /** What the continuation answering a request needs: the entry is its sub-key, the first waiter and the retention. */
 interface Answering {
   readonly id: string
   readonly w: string
   readonly k?: number
+  /** A session's call: its session and number (the entry is the session's). */
+  readonly s?: string
+  readonly q?: number
 }
 
 export interface ActorSystemOptions {
@@ -228,14 +245,15 @@ export class ActorSystem {
     }
     const retention = this.options.requestRetentionMs ?? 24 * 60 * 60 * 1000
     const answered = Continuation.define<unknown, Answering, Out, ActorRecord>(`${this.name}.answered`, (ctx, reply, data) => {
-      const entries = ctx.entries as EntryState<RequestEntry>
-      const entry = entries.get(data.id)
-      if (entry !== undefined && entry[0] !== PENDING) throw new Error(`assertion: answer for request '${data.id}', which is not pending`)
       const x: EndpointFailure | undefined = Portal.isRejection(reply)
         ? { tag: "Rejected", message: reply.message }
         : isDeadLetterReply(reply)
           ? { tag: "Rejected", message: `dead letter: ${reply.deadLetter}` }
           : undefined
+      if (data.s !== undefined) return this.sessionAnswered(ctx, data, data.s, data.q!, x === undefined ? [DONE, reply, 0] : [FAILED, x, 0])
+      const entries = ctx.entries as EntryState<RequestEntry>
+      const entry = entries.get(data.id)
+      if (entry !== undefined && entry[0] !== PENDING) throw new Error(`assertion: answer for request '${data.id}', which is not pending`)
       const expires = ctx.now() + (data.k ?? retention)
       const done: DoneEntry = x === undefined ? [DONE, reply, expires] : [FAILED, x, expires]
       entries.set(data.id, done)
@@ -281,7 +299,7 @@ export class ActorSystem {
             continuations,
             name: "actors",
             // A done entry answers retries for the retention window, then goes (pending ones stay until answered).
-            entries: { expire: (e) => ((e as RequestEntry)[0] === PENDING ? undefined : (e as DoneEntry)[2]) },
+            entries: { expire: entryExpiry },
           }),
           restore,
         })
@@ -342,6 +360,7 @@ export class ActorSystem {
    * goes around the loop like any send and is answered at commit.
    */
   private request(ctx: PortalContext<Out, ActorRecord>, req: EndpointRequest, answered: Continuation<unknown, Answering, Out, ActorRecord>, retention: number): void {
+    if (req.s !== undefined) return this.sessionRequest(ctx, req, req.s, answered, retention)
     const entries = ctx.entries as EntryState<RequestEntry>
     const entry = entries.get(req.id)
     if (entry !== undefined) {
@@ -358,6 +377,58 @@ export class ActorSystem {
     entries.set(req.id, [PENDING, [req.w], req.keep])
     ctx.answerInto(answered as unknown as Continuation<unknown, Answering, never, never>, req.keep === undefined ? { id: req.id, w: req.w } : { id: req.id, w: req.w, k: req.keep })
     this.handle(ctx, { t: "tell", to, m: req.m }, true)
+  }
+
+  /**
+   * A session's call (EndpointRequest.s): as `request`, with the call's entry inside the session's entry for the
+   * actor. The call's acknowledgement drops the calls below it; a call below the floor was acknowledged, so this is a
+   * copy that arrived late (its caller has its answer): refused, not run.
+   */
+  private sessionRequest(ctx: PortalContext<Out, ActorRecord>, req: EndpointRequest, session: string, answered: Continuation<unknown, Answering, Out, ActorRecord>, retention: number): void {
+    const entries = ctx.entries as EntryState<SessionEntry>
+    const sub = sessionSub(session)
+    const seq = req.q!
+    const cur = entries.get(sub)
+    const floor = cur?.[1] ?? 0
+    if (seq < floor) {
+      return ctx.emit({ t: "answer", a: { id: req.id, w: req.w, x: { tag: "Rejected", message: `call ${seq} of client session ${session} was acknowledged by the client before this copy of it arrived: not run again` } } })
+    }
+    const at = cur === undefined ? -1 : callIndex(cur, seq)
+    if (at >= 0) {
+      const status = cur![at + 1] as number
+      if (status !== PENDING) return ctx.emit({ t: "answer", a: answer(req.id, req.w, [status, cur![at + 2], 0] as DoneEntry) })
+      const waiters = cur![at + 2] as ReadonlyArray<string>
+      if (!waiters.includes(req.w)) entries.set(sub, cur!.map((v, j) => (j === at + 2 ? [...waiters, req.w] : v)) as unknown as SessionEntry)
+      return
+    }
+    // A new call: keep the calls at or above the acknowledgement, add this one.
+    const ack = Math.max(floor, req.a ?? 0)
+    const next: unknown[] = [SESSION, ack, wholeSecond(ctx.now() + (req.keep ?? retention))]
+    if (cur !== undefined) for (let j = CALLS; j < cur.length; j += 3) if ((cur[j] as number) >= ack) next.push(cur[j], cur[j + 1], cur[j + 2])
+    const to = parseTarget(req.to)
+    if (!req.ask) {
+      ctx.emit({ t: "tell", to, m: req.m })
+      next.push(seq, DONE, undefined)
+      entries.set(sub, next as unknown as SessionEntry)
+      return ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
+    }
+    next.push(seq, PENDING, [req.w])
+    entries.set(sub, next as unknown as SessionEntry)
+    ctx.answerInto(answered as unknown as Continuation<unknown, Answering, never, never>, { id: req.id, w: req.w, s: session, q: seq })
+    this.handle(ctx, { t: "tell", to, m: req.m }, true)
+  }
+
+  /** A session call's reply: its entry in the session's entry becomes the answer, for every caller waiting on it. */
+  private sessionAnswered(ctx: PortalContext<Out, ActorRecord>, data: Answering, session: string, seq: number, done: DoneEntry): void {
+    const entries = ctx.entries as EntryState<SessionEntry>
+    const sub = sessionSub(session)
+    const cur = entries.get(sub)
+    const at = cur === undefined ? -1 : callIndex(cur, seq)
+    if (at >= 0 && cur![at + 1] !== PENDING) throw new Error(`assertion: answer for call ${seq} of session ${session}, which is not pending`)
+    const waiters = at >= 0 ? (cur![at + 2] as ReadonlyArray<string>) : [data.w]
+    if (at >= 0) entries.set(sub, cur!.map((v, j) => (j === at + 1 ? done[0] : j === at + 2 ? done[1] : v)) as unknown as SessionEntry)
+    // No entry: the step that took the call threw, and the call's entry went with it; its one waiter hears why.
+    for (const w of waiters) ctx.emit({ t: "answer", a: answer(data.id, w, done) })
   }
 
   /** One envelope for one actor: create it if needed, run its handler, store what it returns. */
@@ -410,6 +481,29 @@ export class ActorSystem {
   /** @internal The registered portal continuation standing for behavior `b`'s continuation `k`. */
   continuationOf(b: AnyBehavior, k: { readonly name: string }): Continuation<unknown, unknown, unknown, unknown> | undefined {
     return (b.continuations as ReadonlyArray<unknown>).includes(k) ? this.continuations.get(`${b.name}.${k.name}`) : undefined
+  }
+}
+
+/** Where call `seq`'s triple starts in a session's entry (-1: not there). */
+const callIndex = (e: SessionEntry, seq: number): number => {
+  for (let j = CALLS; j < e.length; j += 3) if (e[j] === seq) return j
+  return -1
+}
+
+/** Due times of session entries are whole seconds: most of a session's calls to an actor leave its due time as it was. */
+const wholeSecond = (ms: number): number => Math.ceil(ms / 1000) * 1000
+
+/** When an entry goes: a done request's at its time; a session's at its time unless a call in it is pending; a pending request's never. */
+const entryExpiry = (e: unknown): number | undefined => {
+  const x = e as RequestEntry | SessionEntry
+  switch (x[0]) {
+    case PENDING:
+      return undefined
+    case SESSION:
+      for (let j = CALLS + 1; j < x.length; j += 3) if (x[j] === PENDING) return undefined
+      return x[2]
+    default:
+      return x[2]
   }
 }
 

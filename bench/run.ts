@@ -9,6 +9,8 @@
 //     [--profile DIR]   (the Eddy server runs with --cpu-prof, profiles written to DIR; the client driver to DIR/client)
 //     [--eddy-cluster W]   (also Eddy as a local cluster: a coordinator and W workers over NATS, Kafka log, S3
 //                           snapshots; driven by Client.nats. Needs the servers: npm run infra:up)
+//   EDDY_SERVER_NODE_ARGS="--trace-gc ...": node flags for the embedded Eddy server; its stdout is then echoed to
+//                           stderr, prefixed [server] (so --trace-gc's lines show)
 //
 // Every run starts fresh processes: Eddy (the app embedded, file log with fsync at each commit, HTTP endpoint) or
 // Restate (restate-server + the SDK endpoint), and a client process running the closed loop over loopback HTTP with
@@ -134,7 +136,7 @@ const startEddy = async (w: WorkloadConfig): Promise<{ url: string; procs: Proc[
   const dataDir = mkdtempSync(join(tmpdir(), "eddy-bench-server-"))
   const child = spawn(
     process.execPath,
-    [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]), "--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : []), ...(values["snapshot-every"] === undefined ? [] : ["--snapshot-every", values["snapshot-every"]])],
+    [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]), ...(process.env["EDDY_SERVER_NODE_ARGS"]?.split(" ").filter((a) => a !== "") ?? []), "--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : []), ...(values["snapshot-every"] === undefined ? [] : ["--snapshot-every", values["snapshot-every"]])],
     { stdio: ["ignore", "pipe", "inherit"] },
   )
   const asked: Array<(n: number) => void> = []
@@ -142,6 +144,7 @@ const startEddy = async (w: WorkloadConfig): Promise<{ url: string; procs: Proc[
     lines(child.stdout, (l) => {
       if (l.startsWith("url ")) resolve(l.slice(4))
       else if (l.startsWith("commits ")) asked.shift()?.(Number(l.slice(8)))
+      else if (process.env["EDDY_SERVER_NODE_ARGS"] !== undefined) process.stderr.write(`[server] ${l}\n`)
     })
     child.once("exit", (code) => reject(new Error(`eddy server exited with ${code}`)))
   })

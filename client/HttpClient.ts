@@ -1,6 +1,6 @@
 import { Agent, request } from "node:http"
 import { targetString, type Answer, type EddyClient, type RequestOptions, type StateOptions, type Target } from "./Client.ts"
-import { batcher, callOf, type Call } from "./batching.ts"
+import { batcher, callOf, ClientSession, type Call } from "./batching.ts"
 import { ClientError, clientError, Timeout, Unavailable } from "./errors.ts"
 import { decodeBody, encodeBody, SUPERJSON_TYPE, type AnswerBody, type ErrorBody } from "./wire.ts"
 
@@ -25,6 +25,7 @@ export const httpClient = (url: string, options: HttpClientOptions = {}): EddyCl
   const base = new URL(url)
   const agent = new Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 256 })
   const defaultTimeout = options.timeoutMs ?? 30_000
+  const session = new ClientSession()
 
   const once = (method: "GET" | "POST", path: string, body: unknown, timeoutMs: number): Promise<unknown> =>
     new Promise((resolve, reject) => {
@@ -88,8 +89,8 @@ export const httpClient = (url: string, options: HttpClientOptions = {}): EddyCl
   })
 
   const send = async (path: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> => {
-    const c = callOf(target, message, o, defaultTimeout, path === "/v1/tell")
-    return (options.batching === false ? await single(c) : await batched(c)) as AnswerBody
+    const c = callOf(target, message, o, defaultTimeout, path === "/v1/tell", session)
+    return (await session.settled(c.seq, options.batching === false ? single(c) : batched(c))) as AnswerBody
   }
 
   return {

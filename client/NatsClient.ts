@@ -1,6 +1,6 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { targetString, type Answer, type EddyClient, type RequestOptions, type StateOptions, type Target } from "./Client.ts"
-import { batcher, callOf, type Call } from "./batching.ts"
+import { batcher, callOf, ClientSession, type Call } from "./batching.ts"
 import { clientError, Timeout, Unavailable } from "./errors.ts"
 import { clientSubjects } from "./subjects.ts"
 import { decodeBody, encodeBody, type AnswerBody, type ErrorBody } from "./wire.ts"
@@ -40,6 +40,7 @@ export const natsClient = async (options: NatsClientOptions): Promise<EddyClient
   }
   const s = clientSubjects(options.namespace)
   const defaultTimeout = options.timeoutMs ?? 30_000
+  const session = new ClientSession()
   const attemptMs = options.attemptMs ?? 5_000
 
   const call = async (subject: string, body: unknown, timeoutMs: number): Promise<unknown> => {
@@ -87,8 +88,8 @@ export const natsClient = async (options: NatsClientOptions): Promise<EddyClient
   })
 
   const send = async (subject: string, target: Target, message: unknown, o: RequestOptions): Promise<AnswerBody> => {
-    const c = callOf(target, message, o, defaultTimeout, subject === s.tell)
-    return (options.batching === false ? await single(c) : await batched(c)) as AnswerBody
+    const c = callOf(target, message, o, defaultTimeout, subject === s.tell, session)
+    return (await session.settled(c.seq, options.batching === false ? single(c) : batched(c))) as AnswerBody
   }
 
   return {

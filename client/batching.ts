@@ -7,22 +7,66 @@ import type { AnswerBody, ErrorBody } from "./wire.ts"
 export interface Call {
   readonly target: string
   readonly message: unknown
-  readonly key: string
+  /** The caller's idempotency key; a call without one is numbered in the client's session instead. */
+  readonly key?: string
+  readonly session?: string
+  readonly seq?: number
+  readonly ack?: number
   readonly timeoutMs: number
   readonly tell?: true
-  /** The key was made up here for retries (the caller gave none): the app keeps the answer only while retries can come. */
-  readonly auto?: true
 }
 
-/** A call as both clients send it: without a caller's key, one made up here (marked auto) for the client's retries. */
-export const callOf = (target: Target, message: unknown, o: RequestOptions, defaultTimeoutMs: number, tell: boolean): Call => ({
-  target: targetString(target),
-  message,
-  key: o.idempotencyKey ?? randomUUID(),
-  timeoutMs: o.timeoutMs ?? defaultTimeoutMs,
-  ...(o.idempotencyKey === undefined ? { auto: true as const } : {}),
-  ...(tell ? { tell: true as const } : {}),
-})
+/**
+ * The calls a client makes without an idempotency key, numbered: each goes with the session's id, its number and the
+ * acknowledgement (every number below it has settled here, and this client never sends those calls again). The app
+ * keeps one entry per session and actor with the unacknowledged calls' answers (docs/client.md), instead of an
+ * entry per call for as long as a retry could come.
+ */
+export class ClientSession {
+  readonly id = randomUUID()
+  private next = 0
+  /** Lowest number that may be unsettled. */
+  private low = 0
+  private readonly unsettled = new Set<number>()
+
+  /** Numbers a new call. */
+  open(): { readonly seq: number; readonly ack: number } {
+    const seq = this.next++
+    this.unsettled.add(seq)
+    while (this.low < seq && !this.unsettled.has(this.low)) this.low++
+    return { seq, ack: this.low }
+  }
+
+  /** The call has its outcome (an answer, or an error it will not be retried after). */
+  settle(seq: number): void {
+    this.unsettled.delete(seq)
+  }
+
+  /** `send`, the sending of call `seq` (if numbered), settling the call whatever its outcome. */
+  settled<A>(seq: number | undefined, send: Promise<A>): Promise<A> {
+    if (seq === undefined) return send
+    return send.then(
+      (a) => {
+        this.settle(seq)
+        return a
+      },
+      (err: unknown) => {
+        this.settle(seq)
+        throw err
+      },
+    )
+  }
+}
+
+/** A call as both clients send it: with the caller's key, or numbered in the client's session. */
+export const callOf = (target: Target, message: unknown, o: RequestOptions, defaultTimeoutMs: number, tell: boolean, session: ClientSession): Call => {
+  const to = targetString(target)
+  const timeoutMs = o.timeoutMs ?? defaultTimeoutMs
+  const key = o.idempotencyKey
+  if (key !== undefined) return tell ? { target: to, message, key, timeoutMs, tell: true } : { target: to, message, key, timeoutMs }
+  const { seq, ack } = session.open()
+  return tell ? { target: to, message, session: session.id, seq, ack, timeoutMs, tell: true } : { target: to, message, session: session.id, seq, ack, timeoutMs }
+}
 
 interface Queued {
   readonly call: Call

@@ -14,6 +14,13 @@ export interface RequestBody {
   readonly timeoutMs?: number
   /** The client library made the key up for its own retries: the answer is kept only while they can come. */
   readonly auto?: boolean
+  /**
+   * Instead of a key: a call of a client session (docs/client.md), numbered `seq` in session `session`; `ack`: every
+   * call of the session numbered below it has settled and will not be sent again. Kept like an `auto` key.
+   */
+  readonly session?: string
+  readonly seq?: number
+  readonly ack?: number
 }
 
 export interface AnswerBody {

@@ -13,6 +13,13 @@ export interface EndpointRequest {
   readonly w: string
   /** How long its answer is kept for retries, in ms (default: the system's retention). */
   readonly keep?: number
+  /**
+   * A call of a client session (instead of a key of its own): the session's id, the call's number in it, and the
+   * session's acknowledgement (every call numbered below it has settled at the client, which never sends it again).
+   */
+  readonly s?: string
+  readonly q?: number
+  readonly a?: number
 }
 
 /** Why a request failed, as clients see it (client/errors.ts names the tags). */

@@ -713,17 +713,22 @@ export class PartitionCore {
 
   /** The step completed: its buffered effects apply to the key group. */
   private apply(kg: KeyGroup): void {
-    for (let i = 0; i < this.nw; i++) {
+    const nw = this.nw
+    for (let i = 0; i < nw; i++) {
       const ks = this.wKs[i]!
+      // Only a key's last write in the step counts (a request's entry is often written pending, then answered).
+      if (this.writtenAgain(i, ks, nw)) continue
       const t = this.wTab[i] ?? kg.table(this.wTable[i]!)
       const cell = this.wCell[i] ?? t.cell(ks)
       const v = this.wV[i]
+      const expire = this.expireFns[t.id]
+      // The queue holds an item at the old value's due time (pushed when it was written): an unchanged time needs none.
+      const due = expire === undefined || cell.v === undefined ? undefined : expire(cell.v)
       cell.v = v === DELETED ? undefined : v
       if (!cell.dirty) kg.markWritten(t, ks, cell)
-      const expire = this.expireFns[t.id]
       if (expire !== undefined && v !== DELETED) {
         const at = expire(v)
-        if (at !== undefined) {
+        if (at !== undefined && at !== due) {
           kg.expireAt(t.id, ks, at)
           if (at < this.nextExpiry) this.nextExpiry = at
         }
@@ -745,6 +750,13 @@ export class PartitionCore {
       }
       kg.metaDirty = true
     }
+  }
+
+  /** Whether write i's key is written again later in the step. */
+  private writtenAgain(i: number, ks: string, nw: number): boolean {
+    const table = this.wTable[i]
+    for (let j = i + 1; j < nw; j++) if (this.wKs[j] === ks && this.wTable[j] === table) return true
+    return false
   }
 
   private failedTask: string | undefined

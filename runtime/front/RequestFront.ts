@@ -19,6 +19,8 @@ export interface FrontRequest {
    * while a retry can come (twice the call's timeout, plus a second), not for the system's retention window.
    */
   readonly auto?: boolean
+  /** A call of a client session instead of a key (RequestBody.session): its session, number and acknowledgement. */
+  readonly session?: { readonly id: string; readonly seq: number; readonly ack: number }
   readonly timeoutMs?: number
 }
 
@@ -29,6 +31,7 @@ export const frontRequest = (b: RequestBody, ask: boolean): FrontRequest => ({
   ask,
   ...(b.key === undefined ? {} : { key: b.key }),
   ...(b.auto === true ? { auto: true } : {}),
+  ...(b.session === undefined && b.seq === undefined && b.ack === undefined ? {} : { session: { id: b.session as string, seq: b.seq as number, ack: b.ack as number } }),
   ...(typeof b.timeoutMs === "number" ? { timeoutMs: b.timeoutMs } : {}),
 })
 
@@ -246,6 +249,14 @@ export class RequestFront implements RequestChannel {
     if (req.key !== undefined && (typeof req.key !== "string" || req.key.length === 0 || req.key.length > 256)) {
       throw new FrontError("BadRequest", "the idempotency key must be a non-empty string of at most 256 characters")
     }
+    const session = req.session
+    if (session !== undefined) {
+      if (typeof session.id !== "string" || session.id.length === 0 || session.id.length > 64) throw new FrontError("BadRequest", "a session call needs a 'session' id of 1 to 64 characters")
+      if (!Number.isSafeInteger(session.seq) || session.seq < 0 || !Number.isSafeInteger(session.ack) || session.ack < 0 || session.ack > session.seq) {
+        throw new FrontError("BadRequest", "a session call needs integers 'seq' ≥ 0 and 'ack' with 0 ≤ ack ≤ seq")
+      }
+      if (req.key !== undefined) throw new FrontError("BadRequest", "a call has an idempotency key or a session, not both")
+    }
     try {
       inbox!.endpoint.check(req.target, req.message)
     } catch (err) {
@@ -254,17 +265,23 @@ export class RequestFront implements RequestChannel {
     }
     if (this.queued >= (this.options.maxQueued ?? 100_000)) throw new FrontError("Busy", `${this.queued} requests are waiting for an epoch; retry later with the same idempotency key`)
     if (inbox!.splits.length === 0) throw new FrontError("Unavailable", "this process hosts no partition that takes requests")
-    const id = req.key ?? randomUUID()
+    const id = session !== undefined ? `${session.id}:${session.seq}` : (req.key ?? randomUUID())
     // How long the answer must stay for retries: the system's retention for a caller's key, else only while the
-    // client library that made the key up can still retry (an app at thousands of calls a second would otherwise
-    // hold a day of answers in memory).
-    const keep = req.key === undefined ? 0 : req.auto === true ? 2 * (req.timeoutMs ?? this.options.timeoutMs ?? 30_000) + 1_000 : undefined
+    // client library that made the key up (or numbered the call) can still retry (an app at thousands of calls a
+    // second would otherwise hold a day of answers in memory).
+    const keep = session !== undefined || req.auto === true ? 2 * (req.timeoutMs ?? this.options.timeoutMs ?? 30_000) + 1_000 : req.key === undefined ? 0 : undefined
     // The split in the key group of the target's state (where the request's idempotency entry lives too), if hosted
     // here: the request is served in the step that takes it, with no hop.
     const kg = keyGroupOf(canonicalKey(inbox!.endpoint.view.key(req.target) ?? req.target), this.plan.keyGroups)
     const split = inbox!.byKg.get(kg) ?? inbox!.splits[kg % inbox!.splits.length]!
     const queue = this.queues.get(split)!
-    queue.push(keep === undefined ? { id, to: req.target, m: req.message, ask: req.ask, w } : { id, to: req.target, m: req.message, ask: req.ask, w, keep })
+    queue.push(
+      session !== undefined
+        ? { id, to: req.target, m: req.message, ask: req.ask, w, keep: keep!, s: session.id, q: session.seq, a: session.ack }
+        : keep === undefined
+          ? { id, to: req.target, m: req.message, ask: req.ask, w }
+          : { id, to: req.target, m: req.message, ask: req.ask, w, keep },
+    )
     this.admitted++
     if (this.queued++ === 0) this.wake?.()
   }

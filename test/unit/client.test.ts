@@ -5,7 +5,7 @@ import { Busy, Client, InvalidPayload, Rejected, UnknownActorType, type EddyClie
 import { Eddy, type RunningApp } from "../../runtime/index.ts"
 import { counterApp } from "../../examples/counter/app.ts"
 import { cartApp } from "../../bench/apps/cart.ts"
-import { removeDir } from "../helpers.ts"
+import { removeDir, tempDir } from "../helpers.ts"
 
 const dirs: string[] = []
 const running: RunningApp[] = []
@@ -181,6 +181,71 @@ describe("HTTP endpoint", () => {
       // The caller's key still answers a retry from the stored answer, without running it again.
       expect((await client.ask("counter/a2", { add: 1 }, { idempotencyKey: "mine", timeoutMs: 300 })).reply).toBe(1)
       expect((await client.ask("counter/a2", { get: true })).reply).toBe(1)
+    } finally {
+      await client.close()
+    }
+  })
+
+  it("a call of a client session (no key of its own) runs once when retried, also across a restart; an acknowledged one is refused", async () => {
+    const dir = tempDir("session")
+    dirs.push(dir)
+    const post = async (url: string, body: object) => {
+      const res = await fetch(`${url}/v1/ask`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ target: "counter/s1", ...body }) })
+      return { status: res.status, body: (await res.json()) as { reply?: unknown; error?: { tag: string; message: string } } }
+    }
+    const first = serve(1, dir)
+    const url1 = await first.url!
+    expect((await post(url1, { message: { add: 5 }, session: "sess-a", seq: 0, ack: 0 })).body.reply).toBe(5)
+    // The same call again (a retry): the first answer, not a second execution.
+    expect((await post(url1, { message: { add: 5 }, session: "sess-a", seq: 0, ack: 0 })).body.reply).toBe(5)
+    // Another session's call 0 is another call.
+    expect((await post(url1, { message: { add: 1 }, session: "sess-b", seq: 0, ack: 0 })).body.reply).toBe(6)
+    expect((await post(url1, { message: { add: 2 }, session: "sess-a", seq: 1, ack: 0 })).body.reply).toBe(8)
+    await first.stop()
+    // After a restart the entry is recovered with the state: retries of both calls get their first answers.
+    const second = serve(1, dir)
+    const url2 = await second.url!
+    expect((await post(url2, { message: { add: 5 }, session: "sess-a", seq: 0, ack: 0 })).body.reply).toBe(5)
+    expect((await post(url2, { message: { add: 2 }, session: "sess-a", seq: 1, ack: 1 })).body.reply).toBe(8)
+    expect(await second.client.state("counter/s1")).toBe(8)
+    // Call 2 acknowledges 0 and 1: their answers go, and a late copy of call 0 is refused, not run.
+    expect((await post(url2, { message: { add: 1 }, session: "sess-a", seq: 2, ack: 2 })).body.reply).toBe(9)
+    const late = await post(url2, { message: { add: 5 }, session: "sess-a", seq: 0, ack: 0 })
+    expect(late.status).toBe(409)
+    expect(late.body.error).toMatchObject({ tag: "Rejected", message: expect.stringMatching(/acknowledged/) })
+    expect(await second.client.state("counter/s1")).toBe(9)
+    // One entry per session and actor, holding only the calls not acknowledged.
+    const keys = await second.keys("counters/actors#entries")
+    expect(keys).toEqual(expect.arrayContaining([[["counter", "s1"], "~sess-a"], [["counter", "s1"], "~sess-b"]]))
+    expect(keys).toHaveLength(2)
+    // [3, floor, expiresAt, then (number, status, reply) per call]
+    const entry = (await second.query("counters/actors#entries", [["counter", "s1"], "~sess-a"])) as ReadonlyArray<unknown>
+    expect(entry[1]).toBe(2)
+    expect(entry.slice(3)).toEqual([2, 1, 9])
+    // Malformed session fields are refused before anything runs.
+    for (const bad of [{ session: "sess-a", seq: -1, ack: 0 }, { session: "sess-a", seq: 3, ack: 4 }, { session: "", seq: 3, ack: 0 }, { session: "sess-a", seq: 3, ack: 0, key: "k" }, { session: "sess-a", seq: 1.5, ack: 0 }]) {
+      const r = await post(url2, { message: { add: 100 }, ...bad })
+      expect(r.status).toBe(400)
+      expect(r.body.error?.tag).toBe("BadRequest")
+    }
+    expect(await second.client.state("counter/s1")).toBe(9)
+  })
+
+  it("a client's calls without keys leave one small entry per actor, however many it makes", async () => {
+    const app = serve(2)
+    const client = Client.http(await app.url!)
+    try {
+      // 20 waves of 50 concurrent calls (one batch each) over 5 actors, then one call each.
+      for (let wave = 0; wave < 20; wave++) await Promise.all(Array.from({ length: 50 }, (_, i) => client.ask("counter/" + `many-${i % 5}`, { add: 1 })))
+      for (let i = 0; i < 5; i++) expect((await client.ask<number>(`counter/many-${i}`, { add: 1 })).reply).toBe(201)
+      const keys = (await app.keys("counters/actors#entries")) as ReadonlyArray<readonly [readonly [string, string], string]>
+      expect(keys).toHaveLength(5)
+      for (const [actor, sub] of keys) {
+        expect(sub).toMatch(/^~/)
+        // The last call acknowledged every call before it: only itself is left.
+        const entry = (await app.query("counters/actors#entries", [actor, sub])) as ReadonlyArray<unknown>
+        expect(entry.slice(3)).toEqual([entry[1], 1, 201])
+      }
     } finally {
       await client.close()
     }
