@@ -716,8 +716,10 @@ export class PartitionCore {
     const nw = this.nw
     for (let i = 0; i < nw; i++) {
       const ks = this.wKs[i]!
-      // Only a key's last write in the step counts (a request's entry is often written pending, then answered).
-      if (this.writtenAgain(i, ks, nw)) continue
+      // A key's last write in the step is the one that counts (a request's entry is often written pending, then
+      // answered): the earlier ones are skipped, in steps with few writes (the scan is quadratic). Applying them all
+      // would be correct too, with an expiry push more.
+      if (nw <= 32 && this.writtenAgain(i, ks, nw)) continue
       const t = this.wTab[i] ?? kg.table(this.wTable[i]!)
       const cell = this.wCell[i] ?? t.cell(ks)
       const v = this.wV[i]
