@@ -269,7 +269,8 @@ export class RequestFront implements RequestChannel {
     // How long the answer must stay for retries: the system's retention for a caller's key, else only while the
     // client library that made the key up (or numbered the call) can still retry (an app at thousands of calls a
     // second would otherwise hold a day of answers in memory).
-    const keep = session !== undefined || req.auto === true ? 2 * (req.timeoutMs ?? this.options.timeoutMs ?? 30_000) + 1_000 : req.key === undefined ? 0 : undefined
+    const whileRetried = 2 * (req.timeoutMs ?? this.options.timeoutMs ?? 30_000) + 1_000
+    const keep = session !== undefined ? whileRetried : req.key === undefined ? 0 : req.auto === true ? whileRetried : undefined
     // The split in the key group of the target's state (where the request's idempotency entry lives too), if hosted
     // here: the request is served in the step that takes it, with no hop.
     const kg = keyGroupOf(canonicalKey(inbox!.endpoint.view.key(req.target) ?? req.target), this.plan.keyGroups)

@@ -163,19 +163,23 @@ describe("HTTP endpoint", () => {
     expect((await client.ask("counter/r", { add: 1 }, { idempotencyKey: "kept" })).reply).toBe(2)
   })
 
-  it("a key the client library made up is kept only while its retries can come; a caller's key for the retention window", async () => {
+  it("a call the client library numbered (or a key it made up) is kept only while its retries can come; a caller's key for the retention window", async () => {
     const app = Eddy.start(counterApp(), { serve: { port: 0 }, onFailure: () => undefined })
     running.push(app)
     const client = Client.http(await app.url!, { batching: false })
     try {
-      // No idempotency key: Client.http makes one up (auto) and keeps it for its retries within 300 ms.
+      // No idempotency key: Client.http numbers the call in its session, kept for its retries within 300 ms.
       expect((await client.ask("counter/a1", { add: 1 }, { timeoutMs: 300 })).reply).toBe(1)
+      // The older wire form of the same: a key the client made up, marked auto.
+      const legacy = await fetch(`${await app.url!}/v1/ask`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ target: "counter/a4", message: { add: 1 }, key: "legacy", auto: true, timeoutMs: 300 }) })
+      expect(((await legacy.json()) as { reply: number }).reply).toBe(1)
       expect((await client.ask("counter/a2", { add: 1 }, { idempotencyKey: "mine", timeoutMs: 300 })).reply).toBe(1)
       // The in-process client without a key: nobody can retry, nothing is kept beyond the next epoch.
       expect((await app.client.ask("counter/a3", { add: 1 })).reply).toBe(1)
       const entries = async () => (await app.keys("counters/actors#entries")).map((k) => (k as ReadonlyArray<string>)[1])
-      expect(await entries()).toContain("mine")
-      // 2 × 300 ms + 1 s after its answer the made-up key's entry is gone (idle epochs come every 500 ms at least).
+      expect(await entries()).toEqual(expect.arrayContaining(["mine", "legacy", expect.stringMatching(/^~/)]))
+      // 2 × 300 ms + 1 s after their answers the session's and the made-up key's entries are gone (idle epochs come
+      // every 500 ms at least).
       for (let i = 0; i < 60 && (await entries()).length > 1; i++) await new Promise((r) => setTimeout(r, 100))
       expect(await entries()).toEqual(["mine"])
       // The caller's key still answers a retry from the stored answer, without running it again.
