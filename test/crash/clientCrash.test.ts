@@ -1,7 +1,8 @@
 // Client retries across crashes of an embedded app: the app (eddy run --port) is SIGKILLed at random moments while
 // clients have requests in flight and restarted from its data directory; every request is retried with its
-// idempotency key (or, without one, its number in the client's session) until answered. Each runs exactly once (the answers per counter are its running sums, and the
-// state is their total), also when the crash fell between the commit and the reply.
+// idempotency key (or, without one, its number in the client's session) until answered. Each runs exactly once (the
+// answers per counter are its running sums, and the state is their total), also when the crash fell between the
+// commit and the reply.
 import { spawn, type ChildProcess } from "node:child_process"
 import { createServer } from "node:net"
 import { afterAll, describe, expect, it } from "vitest"
