@@ -250,7 +250,7 @@ export class ActorSystem {
         : isDeadLetterReply(reply)
           ? { tag: "Rejected", message: `dead letter: ${reply.deadLetter}` }
           : undefined
-      if (data.s !== undefined) return this.sessionAnswered(ctx, data, data.s, data.q!, x === undefined ? [DONE, reply, 0] : [FAILED, x, 0])
+      if (data.s !== undefined) return this.sessionAnswered(ctx, data, x === undefined ? [DONE, reply, 0] : [FAILED, x, 0])
       const entries = ctx.entries as EntryState<RequestEntry>
       const entry = entries.get(data.id)
       if (entry !== undefined && entry[0] !== PENDING) throw new Error(`assertion: answer for request '${data.id}', which is not pending`)
@@ -419,7 +419,9 @@ export class ActorSystem {
   }
 
   /** A session call's reply: its entry in the session's entry becomes the answer, for every caller waiting on it. */
-  private sessionAnswered(ctx: PortalContext<Out, ActorRecord>, data: Answering, session: string, seq: number, done: DoneEntry): void {
+  private sessionAnswered(ctx: PortalContext<Out, ActorRecord>, data: Answering, done: DoneEntry): void {
+    const session = data.s!
+    const seq = data.q!
     const entries = ctx.entries as EntryState<SessionEntry>
     const sub = sessionSub(session)
     const cur = entries.get(sub)

@@ -38,7 +38,7 @@ export class ClientSession {
   }
 
   /** The call has its outcome (an answer, or an error it will not be retried after). */
-  settle(seq: number): void {
+  private settle(seq: number): void {
     this.unsettled.delete(seq)
   }
 
