@@ -72,12 +72,14 @@ const FAILED = 2
 const SESSION = 3
 
 /**
- * The calls of one client session to one actor (sub-key `~<session>`), in place of an entry per call: the calls not
- * yet acknowledged, and the floor below which every call was acknowledged (a copy of one arriving late is refused, not
- * run again). A call acknowledges the calls before it, so the entry holds about as many calls as the client has in
- * flight, however many it makes: memory, epoch records and snapshots stay small. It expires (whole, at a whole
- * second) a retention after its last call, unless a call in it is pending. Flat, one array: after the header, a
- * triple per call (number, status, waiters | reply | failure).
+ * The calls of one client session to the actors of one key group (a group entry, sub-key `~<session>`), in place of an
+ * entry per call, or per actor: the calls not yet acknowledged, and the floor below which every call was acknowledged
+ * (a copy of one arriving late is refused, not run again). A call acknowledges the calls before it, so the entry
+ * holds about as many calls as the client has in flight to the group, however many it makes and to however many
+ * actors: memory, epoch records and snapshots stay small (a client calling 100k actors leaves one entry per group, not
+ * 100k). A retry goes to the same actor, so to the same group. The entry expires (whole, at a whole second) a
+ * retention after its last call, unless a call in it is pending. Flat, one array: after the header, a triple per call
+ * (number, status, waiters | reply | failure).
  */
 type SessionEntry = readonly [s: typeof SESSION, floor: number, expiresAt: number, ...calls: unknown[]]
 const CALLS = 3
@@ -381,11 +383,11 @@ export class ActorSystem {
 
   /**
    * A session's call (EndpointRequest.s): as `request`, with the call's entry inside the session's entry for the
-   * actor. The call's acknowledgement drops the calls below it; a call below the floor was acknowledged, so this is a
-   * copy that arrived late (its caller has its answer): refused, not run.
+   * actor's key group. The call's acknowledgement drops the calls below it; a call below the floor was acknowledged,
+   * so this is a copy that arrived late (its caller has its answer): refused, not run.
    */
   private sessionRequest(ctx: PortalContext<Out, ActorRecord>, req: EndpointRequest, session: string, answered: Continuation<unknown, Answering, Out, ActorRecord>, retention: number): void {
-    const entries = ctx.entries as EntryState<SessionEntry>
+    const entries = ctx.groupEntries as EntryState<SessionEntry>
     const sub = sessionSub(session)
     const seq = req.q!
     const cur = entries.get(sub)
@@ -422,7 +424,7 @@ export class ActorSystem {
   private sessionAnswered(ctx: PortalContext<Out, ActorRecord>, data: Answering, done: DoneEntry): void {
     const session = data.s!
     const seq = data.q!
-    const entries = ctx.entries as EntryState<SessionEntry>
+    const entries = ctx.groupEntries as EntryState<SessionEntry>
     const sub = sessionSub(session)
     const cur = entries.get(sub)
     const at = cur === undefined ? -1 : callIndex(cur, seq)

@@ -39,7 +39,10 @@ export type GraphNode = TaskNode & {
   readonly entries?: EntriesOptions
 }
 
-/** A task's entries (ProcessorContext.entries): stored as the table `<task name>#entries`. */
+/**
+ * A task's entries (ProcessorContext.entries and groupEntries): stored as the tables `<task name>#entries` (keys:
+ * [key, sub-key]) and `<task name>#group-entries` (keys: [key group, sub-key]).
+ */
 export interface EntriesOptions {
   /** When an entry may be dropped: an epoch time after which it is deleted (as StatefulTaskOptions.expire). */
   readonly expire?: (entry: unknown) => number | undefined

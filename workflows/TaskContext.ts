@@ -40,4 +40,11 @@ export interface ProcessorContext<O, S> extends TaskContext<O> {
   readonly state: ValueState<S>
   /** The current key's entries; throws unless the task declared `entries`. Values must be treated as immutable. */
   readonly entries: EntryState<unknown>
+  /**
+   * Entries shared by the keys of the current key's group (the unit the runtime places, commits and snapshots as
+   * one): what would otherwise be written under many keys, such as a client's record of its recent calls, is one
+   * entry. Which keys share a group is the runtime's choice; rely only on the current key being in it. Same option,
+   * atomicity and expiry as `entries`.
+   */
+  readonly groupEntries: EntryState<unknown>
 }

@@ -254,8 +254,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
       get: (task, key) => {
         const id = taskId(task)
         const ks = canonicalKey(key)
-        // An entry ([key, sub-key]) lives in its key's group.
-        const kg = keyGroupOf(id < plan.nodes.length ? ks : canonicalKey((key as ReadonlyArray<Key>)[0]!), plan.keyGroups)
+        // An entry ([key, sub-key]) lives in its key's group; a group entry ([key group, sub-key]) in that group.
+        const first = (key as ReadonlyArray<Key>)[0]
+        const kg = id < plan.nodes.length ? keyGroupOf(ks, plan.keyGroups) : plan.groupEntryTables.has(id) ? Number(first) : keyGroupOf(canonicalKey(first!), plan.keyGroups)
         return cores[ownerOf(kg, plan.keyGroups, P)]?.groups.get(kg)?.tables.get(id)?.get(ks)
       },
       keys: (task) => {

@@ -868,6 +868,11 @@ export class PartitionCore {
 
   // ---- what contexts call ---------------------------------------------------------------------------------------
 
+  /** The key group the current step runs in. */
+  get keyGroup(): number {
+    return this.cur.kg
+  }
+
   readState(table: number, ks: string): unknown {
     for (let i = this.nw - 1; i >= 0; i--) {
       if (this.wTable[i] === table && this.wKs[i] === ks) {
@@ -998,8 +1003,10 @@ class NodeContext implements PortalContext<unknown, unknown, unknown>, ValueStat
   private replied = false
   readonly log: PortalContext<unknown, unknown>["log"]
   private entryState: EntryState<unknown> | undefined
+  private groupEntryState: EntryState<unknown> | undefined
   /** The last entry key built (a step usually reads and writes one entry): the key's state key, sub-key, result. */
   private entryOf: readonly [ks: string, sub: string, entryKs: string] = ["", "", ""]
+  private groupEntryOf: readonly [kg: number, sub: string, entryKs: string] = [-1, "", ""]
 
   constructor(
     private readonly core: PartitionCore,
@@ -1037,6 +1044,30 @@ class NodeContext implements PortalContext<unknown, unknown, unknown>, ValueStat
       delete: (sub) => core.writeState(table, this.entryKey(sub), undefined),
     }
     return this.entryState
+  }
+
+  get groupEntries(): EntryState<unknown> {
+    if (this.groupEntryState !== undefined) return this.groupEntryState
+    const table = this.node.groupEntriesTable
+    if (table === undefined) throw new Error(`task '${this.node.name}' keeps no entries: give it the 'entries' option`)
+    const core = this.core
+    this.groupEntryState = {
+      get: (sub) => core.readState(table, this.groupEntryKey(sub)),
+      set: (sub, value) => core.writeState(table, this.groupEntryKey(sub), value),
+      delete: (sub) => core.writeState(table, this.groupEntryKey(sub), undefined),
+    }
+    return this.groupEntryState
+  }
+
+  /** A group entry's key: the canonical key of the tuple [key group, sub] (the group the step runs in). */
+  private groupEntryKey(sub: string): string {
+    const kg = this.core.keyGroup
+    const last = this.groupEntryOf
+    if (last[0] === kg && last[1] === sub) return last[2]
+    const kgs = `n${kg}`
+    const entryKs = `[${kgs.length}:${kgs}${sub.length + 1}:s${sub}]`
+    this.groupEntryOf = [kg, sub, entryKs]
+    return entryKs
   }
 
   /**

@@ -34,6 +34,8 @@ export interface PlanNode {
   readonly chainLocal: boolean
   /** The table id of the task's entries (ProcessorContext.entries), if it keeps any. */
   readonly entriesTable: number | undefined
+  /** The table id of the task's group entries (ProcessorContext.groupEntries), if it keeps any. */
+  readonly groupEntriesTable: number | undefined
 }
 
 export interface SourceSplit {
@@ -59,6 +61,8 @@ export interface Plan {
   readonly tableIds: ReadonlyMap<string, number>
   /** Per table id, when a key's value expires (undefined: never). */
   readonly tableExpiry: ReadonlyArray<((value: unknown) => number | undefined) | undefined>
+  /** The group-entries tables: their keys are [key group, sub-key], not [key, sub-key]. */
+  readonly groupEntryTables: ReadonlySet<number>
   readonly splits: ReadonlyArray<SourceSplit>
   readonly sinks: ReadonlyMap<string, SinkSpec<unknown>>
   /** Portal name → replier node. */
@@ -122,14 +126,21 @@ export const compile = (app: App): Plan => {
   const tableNames = all.map((n) => n.name)
   const tableExpiry = all.map((n) => n.expire)
   const tableIds = new Map(byName)
-  const entriesTables = all.map((n) => {
+  const groupEntryTables = new Set<number>()
+  const entriesTable = (n: GraphNode, suffix: string): number | undefined => {
     if (n.entries === undefined) return undefined
-    const name = `${n.name}#entries`
-    if (tableIds.has(name)) throw new ConfigError(`task '${name}' has the name of the entries of task '${n.name}'`)
+    const name = `${n.name}#${suffix}`
+    if (tableIds.has(name)) throw new ConfigError(`task '${name}' has the name of the ${suffix} of task '${n.name}'`)
     tableIds.set(name, tableNames.length)
     tableNames.push(name)
     tableExpiry.push(n.entries.expire)
     return tableNames.length - 1
+  }
+  const entriesTables = all.map((n) => entriesTable(n, "entries"))
+  const groupEntriesTables = all.map((n) => {
+    const id = entriesTable(n, "group-entries")
+    if (id !== undefined) groupEntryTables.add(id)
+    return id
   })
   const nodes: PlanNode[] = all.map((node, id) => {
     const asker = node.kind === "extension" && (node.extension === ASKER || node.extension === REPLIER) ? (node.config as AskerConfig) : undefined
@@ -156,6 +167,7 @@ export const compile = (app: App): Plan => {
       replier,
       continuations,
       entriesTable: entriesTables[id],
+      groupEntriesTable: groupEntriesTables[id],
     }
   })
   const splits: SourceSplit[] = []
@@ -175,5 +187,5 @@ export const compile = (app: App): Plan => {
       sinks.set(n.node.sink.name, n.node.sink)
     }
   }
-  return { app, keyGroups, nodes, byName, tableNames, tableIds, tableExpiry, splits, sinks, portals }
+  return { app, keyGroups, nodes, byName, tableNames, tableIds, tableExpiry, groupEntryTables, splits, sinks, portals }
 }

@@ -6,6 +6,7 @@ import { Eddy, type RunningApp } from "../../runtime/index.ts"
 import { counterApp } from "../../examples/counter/app.ts"
 import { cartApp } from "../../bench/apps/cart.ts"
 import { removeDir, tempDir } from "../helpers.ts"
+import { canonicalKey, keyGroupOf } from "../../runtime/engine/keys.ts"
 
 const dirs: string[] = []
 const running: RunningApp[] = []
@@ -13,6 +14,9 @@ afterAll(async () => {
   await Promise.all(running.map((r) => r.stop()))
   dirs.forEach(removeDir)
 })
+
+/** The key group of counter actor `id` in the counter app (128 key groups). */
+const groupOf = (id: string): number => keyGroupOf(canonicalKey(["counter", id]), 128)
 
 const serve = (partitions = 1, dataDir?: string): RunningApp => {
   const r = Eddy.start(counterApp(), { partitions, serve: { port: 0 }, onFailure: () => undefined, ...(dataDir === undefined ? {} : { dataDir }) })
@@ -176,7 +180,7 @@ describe("HTTP endpoint", () => {
       expect((await client.ask("counter/a2", { add: 1 }, { idempotencyKey: "mine", timeoutMs: 300 })).reply).toBe(1)
       // The in-process client without a key: nobody can retry, nothing is kept beyond the next epoch.
       expect((await app.client.ask("counter/a3", { add: 1 })).reply).toBe(1)
-      const entries = async () => (await app.keys("counters/actors#entries")).map((k) => (k as ReadonlyArray<string>)[1])
+      const entries = async () => [...(await app.keys("counters/actors#entries")), ...(await app.keys("counters/actors#group-entries"))].map((k) => (k as ReadonlyArray<string>)[1])
       expect(await entries()).toEqual(expect.arrayContaining(["mine", "legacy", expect.stringMatching(/^~/)]))
       // 2 × 300 ms + 1 s after their answers the session's and the made-up key's entries are gone (idle epochs come
       // every 500 ms at least).
@@ -218,12 +222,14 @@ describe("HTTP endpoint", () => {
     expect(late.status).toBe(409)
     expect(late.body.error).toMatchObject({ tag: "Rejected", message: expect.stringMatching(/acknowledged/) })
     expect(await second.client.state("counter/s1")).toBe(9)
-    // One entry per session and actor, holding only the calls not acknowledged.
-    const keys = await second.keys("counters/actors#entries")
-    expect(keys).toEqual(expect.arrayContaining([[["counter", "s1"], "~sess-a"], [["counter", "s1"], "~sess-b"]]))
+    // One entry per session and key group (the actor's), holding only the calls not acknowledged.
+    const group = groupOf("s1")
+    const keys = await second.keys("counters/actors#group-entries")
+    expect(keys).toEqual(expect.arrayContaining([[group, "~sess-a"], [group, "~sess-b"]]))
     expect(keys).toHaveLength(2)
+    expect(await second.keys("counters/actors#entries")).toEqual([])
     // [3, floor, expiresAt, then (number, status, reply) per call]
-    const entry = (await second.query("counters/actors#entries", [["counter", "s1"], "~sess-a"])) as ReadonlyArray<unknown>
+    const entry = (await second.query("counters/actors#group-entries", [group, "~sess-a"])) as ReadonlyArray<unknown>
     expect(entry[1]).toBe(2)
     expect(entry.slice(3)).toEqual([2, 1, 9])
     // Malformed session fields are refused before anything runs.
@@ -235,21 +241,31 @@ describe("HTTP endpoint", () => {
     expect(await second.client.state("counter/s1")).toBe(9)
   })
 
-  it("a client's calls without keys leave one small entry per actor, however many it makes", async () => {
+  it("a client's calls without keys leave one small entry per key group, however many calls and actors", async () => {
     const app = serve(2)
     const client = Client.http(await app.url!)
     try {
-      // 20 waves of 50 concurrent calls (one batch each) over 5 actors, then one call each.
-      for (let wave = 0; wave < 20; wave++) await Promise.all(Array.from({ length: 50 }, (_, i) => client.ask("counter/" + `many-${i % 5}`, { add: 1 })))
-      for (let i = 0; i < 5; i++) expect((await client.ask<number>(`counter/many-${i}`, { add: 1 })).reply).toBe(201)
-      const keys = (await app.keys("counters/actors#entries")) as ReadonlyArray<readonly [readonly [string, string], string]>
-      expect(keys).toHaveLength(5)
-      for (const [actor, sub] of keys) {
+      // 20 waves of 50 concurrent calls (one batch each) over 500 actors, then one call to an actor of each of their
+      // groups, one after the other.
+      const actors = Array.from({ length: 500 }, (_, i) => `many-${i}`)
+      for (let wave = 0; wave < 20; wave++) await Promise.all(Array.from({ length: 50 }, (_, i) => client.ask(`counter/${actors[(wave * 25 + i) % 500]}`, { add: 1 })))
+      const byGroup = new Map<number, string>()
+      for (const a of actors) if (!byGroup.has(groupOf(a))) byGroup.set(groupOf(a), a)
+      expect(byGroup.size).toBeGreaterThan(100)
+      const last = new Map<number, number>()
+      for (const [group, a] of byGroup) last.set(group, (await client.ask<number>(`counter/${a}`, { add: 1 })).reply)
+      const keys = (await app.keys("counters/actors#group-entries")) as ReadonlyArray<readonly [number, string]>
+      expect(keys.map(([group]) => group).sort((a, b) => a - b)).toEqual([...byGroup.keys()].sort((a, b) => a - b))
+      expect(await app.keys("counters/actors#entries")).toEqual([])
+      for (const [group, sub] of keys) {
         expect(sub).toMatch(/^~/)
-        // The last call acknowledged every call before it: only itself is left.
-        const entry = (await app.query("counters/actors#entries", [actor, sub])) as ReadonlyArray<unknown>
-        expect(entry.slice(3)).toEqual([entry[1], 1, 201])
+        // The group's last call acknowledged every call before it: only itself is left.
+        const entry = (await app.query("counters/actors#group-entries", [group, sub])) as ReadonlyArray<unknown>
+        expect(entry.slice(3)).toEqual([entry[1], 1, last.get(group)])
       }
+      let total = 0
+      for (const a of actors) total += ((await client.state<number>(`counter/${a}`)) ?? 0) as number
+      expect(total).toBe(20 * 50 + byGroup.size)
     } finally {
       await client.close()
     }

@@ -1,10 +1,11 @@
-// Records served as requests (PortalContext.answerInto) and per-key entries (ProcessorContext.entries): the workflow
-// features the actor system serves client requests with, in the target's key group and, when the handler replies
-// at once, in the step that takes the request.
+// Records served as requests (PortalContext.answerInto), per-key and group entries (ProcessorContext.entries and
+// groupEntries): the workflow features the actor system serves client requests with, in the target's key group and,
+// when the handler replies at once, in the step that takes the request.
 import { afterAll, describe, expect, it } from "vitest"
 import { Continuation, Portal } from "../../portals/index.ts"
 import { App, Sink, Source, Workflow } from "../../workflows/index.ts"
 import { tempDirs } from "../helpers.ts"
+import { canonicalKey, keyGroupOf } from "../../runtime/engine/keys.ts"
 import { epochClock, failuresOf, runApp } from "./util.ts"
 
 const dirs = tempDirs()
@@ -174,6 +175,60 @@ describe("per-key entries", () => {
     const bare = Workflow.from(Source.array(["k"]))
       .keyBy((k) => k)
       .processor<string>((ctx) => ctx.entries.set("a", 1), { name: "bare" })
+      .sink(Sink.memory("out"))
+    const f = await runApp(App.define({ name: "bare", workflows: [bare] }))
+    expect(failuresOf(f)).toEqual([{ task: "main/bare", record: "'k'", error: "task 'main/bare' keeps no entries: give it the 'entries' option" }])
+  })
+})
+
+describe("group entries", () => {
+  /** Each record adds its value to the group entry `sum` of its key's group and emits what the entry held before. */
+  const groupApp = (ops: ReadonlyArray<readonly [user: string, n: number]>) =>
+    App.define({
+      name: "groups",
+      workflows: [
+        Workflow.from(Source.array(ops, { name: "ops" }))
+          .keyBy(([user]) => user)
+          .processor<string, number>(
+            (ctx, [user, n]) => {
+              const before = ctx.groupEntries.get("sum") as number | undefined
+              ctx.groupEntries.set("sum", (before ?? 0) + n)
+              ctx.state.set(ctx.state.get(0) + n)
+              ctx.emit(`${user}: ${before}`)
+            },
+            { name: "users", entries: {} },
+          )
+          .sink(Sink.memory("out")),
+      ],
+    })
+  const groupOf = (user: string) => keyGroupOf(canonicalKey(user), 128)
+  // Two users in one key group and one in another.
+  const users = Array.from({ length: 400 }, (_, i) => `u${i}`)
+  const a = users[0]!
+  const b = users.find((u) => u !== a && groupOf(u) === groupOf(a))!
+  const c = users.find((u) => groupOf(u) !== groupOf(a))!
+
+  it("are shared by the keys of a group, not by other groups, and read back after a restart", async () => {
+    const ops = [[a, 1], [b, 10], [c, 100], [a, 1000]] as const
+    const dir = dirs.dir("group-entries")
+    const r = await runApp(groupApp(ops), { ...epochClock, epochAtoms: 1, dataDir: dir, snapshotEvery: 2 })
+    expect(failuresOf(r)).toEqual([])
+    expect(r.outputs("out")).toEqual([`${a}: undefined`, `${b}: 1`, `${c}: undefined`, `${a}: 11`])
+    const keys = await r.keys("main/users#group-entries")
+    expect(keys).toHaveLength(2)
+    expect(keys).toEqual(expect.arrayContaining([[groupOf(a), "sum"], [groupOf(c), "sum"]]))
+    expect(await r.keys("main/users#entries")).toEqual([])
+    const again = await runApp(groupApp(ops), { ...epochClock, epochAtoms: 1, dataDir: dir, snapshotEvery: 2 })
+    expect(again.outputs("out")).toEqual([])
+    expect(await again.query("main/users#group-entries", [groupOf(a), "sum"])).toBe(1011)
+    expect(await again.query("main/users#group-entries", [groupOf(c), "sum"])).toBe(100)
+    expect(await again.query("main/users", a)).toBe(1001)
+  })
+
+  it("need the entries option", async () => {
+    const bare = Workflow.from(Source.array(["k"]))
+      .keyBy((k) => k)
+      .processor<string>((ctx) => ctx.groupEntries.set("a", 1), { name: "bare" })
       .sink(Sink.memory("out"))
     const f = await runApp(App.define({ name: "bare", workflows: [bare] }))
     expect(failuresOf(f)).toEqual([{ task: "main/bare", record: "'k'", error: "task 'main/bare' keeps no entries: give it the 'entries' option" }])
