@@ -1006,7 +1006,8 @@ class NodeContext implements PortalContext<unknown, unknown, unknown>, ValueStat
   private groupEntryState: EntryState<unknown> | undefined
   /** The last entry key built (a step usually reads and writes one entry): the key's state key, sub-key, result. */
   private entryOf: readonly [ks: string, sub: string, entryKs: string] = ["", "", ""]
-  private groupEntryOf: readonly [kg: number, sub: string, entryKs: string] = [-1, "", ""]
+  /** Per key group, the last group entry key built there (a client session's sub-key recurs in every group). */
+  private readonly groupEntryOf: Array<readonly [sub: string, entryKs: string] | undefined> = []
 
   constructor(
     private readonly core: PartitionCore,
@@ -1062,11 +1063,11 @@ class NodeContext implements PortalContext<unknown, unknown, unknown>, ValueStat
   /** A group entry's key: the canonical key of the tuple [key group, sub] (the group the step runs in). */
   private groupEntryKey(sub: string): string {
     const kg = this.core.keyGroup
-    const last = this.groupEntryOf
-    if (last[0] === kg && last[1] === sub) return last[2]
+    const last = this.groupEntryOf[kg]
+    if (last !== undefined && last[0] === sub) return last[1]
     const kgs = `n${kg}`
     const entryKs = `[${kgs.length}:${kgs}${sub.length + 1}:s${sub}]`
-    this.groupEntryOf = [kg, sub, entryKs]
+    this.groupEntryOf[kg] = [sub, entryKs]
     return entryKs
   }
 
