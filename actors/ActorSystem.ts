@@ -431,7 +431,8 @@ export class ActorSystem {
     if (at >= 0 && cur![at + 1] !== PENDING) throw new Error(`assertion: answer for call ${seq} of session ${session}, which is not pending`)
     const waiters = at >= 0 ? (cur![at + 2] as ReadonlyArray<string>) : [data.w]
     if (at >= 0) entries.set(sub, cur!.map((v, j) => (j === at + 1 ? done[0] : j === at + 2 ? done[1] : v)) as unknown as SessionEntry)
-    // No entry: the step that took the call threw, and the call's entry went with it; its one waiter hears why.
+    // Not in the entry: the step that took the call threw, and the call's entry went with it (its one waiter hears
+    // why), or a later call acknowledged it while it ran (its caller gave up on it).
     for (const w of waiters) ctx.emit({ t: "answer", a: answer(data.id, w, done) })
   }
 

@@ -126,7 +126,6 @@ export const compile = (app: App): Plan => {
   const tableNames = all.map((n) => n.name)
   const tableExpiry = all.map((n) => n.expire)
   const tableIds = new Map(byName)
-  const groupEntryTables = new Set<number>()
   const entriesTable = (n: GraphNode, suffix: string): number | undefined => {
     if (n.entries === undefined) return undefined
     const name = `${n.name}#${suffix}`
@@ -137,11 +136,8 @@ export const compile = (app: App): Plan => {
     return tableNames.length - 1
   }
   const entriesTables = all.map((n) => entriesTable(n, "entries"))
-  const groupEntriesTables = all.map((n) => {
-    const id = entriesTable(n, "group-entries")
-    if (id !== undefined) groupEntryTables.add(id)
-    return id
-  })
+  const groupEntriesTables = all.map((n) => entriesTable(n, "group-entries"))
+  const groupEntryTables = new Set(groupEntriesTables.filter((t) => t !== undefined))
   const nodes: PlanNode[] = all.map((node, id) => {
     const asker = node.kind === "extension" && (node.extension === ASKER || node.extension === REPLIER) ? (node.config as AskerConfig) : undefined
     const replier = node.kind === "extension" && node.extension === REPLIER ? (node.config as ReplierConfig) : undefined
