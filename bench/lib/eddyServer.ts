@@ -3,6 +3,9 @@
 //     [--initial 1000] [--stock 100] [--snapshot-every N]
 // EDDY_BENCH_TIMING=1 prints, each second, where an epoch's time goes (open → durable, its commit part) and how many
 // epochs opened while the previous COMMIT was written (pipelined).
+// EDDY_BENCH_ALLOC=<file>[,<from s>,<for s>] writes a sampling heap profile of everything allocated (objects the
+// collector freed too) from 3 s after start for 5 s (or as given): where the garbage comes from. Read it with
+// bench/alloc.ts.
 // Prints "url <url>" once it listens; stops at the next epoch boundary on SIGTERM; SIGUSR2: "commits <n>".
 import { parseArgs } from "node:util"
 import { Eddy } from "eddy/runtime"
@@ -53,3 +56,24 @@ process.on("SIGTERM", () => {
   void running.stop().then(() => process.exit(0))
 })
 process.stdout.write(`url ${await running.url!}\n`)
+
+const alloc = process.env["EDDY_BENCH_ALLOC"]
+if (alloc !== undefined) {
+  const [file, from = "3", seconds = "5"] = alloc.split(",")
+  const { Session } = await import("node:inspector/promises")
+  const { writeFileSync } = await import("node:fs")
+  const session = new Session()
+  session.connect()
+  setTimeout(() => {
+    // V8 keeps the samples of collected objects only when asked (a CDP option node's types do not list yet).
+    const sampling = { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }
+    void session.post("HeapProfiler.startSampling", sampling as { samplingInterval: number }).then(() =>
+      setTimeout(() => {
+        void session.post("HeapProfiler.stopSampling").then(({ profile }) => {
+          writeFileSync(file!, JSON.stringify(profile))
+          process.stderr.write(`[alloc] sampling heap profile written to ${file}\n`)
+        })
+      }, Number(seconds) * 1000),
+    )
+  }, Number(from) * 1000)
+}
