@@ -736,9 +736,17 @@ export class PartitionCore {
         }
       }
     }
-    for (const w of this.pendingWrites) {
-      if (w.p === undefined) kg.pending.delete(w.id)
-      else kg.pending.set(w.id, w.p)
+    const pw = this.pendingWrites
+    for (let i = 0; i < pw.length; i++) {
+      const w = pw[i]!
+      if (w.p === undefined) {
+        // Not there: made in this step and answered in it (skipped below), so never at a commit: nothing to log.
+        if (!kg.pending.delete(w.id)) continue
+      } else {
+        // A client request answered in the step that took it (the usual served call): it never enters the table.
+        if (pw.length <= 32 && this.answeredLater(i, w.id)) continue
+        kg.pending.set(w.id, w.p)
+      }
       kg.pendingDirty.add(w.id)
     }
     if (this.askSeq !== kg.askSeq) {
@@ -752,6 +760,13 @@ export class PartitionCore {
       }
       kg.metaDirty = true
     }
+  }
+
+  /** Whether pending write i's ask is answered later in the step. */
+  private answeredLater(i: number, id: string): boolean {
+    const pw = this.pendingWrites
+    for (let j = i + 1; j < pw.length; j++) if (pw[j]!.id === id && pw[j]!.p === undefined) return true
+    return false
   }
 
   /** Whether write i's key is written again later in the step. */
