@@ -19,7 +19,7 @@ export interface Call {
 /**
  * The calls a client makes without an idempotency key, numbered: each goes with the session's id, its number and the
  * acknowledgement (every number below it has settled here, and this client never sends those calls again). The app
- * keeps one entry per session and actor with the unacknowledged calls' answers (docs/client.md), instead of an
+ * keeps one entry per session and key group with the unacknowledged calls' answers (docs/client.md), instead of an
  * entry per call for as long as a retry could come.
  */
 export class ClientSession {

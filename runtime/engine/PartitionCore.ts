@@ -1050,38 +1050,30 @@ class NodeContext implements PortalContext<unknown, unknown, unknown>, ValueStat
   }
 
   get entries(): EntryState<unknown> {
-    if (this.entryState !== undefined) return this.entryState
-    const table = this.node.entriesTable
-    if (table === undefined) throw new Error(`task '${this.node.name}' keeps no entries: give it the 'entries' option`)
-    const core = this.core
-    this.entryState = {
-      get: (sub) => core.readState(table, this.entryKey(sub)),
-      set: (sub, value) => core.writeState(table, this.entryKey(sub), value),
-      delete: (sub) => core.writeState(table, this.entryKey(sub), undefined),
-    }
-    return this.entryState
+    return (this.entryState ??= this.entryTable(this.node.entriesTable, (sub) => this.entryKey(sub)))
   }
 
   get groupEntries(): EntryState<unknown> {
-    if (this.groupEntryState !== undefined) return this.groupEntryState
-    const table = this.node.groupEntriesTable
-    if (table === undefined) throw new Error(`task '${this.node.name}' keeps no entries: give it the 'entries' option`)
-    const core = this.core
-    this.groupEntryState = {
-      get: (sub) => core.readState(table, this.groupEntryKey(sub)),
-      set: (sub, value) => core.writeState(table, this.groupEntryKey(sub), value),
-      delete: (sub) => core.writeState(table, this.groupEntryKey(sub), undefined),
-    }
-    return this.groupEntryState
+    return (this.groupEntryState ??= this.entryTable(this.node.groupEntriesTable, (sub) => this.groupEntryKey(sub)))
   }
 
-  /** A group entry's key: the canonical key of the tuple [key group, sub] (the group the step runs in). */
+  /** Entries of `table` (undefined: the task has none), each sub-key's state key given by `keyOf`. */
+  private entryTable(table: number | undefined, keyOf: (sub: string) => string): EntryState<unknown> {
+    if (table === undefined) throw new Error(`task '${this.node.name}' keeps no entries: give it the 'entries' option`)
+    const core = this.core
+    return {
+      get: (sub) => core.readState(table, keyOf(sub)),
+      set: (sub, value) => core.writeState(table, keyOf(sub), value),
+      delete: (sub) => core.writeState(table, keyOf(sub), undefined),
+    }
+  }
+
+  /** A group entry's key: the canonical key of [key group, sub] (the group the step runs in), kept per group. */
   private groupEntryKey(sub: string): string {
     const kg = this.core.keyGroup
     const last = this.groupEntryOf[kg]
     if (last !== undefined && last[0] === sub) return last[1]
-    const kgs = `n${kg}`
-    const entryKs = `[${kgs.length}:${kgs}${sub.length + 1}:s${sub}]`
+    const entryKs = canonicalKey([kg, sub])
     this.groupEntryOf[kg] = [sub, entryKs]
     return entryKs
   }
