@@ -3,8 +3,10 @@
 //
 //   max:      the input topic is filled first, then a bounded run drains it: records/s and records per CPU-second
 //             of the Eddy process (its user+system time), median over --runs runs.
-//   latency:  a producer process writes at 50% and 90% of that maximum, each record carrying its produce time; the
-//             Eddy process runs live; a read_committed consumer here takes receive time − produce time per record.
+//   sustainable max: the highest constant live input rate at which the latency does not keep rising (the standard
+//             definition, bench/lib/sustainable.ts), bisected in --probes live runs between 30% and 100% of the drain's.
+//   latency:  a producer process writes at 50% and 90% of the sustainable maximum, each record carrying its produce
+//             time; the Eddy process runs live; a read_committed consumer here takes receive time − produce time.
 //             Producer and consumer are kcat (librdkafka, --client kcat, the default): the kafkajs ones cost ~0.8 of
 //             a core at 10k records/s, which on 2 cores starved the process under test; --client kafkajs keeps them.
 //
@@ -12,6 +14,8 @@
 //        [--in-partitions 4] [--epoch-atoms 5000] [--epoch-ms 2] [--only uniform|zipf] [--loads 0.5,0.9]
 //        [--max R: skip the drain runs, take R records/s as the maximum] [--client kcat|kafkajs]
 //        [--warmup 1: drains and live runs discarded first, for the broker's warm-up]
+//        [--of sustained|drain: loads as fractions of the maximum sustainable rate (default) or of the drain's]
+//        [--probes 5 --probe-seconds 12: the bisection for the sustainable rate]
 // EDDY_BENCH_PIPELINE=0 turns epoch pipelining off (comparison runs).
 // EDDY_BENCH_TRACE=1 prints, per latency run, where the time goes (the broker's append — the input topic then keeps
 // LogAppendTime —, ingress fetch, epoch, commit, egress transaction) and the Eddy main thread's GC pauses.
@@ -26,6 +30,7 @@ import "../runtime/cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
 import { parseFlags } from "../runtime/cli/main.ts"
 import { readEndpoints } from "../runtime/config/Endpoints.ts"
+import { kept, latencyTrend, searchSustained } from "./lib/sustainable.ts"
 import { fmt, percentile, percentiles, summary } from "./stats.ts"
 
 const { flags } = parseFlags(process.argv.slice(2))
@@ -424,9 +429,11 @@ if (flags["child"] === "run") {
   }
 
   /** Latency at a given input rate: receive time at a read_committed consumer minus the record's produce time. */
-  const latencyRun = async (dist: Dist, rate: number): Promise<{ p50: number; p99: number; got: number; sent: number }> => {
+  const latencyRun = async (dist: Dist, rate: number, forSeconds = seconds): Promise<{ p50: number; p99: number; got: number; sent: number; kept: boolean }> => {
     const t = await topics()
     const latencies: number[] = []
+    /** Per sample, its produce time (for the trend: did the latency keep rising?). */
+    const producedAt: number[] = []
     const warmupUntil = { t: Number.POSITIVE_INFINITY }
     let got = 0
     // EDDY_BENCH_TIMELINE=1: latency per 500 ms of produce time, to tell periodic stalls from steady jitter.
@@ -437,6 +444,7 @@ if (flags["child"] === "run") {
       const t = (JSON.parse(value) as [number, number, number])[2]
       if (t < warmupUntil.t) return
       latencies.push(now - t)
+      producedAt.push(t)
       if (timeline) (buckets[Math.floor((t - warmupUntil.t) / 500)] ??= []).push(now - t)
     }
     let stopReader: () => Promise<void>
@@ -473,9 +481,9 @@ if (flags["child"] === "run") {
       stopReader = () => consumer.disconnect()
     }
     let producing: Promise<string> | undefined
-    const ran = await child(["--child", "run", "--in", t.input, "--out", t.output, "--for", String(seconds + 5)], () => {
+    const ran = await child(["--child", "run", "--in", t.input, "--out", t.output, "--for", String(forSeconds + 5)], () => {
       warmupUntil.t = Date.now() + 3000
-      producing = child(["--child", "produce", "--in", t.input, "--dist", dist, "--rate", String(Math.round(rate)), "--for", String(seconds)])
+      producing = child(["--child", "produce", "--in", t.input, "--dist", dist, "--rate", String(Math.round(rate)), "--for", String(forSeconds)])
     })
     const sent = Number(await producing)
     await new Promise((r) => setTimeout(r, 1000))
@@ -498,7 +506,10 @@ if (flags["child"] === "run") {
       // Stages without samples (hooks this build does not have) come back as null.
       for (const [k, v] of Object.entries(trace)) if (v.n > 0 && v.p50 !== null) console.log(`    ${k.padEnd(18)} ${v.p50.toFixed(1).padStart(7)} ${v.p99.toFixed(1).padStart(7)}   n=${v.n}`)
     }
-    return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), got, sent }
+    let lastProduced = warmupUntil.t
+    for (const x of producedAt) if (x > lastProduced) lastProduced = x
+    const trend = latencyTrend(producedAt.map((x, i) => [x, latencies[i]!] as const), warmupUntil.t, lastProduced + 1)
+    return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), got, sent, kept: kept(trend, sent, got) }
   }
 
   const kcat = client === "kcat" ? await kcatPath() : ""
@@ -522,15 +533,27 @@ if (flags["child"] === "run") {
     const tput = summary(maxes.map((r) => r.measured / r.seconds))
     const perCpu = summary(maxes.map((r) => r.measured / r.cpuSeconds))
     console.log(`${dist.padEnd(8)} max ${fmt(tput.median)} records/s [${fmt(tput.min)}–${fmt(tput.max)}], ${fmt(perCpu.median)} records per CPU-second of the Eddy process [${fmt(perCpu.min)}–${fmt(perCpu.max)}] (${fmt(records)} records drained)`)
+    // The loads are fractions of the maximum sustainable throughput (bench/lib/sustainable.ts): the highest live
+    // input rate at which the latency did not keep rising, found by bisection below the drain's rate. --of drain:
+    // fractions of the drain's rate instead (sessions before 23), which live input cannot keep up with near 90%.
+    let maximum = tput.median
+    if (typeof flags["max"] !== "string" && flags["of"] !== "drain" && loads.length > 0) {
+      const search = await searchSustained((rate) => latencyRun(dist, rate, num("probe-seconds", 12)).then((l) => l.kept), tput.median, num("probes", 5))
+      maximum = search.rate
+      console.log(
+        `${dist.padEnd(8)} sustainable max ${fmt(maximum)} records/s, ${((100 * maximum) / tput.median).toFixed(0)}% of the drain's${search.verified ? "" : " (no probe kept up: the search's lower end, unverified)"}` +
+          ` (probes: ${search.probes.map((p) => `${fmt(p.rate)} ${p.kept ? "kept up" : "fell behind"}`).join(", ")})`,
+      )
+    }
     for (const load of loads) {
-      const ls: Array<{ p50: number; p99: number; got: number; sent: number }> = []
-      for (let i = 0; i < runs; i++) ls.push(await latencyRun(dist, tput.median * load))
+      const ls: Array<{ p50: number; p99: number; got: number; sent: number; kept: boolean }> = []
+      for (let i = 0; i < runs; i++) ls.push(await latencyRun(dist, maximum * load))
       const p50 = summary(ls.map((l) => l.p50))
       const p99 = summary(ls.map((l) => l.p99))
       const lost = ls.map((l) => l.sent - l.got)
       console.log(
-        `${dist.padEnd(8)} at ${Math.round(load * 100)}% (${fmt(tput.median * load)} records/s): end-to-end p50 ${p50.median.toFixed(1)} ms [${p50.min.toFixed(1)}–${p50.max.toFixed(1)}], p99 ${p99.median.toFixed(1)} ms [${p99.min.toFixed(1)}–${p99.max.toFixed(1)}]` +
-          `  (produced − received per run: ${lost.join(", ")}; 0 unless the run fell behind)`,
+        `${dist.padEnd(8)} at ${Math.round(load * 100)}% (${fmt(maximum * load)} records/s): end-to-end p50 ${p50.median.toFixed(1)} ms [${p50.min.toFixed(1)}–${p50.max.toFixed(1)}], p99 ${p99.median.toFixed(1)} ms [${p99.min.toFixed(1)}–${p99.max.toFixed(1)}]` +
+          `  (produced − received per run: ${lost.join(", ")}; latency kept rising in ${ls.filter((l) => !l.kept).length} of ${ls.length})`,
       )
     }
   }

@@ -10,6 +10,7 @@ import { checkBank, type BankOp } from "../../bench/lib/bankCheck.ts"
 import { EddyInvoker } from "../../bench/lib/invokers.ts"
 import { closedLoop } from "../../bench/lib/loop.ts"
 import { KeyChooser, rng } from "../../bench/lib/random.ts"
+import { kept, latencyTrend, searchSustained } from "../../bench/lib/sustainable.ts"
 import { makeWorkload } from "../../bench/lib/workloads.ts"
 import { percentile, percentiles, summary } from "../../bench/stats.ts"
 import { Eddy } from "../../runtime/index.ts"
@@ -34,6 +35,43 @@ describe("harness statistics", () => {
     expect(summary([3, 1, 2])).toEqual({ median: 2, min: 1, max: 3 })
     expect(summary([4, 1, 3, 2])).toEqual({ median: 2.5, min: 1, max: 4 })
     expect(summary([9])).toEqual({ median: 9, min: 9, max: 9 })
+  })
+})
+
+describe("maximum sustainable throughput", () => {
+  // A run of 8 s measured from t = 1000, one record per ms: latency flat at 20 ms with one 300 ms stall, or growing
+  // by a backlog of 10% of the input (100 ms more every second).
+  const run = (latencyAt: (t: number) => number) => Array.from({ length: 8000 }, (_, i) => [1000 + i, latencyAt(1000 + i)] as const)
+  const flat = run((t) => (t >= 5000 && t < 5300 ? 300 : 20))
+  const growing = run((t) => 20 + (t - 1000) / 10)
+
+  it("a latency that keeps rising is falling behind; a flat one with a stall, or one that lost nothing, is not", () => {
+    const f = latencyTrend(flat, 1000, 9000)
+    expect(f).toEqual({ first: 20, last: 20 })
+    expect(kept(f, 8000, 8000)).toBe(true)
+    const g = latencyTrend(growing, 1000, 9000)
+    expect(g.first).toBeCloseTo(120, -1)
+    expect(g.last).toBeCloseTo(720, -1)
+    expect(kept(g, 8000, 8000)).toBe(false)
+    // Records still missing when the run ended: fell behind whatever the trend.
+    expect(kept(f, 8000, 7990)).toBe(false)
+    // Jitter of a few ms at a low latency is not a trend; no samples is not keeping up.
+    expect(kept({ first: 5, last: 30 }, 1, 1)).toBe(true)
+    expect(kept({ first: 5, last: 60 }, 1, 1)).toBe(false)
+    expect(kept(latencyTrend([], 0, 1000), 0, 0)).toBe(false)
+  })
+
+  it("bisection finds the highest rate that keeps up, within the resolution of its probes", async () => {
+    const capacity = 71_000
+    const s = await searchSustained((rate) => Promise.resolve(rate <= capacity), 100_000, 5)
+    expect(s.verified).toBe(true)
+    expect(s.probes).toHaveLength(5)
+    expect(s.rate).toBeLessThanOrEqual(capacity)
+    expect(s.rate).toBeGreaterThan(capacity - 0.7 * 100_000 / 32)
+    expect(s.probes.filter((p) => p.kept).every((p) => p.rate <= s.rate)).toBe(true)
+    // Nothing keeps up: the lower end, flagged unverified.
+    const none = await searchSustained(() => Promise.resolve(false), 100_000, 3)
+    expect(none).toMatchObject({ rate: 30_000, verified: false })
   })
 })
 
