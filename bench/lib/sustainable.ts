@@ -25,14 +25,22 @@ export const latencyTrend = (samples: ReadonlyArray<readonly [number, number]>, 
   return { first: percentile(first, 50), last: percentile(last, 50) }
 }
 
+/** A run whose last quarter's median latency is above this holds a backlog of about a second's input or more. */
+export const BACKLOG_MS = 1000
+
 /**
- * Whether a live run kept up: every record produced came out, and the latency of the last quarter is at most twice
- * that of the first (and at most 50 ms more, so that a few milliseconds' jitter at a low latency do not count).
+ * Whether a live run kept up: every record produced came out, the latency of the last quarter is at most twice
+ * that of the first (and at most 50 ms more, so that a few milliseconds' jitter at a low latency do not count), and
+ * under BACKLOG_MS (a backlog built in the process's first seconds and never worked off is not keeping up either).
  * A backlog growing at a fraction of the input rate doubles the latency within seconds; a single stall moves a
  * quarter's median little.
  */
 export const kept = (trend: LatencyTrend, sent: number, got: number): boolean =>
-  got >= sent && Number.isFinite(trend.first) && Number.isFinite(trend.last) && trend.last <= Math.max(2 * trend.first, trend.first + 50)
+  got >= sent &&
+  Number.isFinite(trend.first) &&
+  Number.isFinite(trend.last) &&
+  trend.last <= Math.max(2 * trend.first, trend.first + 50) &&
+  trend.last < BACKLOG_MS
 
 export interface SustainedSearch {
   /** The highest rate probed that kept up (or the search's lower end, unverified, if none did). */

@@ -58,6 +58,8 @@ describe("maximum sustainable throughput", () => {
     // Jitter of a few ms at a low latency is not a trend; no samples is not keeping up.
     expect(kept({ first: 5, last: 30 }, 1, 1)).toBe(true)
     expect(kept({ first: 5, last: 60 }, 1, 1)).toBe(false)
+    // A backlog of seconds that does not grow still is not keeping up.
+    expect(kept({ first: 2900, last: 3000 }, 1, 1)).toBe(false)
     expect(kept(latencyTrend([], 0, 1000), 0, 0)).toBe(false)
   })
 
