@@ -8,11 +8,12 @@
  * "kafkajs" wherever kafkajs is imported (runtime/cluster/kafka.ts does).
  */
 import { createRequire, Module } from "node:module"
-// Also patches kafkajs's transactional producer (coordinator cache, partitions added ahead) and its produce encoding
-// (same bytes, less work); they must load before kafkajs's producer modules, which every importer of this module
-// guarantees.
+// Also patches kafkajs's transactional producer (coordinator cache, partitions added ahead), its produce encoding
+// (same bytes, less work) and its record decoding (same records, less work); they must load before kafkajs's
+// producer and protocol modules, which every importer of this module guarantees.
 import "./kafkajsTransactions.ts"
 import "./kafkajsEncoding.ts"
+import "./kafkajsDecoding.ts"
 
 interface Message {
   readonly key?: Buffer | null
