@@ -7,7 +7,8 @@
  * Eddy's output. This module replaces the filter with a correct one before kafkajs is loaded: import it before
  * "kafkajs" wherever kafkajs is imported (runtime/cluster/kafka.ts does).
  */
-import { createRequire, Module } from "node:module"
+import { createRequire } from "node:module"
+import { replaceModule } from "./kafkajsModules.ts"
 // Also patches kafkajs's transactional producer (coordinator cache, partitions added ahead), its produce encoding
 // (same bytes, less work) and its record decoding (same records, less work); they must load before kafkajs's
 // producer and protocol modules, which every importer of this module guarantees.
@@ -52,10 +53,4 @@ const batch = require.resolve("kafkajs/src/consumer/batch.js")
 if (require.cache[batch] !== undefined && require.cache[target]?.exports !== filterAbortedMessages) {
   throw new Error("assertion: kafkajs was loaded before runtime/cluster/kafkajsAbortFix.ts; its read_committed filter cannot be replaced")
 }
-if (require.cache[target] === undefined) {
-  const m = new Module(target)
-  m.filename = target
-  m.loaded = true
-  m.exports = filterAbortedMessages
-  require.cache[target] = m
-}
+if (require.cache[target] === undefined) replaceModule(target, filterAbortedMessages)

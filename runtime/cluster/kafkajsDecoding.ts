@@ -12,7 +12,8 @@
  * kafkajsAbortFix.ts (imported everywhere before "kafkajs"): the module must be replaced before kafkajs's record
  * batch decoder requires it.
  */
-import { createRequire, Module } from "node:module"
+import { createRequire } from "node:module"
+import { replaceModule } from "./kafkajsModules.ts"
 
 const require = createRequire(import.meta.url)
 
@@ -145,13 +146,5 @@ export const fastRecordDecoder: RecordDecoder = (decoder, batchContext = {}) => 
 
 if (require.cache[recordPath]?.exports !== fastRecordDecoder) {
   if (require.cache[dependent] !== undefined) throw new Error("assertion: kafkajs was loaded before runtime/cluster/kafkajsDecoding.ts; its record decoding cannot be replaced")
-  const cached = require.cache[recordPath]
-  if (cached !== undefined) cached.exports = fastRecordDecoder
-  else {
-    const m = new Module(recordPath)
-    m.filename = recordPath
-    m.loaded = true
-    m.exports = fastRecordDecoder
-    require.cache[recordPath] = m
-  }
+  replaceModule(recordPath, fastRecordDecoder)
 }

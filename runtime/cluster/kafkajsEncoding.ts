@@ -16,7 +16,8 @@
  * kafkajsAbortFix.ts (imported everywhere before "kafkajs"): the modules must be replaced before kafkajs's producer
  * and produce request modules require them.
  */
-import { createRequire, Module } from "node:module"
+import { createRequire } from "node:module"
+import { replaceModule } from "./kafkajsModules.ts"
 
 const require = createRequire(import.meta.url)
 
@@ -150,22 +151,10 @@ export const fastGroupMessagesPerPartition: Group = ({ topic, partitionMetadata,
   return result
 }
 
-const replace = (path: string, exports: unknown) => {
-  const cached = require.cache[path]
-  if (cached !== undefined) {
-    cached.exports = exports
-    return
-  }
-  const m = new Module(path)
-  m.filename = path
-  m.loaded = true
-  m.exports = exports
-  require.cache[path] = m
-}
 if (require.cache[recordPath]?.exports !== fastRecord) {
   for (const d of dependents) {
     if (require.cache[d] !== undefined) throw new Error("assertion: kafkajs was loaded before runtime/cluster/kafkajsEncoding.ts; its produce encoding cannot be replaced")
   }
-  replace(recordPath, fastRecord)
-  replace(groupPath, fastGroupMessagesPerPartition)
+  replaceModule(recordPath, fastRecord)
+  replaceModule(groupPath, fastGroupMessagesPerPartition)
 }

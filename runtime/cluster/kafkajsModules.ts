@@ -1,0 +1,21 @@
+/**
+ * How Eddy's kafkajs patches (kafkajsAbortFix.ts, kafkajsEncoding.ts, kafkajsDecoding.ts) take the place of a kafkajs
+ * module: its entry in require's cache, set before the kafkajs modules that require it are loaded.
+ */
+import { createRequire, Module } from "node:module"
+
+const require = createRequire(import.meta.url)
+
+/** Makes `require(path)` return `exports` from now on (kafkajs's modules are CommonJS). */
+export const replaceModule = (path: string, exports: unknown): void => {
+  const cached = require.cache[path]
+  if (cached !== undefined) {
+    cached.exports = exports
+    return
+  }
+  const m = new Module(path)
+  m.filename = path
+  m.loaded = true
+  m.exports = exports
+  require.cache[path] = m
+}
