@@ -32,6 +32,7 @@ import { toJson } from "../embedded/EmbeddedEgress.ts"
 import { forEachEgress, type EgressBatch } from "../engine/EpochRecord.ts"
 import { EgressError, type EgressService } from "../ports/Egress.ts"
 import { decodeMarker, encodeMarker, markerAheadOfLog, MARKER_VERSION, toRepublish, type EgressMarker } from "./egressMarkers.ts"
+import { createTopicsReady } from "./kafkaCreateTopics.ts"
 import { isUnreachable, reasonOf } from "./kafkaErrors.ts"
 import { readPartitionThrough } from "./KafkaIngress.ts"
 import { kafkaTrace } from "./kafkaTrace.ts"
@@ -190,20 +191,17 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       await Promise.all([admin.connect(), ...producers.map((p) => p.connect())])
       const sinkTopics = new Map<string, number>()
       for (const s of options.sinks.values()) sinkTopics.set(s.topic, Math.max(sinkTopics.get(s.topic) ?? 1, s.partitions))
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: [
-          {
-            topic: markerTopic,
-            numPartitions: 1,
-            configEntries: [
-              { name: "cleanup.policy", value: "compact" },
-              { name: "min.compaction.lag.ms", value: "60000" },
-            ],
-          },
-          ...[...sinkTopics].map(([topic, numPartitions]) => ({ topic, numPartitions })),
-        ],
-      })
+      await createTopicsReady(admin, [
+        {
+          topic: markerTopic,
+          numPartitions: 1,
+          configEntries: [
+            { name: "cleanup.policy", value: "compact" },
+            { name: "min.compaction.lag.ms", value: "60000" },
+          ],
+        },
+        ...[...sinkTopics].map(([topic, numPartitions]) => ({ topic, numPartitions })),
+      ])
       const meta = await admin.fetchTopicMetadata({ topics: [...sinkTopics.keys()] })
       for (const t of meta.topics) topicPartitions.set(t.name, t.partitions.length)
       const described = await admin.describeConfigs({

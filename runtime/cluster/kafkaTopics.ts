@@ -8,6 +8,7 @@
 import "./kafkajsAbortFix.ts"
 import kafkajs, { type Admin } from "kafkajs"
 import type { LogStream } from "../ports/Log.ts"
+import { createTopicsReady } from "./kafkaCreateTopics.ts"
 
 export interface TopicSettings {
   readonly partitions: number
@@ -48,15 +49,15 @@ const required: ReadonlyArray<readonly [string, (v: string) => boolean, string]>
 /** Creates the topics if missing; returns a problem with an existing topic's settings, if any. */
 export const ensureTopics = async (admin: Admin, topics: Topics, s: TopicSettings): Promise<string | undefined> => {
   const names = [topics.wal, topics.control]
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: names.map((topic) => ({
+  await createTopicsReady(
+    admin,
+    names.map((topic) => ({
       topic,
       numPartitions: s.partitions,
       replicationFactor: s.replicationFactor,
       configEntries: configEntries(s),
     })),
-  })
+  )
   const described = await admin.describeConfigs({
     includeSynonyms: false,
     resources: names.map((name) => ({ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: required.map(([n]) => n) })),

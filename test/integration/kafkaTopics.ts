@@ -1,5 +1,6 @@
 import "../../runtime/cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel, type IHeaders } from "kafkajs"
+import { createTopicsReady } from "../../runtime/cluster/kafkaCreateTopics.ts"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"
 
 /** Test helpers over a real Kafka: create, fill and read topics (read_committed). They fail if Kafka is absent. */
@@ -11,7 +12,7 @@ export const createTopic = async (kafka: Kafka, topic: string, partitions: numbe
   const admin = kafka.admin()
   await admin.connect()
   try {
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions }] })
+    await createTopicsReady(admin, [{ topic, numPartitions: partitions }])
   } finally {
     await admin.disconnect()
   }
