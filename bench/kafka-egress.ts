@@ -8,6 +8,7 @@
 import { Effect, Exit, Scope } from "effect"
 import "../runtime/cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
+import { createTopicsReady } from "../runtime/cluster/kafkaCreateTopics.ts"
 import { KafkaEgress } from "../runtime/cluster/KafkaEgress.ts"
 import { kafkaTrace } from "../runtime/cluster/kafkaTrace.ts"
 import { parseFlags } from "../runtime/cli/main.ts"
@@ -32,7 +33,7 @@ const once = async (inFlight: number): Promise<{ visible: number[]; committed: n
   const topic = name("out")
   const admin = kafka.admin()
   await admin.connect()
-  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 4 }] })
+  await createTopicsReady(admin, [{ topic, numPartitions: 4 }])
   const publishedAt = new Map<number, number>()
   const committed: number[] = []
   let transactions = 0

@@ -28,6 +28,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import "../runtime/cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
+import { createTopicsReady } from "../runtime/cluster/kafkaCreateTopics.ts"
 import { parseFlags } from "../runtime/cli/main.ts"
 import { readEndpoints } from "../runtime/config/Endpoints.ts"
 import { kept, latencyTrend, searchSustained } from "./lib/sustainable.ts"
@@ -413,7 +414,7 @@ if (flags["child"] === "run") {
     const t = { input: topicName("in"), output: topicName("out") }
     const appendTime = process.env["EDDY_BENCH_TRACE"] === "1" ? [{ name: "message.timestamp.type", value: "LogAppendTime" }] : []
     await withAdmin((a) =>
-      a.createTopics({ waitForLeaders: true, topics: [t.input, t.output].map((topic) => ({ topic, numPartitions: inPartitions, ...(topic === t.input ? { configEntries: appendTime } : {}) })) }),
+      createTopicsReady(a, [t.input, t.output].map((topic) => ({ topic, numPartitions: inPartitions, ...(topic === t.input ? { configEntries: appendTime } : {}) }))),
     )
     return t
   }

@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto"
 import "../../runtime/cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel, type Consumer } from "kafkajs"
 import { describe, expect, it } from "vitest"
+import { createTopicsReady } from "../../runtime/cluster/kafkaCreateTopics.ts"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"
 
 const endpoints = readEndpoints()
@@ -63,13 +64,10 @@ describe("Kafka (real broker)", () => {
     const admin = kafka.admin()
     await admin.connect()
     try {
-      const created = await admin.createTopics({
-        waitForLeaders: true,
-        topics: [
-          { topic: input, numPartitions: 1, replicationFactor: 1 },
-          { topic: output, numPartitions: 2, replicationFactor: 1 },
-        ],
-      })
+      const created = await createTopicsReady(admin, [
+        { topic: input, numPartitions: 1, replicationFactor: 1 },
+        { topic: output, numPartitions: 2, replicationFactor: 1 },
+      ])
       expect(created).toBe(true)
 
       const plain = kafka.producer()
@@ -138,7 +136,7 @@ describe("read_committed with nested aborted transactions (kafkajs's filter repl
     const topic = `eddy-nested-abort-${randomUUID()}`
     const admin = kafka.admin()
     await admin.connect()
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 1 }] })
+    await createTopicsReady(admin, [{ topic, numPartitions: 1 }])
     await admin.disconnect()
     const producer = (id: string) => kafka.producer({ transactionalId: `${topic}-${id}`, idempotent: true, maxInFlightRequests: 1 })
     const [a, b, c] = [producer("a"), producer("b"), producer("c")]

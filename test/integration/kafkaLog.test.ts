@@ -5,6 +5,7 @@ import { Effect, Either } from "effect"
 import "../../runtime/cluster/kafkajsAbortFix.ts"
 import kafkajs from "kafkajs"
 import { afterAll, describe, expect, it } from "vitest"
+import { createTopicsReady } from "../../runtime/cluster/kafkaCreateTopics.ts"
 import { KafkaLog } from "../../runtime/cluster/KafkaLog.ts"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"
 import { Log } from "../../runtime/ports/Log.ts"
@@ -104,10 +105,7 @@ describe("KafkaLog", () => {
     const admin = kafka.admin()
     await admin.connect()
     try {
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: [{ topic: `eddy.${app}.wal`, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: "retention.ms", value: "3600000" }] }],
-      })
+      await createTopicsReady(admin, [{ topic: `eddy.${app}.wal`, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: "retention.ms", value: "3600000" }] }])
     } finally {
       await admin.disconnect()
     }
