@@ -60,3 +60,11 @@ export const runEddy = (args: ReadonlyArray<string>, onStderrLine?: (line: strin
     child.on("error", reject)
     child.on("close", (code, signal) => resolvePromise({ code, signal, stdout, stderr }))
   })
+
+/** Random test inputs from a seeded generator: a pick from a list, text of n awkward characters, n random bytes. */
+export const randomInputs = (rnd: () => number) => {
+  const pick = <T>(xs: ReadonlyArray<T>): T => xs[Math.floor(rnd() * xs.length)]!
+  const text = (n: number) => Array.from({ length: n }, () => pick(["a", "z", "é", "€", "𝄞", "\u0000", "0", " "])).join("")
+  const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rnd() * 256)))
+  return { pick, text, bytes }
+}

@@ -1,7 +1,7 @@
 // The record decoder of runtime/cluster/kafkajsDecoding.ts returns exactly what kafkajs's own returns.
 import { createRequire } from "node:module"
 import { describe, expect, it } from "vitest"
-import { seeded } from "../helpers.ts"
+import { randomInputs, seeded } from "../helpers.ts"
 import { originalRecord } from "../../runtime/cluster/kafkajsEncoding.ts"
 import { fastRecordDecoder, originalRecordDecoder, type BatchContext } from "../../runtime/cluster/kafkajsDecoding.ts"
 
@@ -40,9 +40,7 @@ describe("kafkajs record decoding (kafkajsDecoding.ts)", () => {
 
   it("returns kafkajs's records for random records and batches", () => {
     const rnd = seeded(7)
-    const pick = <T>(xs: ReadonlyArray<T>): T => xs[Math.floor(rnd() * xs.length)]!
-    const text = (n: number) => Array.from({ length: n }, () => pick(["a", "z", "é", "€", "𝄞", "\u0000", "0", " "])).join("")
-    const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rnd() * 256)))
+    const { pick, text, bytes } = randomInputs(rnd)
     // Lengths around the varint's byte boundaries (vitest compares Buffers byte by byte: larger ones only cost time).
     const sizes = [0, 1, 63, 64, 127, 128, 300]
     const field = () => pick<Buffer | string | null>([null, text(pick(sizes)), bytes(pick(sizes))])

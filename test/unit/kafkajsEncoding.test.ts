@@ -1,7 +1,7 @@
 // The produce-path replacements of runtime/cluster/kafkajsEncoding.ts write exactly kafkajs's bytes.
 import { createRequire } from "node:module"
 import { describe, expect, it } from "vitest"
-import { seeded } from "../helpers.ts"
+import { randomInputs, seeded } from "../helpers.ts"
 import { fastGroupMessagesPerPartition, fastRecord, originalGroupMessagesPerPartition, originalRecord, type RecordInput } from "../../runtime/cluster/kafkajsEncoding.ts"
 
 const require = createRequire(import.meta.url)
@@ -31,9 +31,7 @@ describe("kafkajs record encoding (kafkajsEncoding.ts)", () => {
 
   it("writes kafkajs's bytes for random records", () => {
     const rnd = seeded(42)
-    const pick = <T>(xs: ReadonlyArray<T>): T => xs[Math.floor(rnd() * xs.length)]!
-    const text = (n: number) => Array.from({ length: n }, () => pick(["a", "z", "é", "€", "𝄞", "\u0000", "0", " "])).join("")
-    const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rnd() * 256)))
+    const { pick, text, bytes } = randomInputs(rnd)
     const sizes = [0, 1, 2, 63, 64, 127, 128, 300, 8191, 8192]
     const deltas = [0, 1, -1, 63, 64, -64, -65, 8191, 8192, 2 ** 20, 2 ** 30 - 1, -(2 ** 30), 2 ** 30, 2 ** 31, -(2 ** 31) - 5, 2 ** 40, 1.5, "17", undefined]
     const field = (): unknown => pick([null, undefined, "s", "bytes", "long"]) === "s" ? text(pick(sizes) % 400) : rnd() < 0.5 ? bytes(pick(sizes)) : pick([null, undefined, text(3), bytes(5), 12, ""])
