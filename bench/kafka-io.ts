@@ -19,6 +19,9 @@
 // EDDY_BENCH_PIPELINE=0 turns epoch pipelining off (comparison runs).
 // EDDY_BENCH_TRACE=1 prints, per latency run, where the time goes (the broker's append — the input topic then keeps
 // LogAppendTime —, ingress fetch, epoch, commit, egress transaction) and the Eddy main thread's GC pauses.
+// (Stages: appended, fetched, opened, processed, committed, posted to the egress thread, ready there, transaction
+// begun, sent, committed, visible to the read_committed consumer.)
+// EDDY_BENCH_NODE_FLAGS="--trace-gc ..." passes Node/V8 flags to the child processes (their extra output: stderr).
 // EDDY_BENCH_TIMELINE=1 prints, per latency run, p50/p99/max per 500 ms of produce time (warm-up vs steady state).
 // Needs Kafka (npm run infra:up). Every run uses fresh topics (kio-bench-*), deleted afterwards.
 import { spawn } from "node:child_process"
@@ -35,6 +38,12 @@ import { kept, latencyTrend, searchSustained } from "./lib/sustainable.ts"
 import { fmt, percentile, percentiles, summary } from "./stats.ts"
 
 const { flags } = parseFlags(process.argv.slice(2))
+/** A child's result is its last line; anything it printed before (EDDY_BENCH_NODE_FLAGS=--trace-gc) goes to stderr. */
+const lastLine = (out: string): string => {
+  const lines = out.split("\n").filter((l) => l !== "")
+  if (lines.length > 1) process.stderr.write(lines.slice(0, -1).join("\n") + "\n")
+  return lines.at(-1) ?? ""
+}
 const num = (name: string, d: number) => (typeof flags[name] === "string" ? Number(flags[name]) : d)
 const records = num("records", 200_000)
 const keys = num("keys", 100_000)
@@ -220,7 +229,7 @@ if (flags["child"] === "run") {
   let current = 0
   let warmFrom = Number.POSITIVE_INFINITY
   const produced = new Map<number, number[]>()
-  const stages = ["opened", "processed", "committed", "ready", "txBegin", "txSent", "txCommitted"] as const
+  const stages = ["opened", "processed", "committed", "posted", "ready", "txBegin", "txSent", "txCommitted"] as const
   const at: Record<(typeof stages)[number], Map<number, number>> = Object.fromEntries(stages.map((s) => [s, new Map<number, number>()])) as never
   const fetched: number[] = []
   const appended: number[] = []
@@ -264,6 +273,7 @@ if (flags["child"] === "run") {
         }
       }
     }
+    kafkaTrace.posted = (e, _partition, now) => void at.posted.set(e, now)
     kafkaTrace.ready = (e, now) => void at.ready.set(e, now)
     kafkaTrace.transaction = (tx) => {
       for (const e of tx.epochs) {
@@ -393,7 +403,7 @@ if (flags["child"] === "run") {
     new Promise<string>((resolve, reject) => {
       // EDDY_BENCH_PROF=<dir>: CPU profiles of the child processes.
       const prof = process.env["EDDY_BENCH_PROF"]
-      const p = spawn(process.execPath, [...(prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`]), "--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs), "--client", client, ...(client === "kcat" ? ["--kcat", kcat] : [])], {
+      const p = spawn(process.execPath, [...(prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`]), ...(process.env["EDDY_BENCH_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== ""), "--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs), "--client", client, ...(client === "kcat" ? ["--kcat", kcat] : [])], {
         stdio: ["ignore", "pipe", "pipe"],
       })
       let out = ""
@@ -408,7 +418,7 @@ if (flags["child"] === "run") {
           f()
         }
       })
-      p.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`bench child ${args.join(" ")} exited with ${code}: ${err}`))))
+      p.on("close", (code) => (code === 0 ? resolve(lastLine(out)) : reject(new Error(`bench child ${args.join(" ")} exited with ${code}: ${err}`))))
     })
   const topics = async (): Promise<{ input: string; output: string }> => {
     const t = { input: topicName("in"), output: topicName("out") }

@@ -159,7 +159,10 @@ export const makeKafkaEgressThread = (options: Omit<KafkaEgressOptions, "testHoo
         ),
       publish: (e, partition, egress) =>
         Effect.suspend(() => (failure !== undefined ? Effect.fail(failure) : encode(() => encodeBatches(options.sinks, egress)))).pipe(
-          Effect.map((encoded) => worker.postMessage({ t: "publish", e, partition, egress: encoded } satisfies ToWorker)),
+          Effect.map((encoded) => {
+            worker.postMessage({ t: "publish", e, partition, egress: encoded } satisfies ToWorker)
+            kafkaTrace.posted?.(e, partition, Date.now())
+          }),
         ),
       flush: call((id) => ({ t: "flush", id })).pipe(Effect.asVoid),
       publishedThrough: call((id) => ({ t: "publishedThrough", id })).pipe(

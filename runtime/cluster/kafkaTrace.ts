@@ -7,6 +7,8 @@ import type { KafkaRecord } from "../../workflows/kafka.ts"
 export interface KafkaTrace {
   /** A fetched batch of records reached the ingress buffer at `at` (Date.now()). */
   fetched?: (records: ReadonlyArray<KafkaRecord>, at: number) => void
+  /** Partition `partition` handed epoch e's records to the egress thread at `at` (the engine's thread). */
+  posted?: (e: number, partition: number, at: number) => void
   /** Epoch e is complete at the egress (every hosted partition published it) at `at`. */
   ready?: (e: number, at: number) => void
   /** One egress transaction: its epochs, when it began, when its records were acknowledged, when it committed. */
