@@ -1,8 +1,17 @@
 // The produce-path replacements of runtime/cluster/kafkajsEncoding.ts write exactly kafkajs's bytes.
 import { createRequire } from "node:module"
-import { describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it, vi } from "vitest"
 import { randomInputs, seeded } from "../helpers.ts"
-import { fastGroupMessagesPerPartition, fastRecord, originalGroupMessagesPerPartition, originalRecord, type RecordInput } from "../../runtime/cluster/kafkajsEncoding.ts"
+import {
+  fastGroupMessagesPerPartition,
+  fastRecord,
+  originalGroupMessagesPerPartition,
+  originalProduceRequest,
+  originalRecord,
+  produceEncodings,
+  type ProduceArgs,
+  type RecordInput,
+} from "../../runtime/cluster/kafkajsEncoding.ts"
 
 const require = createRequire(import.meta.url)
 
@@ -80,5 +89,82 @@ describe("kafkajs groupMessagesPerPartition (kafkajsEncoding.ts)", () => {
         expect(Object.keys(fast)).toEqual(Object.keys(original))
       }
     }
+  })
+})
+
+describe("kafkajs produce request v3 (kafkajsEncoding.ts)", () => {
+  afterEach(() => void vi.restoreAllMocks())
+  const produceRequest = require("kafkajs/src/protocol/requests/produce/v3/request.js") as (args: ProduceArgs) => { apiVersion: number; encode(): Promise<{ buffer: Buffer }> }
+  const original = originalProduceRequest!
+  const Long = require("kafkajs/src/utils/long.js") as { fromNumber(n: number): unknown }
+  const encoded = async (f: (args: ProduceArgs) => { encode(): Promise<{ buffer: Buffer }> }, args: ProduceArgs): Promise<Buffer | string> => {
+    try {
+      return Buffer.from((await f(args).encode()).buffer)
+    } catch (err) {
+      return `error: ${String(err)}`
+    }
+  }
+
+  it("is the module kafkajs's produce requests (v3 to v7) use", () => {
+    expect(produceRequest).not.toBe(original)
+    const v7 = require("kafkajs/src/protocol/requests/produce/v7/request.js") as (args: ProduceArgs) => { apiVersion: number; encode: unknown }
+    const r = v7({ acks: -1, timeout: 30000, topicData: [] })
+    expect(r.apiVersion).toBe(7)
+  })
+
+  it("writes kafkajs's bytes for random requests", async () => {
+    const rnd = seeded(11)
+    const { pick, text, bytes } = randomInputs(rnd)
+    vi.spyOn(Date, "now").mockReturnValue(1_765_000_000_123)
+    const before = { ...produceEncodings }
+    for (let i = 0; i < 400; i++) {
+      // What may send a request to kafkajs's own encoding: a message's own timestamp, a header value that is not
+      // bytes, a partition without messages, compression.
+      const quirk = rnd() < 0.75 ? "none" : pick(["timestamp", "badHeader", "empty", "compressed"])
+      const message = (j: number): Record<string, unknown> => {
+        const m: Record<string, unknown> = { key: pick([null, undefined, text(3), bytes(4), String(j)]), value: pick([null, text(20), bytes(40), JSON.stringify({ k: j, n: i }), ""]) }
+        const h = pick(["none", "id", "two"])
+        if (h === "id") m["headers"] = { "eddy-id": `${j % 7}:${j}` }
+        else if (h === "two") m["headers"] = { a: text(2), b: [bytes(2), "x"] }
+        if (quirk === "badHeader" && rnd() < 0.2) m["headers"] = { bad: 5 }
+        if (quirk === "timestamp" && rnd() < 0.2) m["timestamp"] = pick([1_765_000_000_000, "1765000000999", 0])
+        if (rnd() < 0.1) m["partition"] = j % 3
+        return m
+      }
+      const topicData = Array.from({ length: pick([1, 1, 2, 3]) }, (_, t) => ({
+        topic: pick(["out", "é-topic", `t${t}`]),
+        partitions: Array.from({ length: pick([1, 2, 4]) }, (_, p) => ({
+          partition: p,
+          ...(rnd() < 0.2 ? { firstSequence: pick([0, 5, 1000]) } : {}),
+          messages: Array.from({ length: quirk === "empty" && p === 0 ? 0 : pick([1, 3, 50, 300]) }, (_, j) => message(j)),
+        })),
+      }))
+      const transactional = rnd() < 0.7
+      const args: ProduceArgs = {
+        acks: pick([-1, 1]),
+        timeout: 30000,
+        ...(transactional ? { transactionalId: pick(["eddy.ns.egress.0-8", "tx#1"]), producerId: pick([Long.fromNumber(4007), Long.fromNumber(2 ** 40 + 3), 17]), producerEpoch: pick([0, 3, 32767]) } : {}),
+        ...(quirk === "compressed" ? { compression: 1 } : {}),
+        topicData,
+      }
+      const fast = await encoded(produceRequest, args)
+      const slow = await encoded(original, args)
+      if (typeof fast === "string" || typeof slow === "string" ? fast !== slow : !fast.equals(slow)) expect({ i, fast }).toEqual({ i, fast: slow })
+    }
+    // Both paths ran: most requests here, the compressed ones and those with odd records in kafkajs.
+    expect(produceEncodings.fast - before.fast).toBeGreaterThan(150)
+    expect(produceEncodings.kafkajs - before.kafkajs).toBeGreaterThan(20)
+  })
+
+  it("takes the fast path for the egress's requests", async () => {
+    vi.spyOn(Date, "now").mockReturnValue(1_765_000_000_456)
+    const messages = Array.from({ length: 500 }, (_, j) => ({ key: j % 2 === 0 ? null : Buffer.from(`k${j}`), value: Buffer.from(JSON.stringify({ k: j })), headers: { "eddy-id": `3:${j}` } }))
+    const args: ProduceArgs = { acks: -1, timeout: 30000, transactionalId: "eddy.ns.egress.0-8", producerId: Long.fromNumber(9), producerEpoch: 2, topicData: [{ topic: "out", partitions: [{ partition: 0, messages }, { partition: 3, messages: messages.slice(0, 7) }] }] }
+    const before = produceEncodings.fast
+    const fast = await encoded(produceRequest, args)
+    expect(produceEncodings.fast).toBe(before + 1)
+    const slow = await encoded(original, args)
+    expect(typeof fast).not.toBe("string")
+    expect(fast).toEqual(slow)
   })
 })
