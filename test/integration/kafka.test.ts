@@ -70,7 +70,7 @@ describe("Kafka (real broker)", () => {
       ])
       expect(created).toBe(true)
 
-      const plain = kafka.producer()
+      const plain = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
       await plain.connect()
       await plain.send({ topic: input, messages: [{ value: "a" }, { value: "b" }, { value: "c" }] })
       await plain.disconnect()
