@@ -17,7 +17,7 @@
  *   uncompressed and no message carries its own timestamp: each record's bytes as above, then the batch written once
  *   into a buffer of its exact size. Anything else goes to kafkajs's encoding of the whole request.
  *
- * test/unit/kafkajsEncoding.test.ts compares both against kafkajs's originals byte for byte. Loaded by
+ * test/unit/kafkajsEncoding.test.ts compares all three against kafkajs's originals byte for byte. Loaded by
  * kafkajsAbortFix.ts (imported everywhere before "kafkajs"): the modules must be replaced before kafkajs's producer
  * and produce request modules require them.
  */
@@ -198,7 +198,7 @@ export interface ProduceArgs {
     readonly partitions: ReadonlyArray<{ readonly partition: number; readonly firstSequence?: number; readonly messages: ReadonlyArray<MessageLike> }>
   }>
 }
-export interface ProduceRequest {
+interface ProduceRequest {
   readonly apiKey: number
   readonly apiVersion: number
   readonly apiName: string
@@ -256,6 +256,7 @@ const partitionEntry = (
     size += r.length
   }
   const buf = Buffer.allocUnsafe(ENTRY_HEADER + size)
+  // The batch: everything after its length field (partition 4, record set size 4, first offset 8, length 4).
   const batchLength = ENTRY_HEADER - 20 + size
   buf.writeInt32BE(partition, 0)
   buf.writeInt32BE(12 + batchLength, 4) // the record set: first offset, the batch's length, the batch
@@ -320,7 +321,7 @@ export const fastProduceRequest = (original: ProduceRequestFactory): ProduceRequ
 export const produceEncodings = { fast: 0, kafkajs: 0 }
 
 if (require.cache[recordPath]?.exports !== fastRecord) {
-  for (const d of [...dependents, requestPath, ...requestDependents]) {
+  for (const d of [...dependents, ...requestDependents]) {
     if (require.cache[d] !== undefined) throw new Error("assertion: kafkajs was loaded before runtime/cluster/kafkajsEncoding.ts; its produce encoding cannot be replaced")
   }
   replaceModule(recordPath, fastRecord)
