@@ -195,6 +195,8 @@ if (flags["child"] === "run") {
   // The Eddy process: counter app, Kafka in and out.
   const { Eddy } = await import("../runtime/index.ts")
   const { App, Sink, Source, Workflow } = await import("../workflows/index.ts")
+  // EDDY_BENCH_ALLOC=<file>[,<from s>,<for s>]: where the Eddy process's garbage comes from (bench/alloc.ts).
+  await (await import("./lib/allocProfile.ts")).startAllocProfileFromEnv()
   const input = String(flags["in"])
   const output = String(flags["out"])
   const bounded = flags["bounded"] === "1"

@@ -9,6 +9,7 @@
 // Prints "url <url>" once it listens; stops at the next epoch boundary on SIGTERM; SIGUSR2: "commits <n>".
 import { parseArgs } from "node:util"
 import { Eddy } from "eddy/runtime"
+import { startAllocProfileFromEnv } from "./allocProfile.ts"
 import { eddyAppFor, eddyRunOptions } from "./eddyApps.ts"
 import type { WorkloadConfig } from "./workloads.ts"
 
@@ -57,23 +58,4 @@ process.on("SIGTERM", () => {
 })
 process.stdout.write(`url ${await running.url!}\n`)
 
-const alloc = process.env["EDDY_BENCH_ALLOC"]
-if (alloc !== undefined) {
-  const [file, from = "3", seconds = "5"] = alloc.split(",")
-  const { Session } = await import("node:inspector/promises")
-  const { writeFileSync } = await import("node:fs")
-  const session = new Session()
-  session.connect()
-  setTimeout(() => {
-    // V8 keeps the samples of collected objects only when asked (a CDP option node's types do not list yet).
-    const sampling = { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }
-    void session.post("HeapProfiler.startSampling", sampling as { samplingInterval: number }).then(() =>
-      setTimeout(() => {
-        void session.post("HeapProfiler.stopSampling").then(({ profile }) => {
-          writeFileSync(file!, JSON.stringify(profile))
-          process.stderr.write(`[alloc] sampling heap profile written to ${file}\n`)
-        })
-      }, Number(seconds) * 1000),
-    )
-  }, Number(from) * 1000)
-}
+await startAllocProfileFromEnv()
