@@ -530,6 +530,8 @@ if (flags["child"] === "run") {
   const kcat = client === "kcat" ? await kcatPath() : ""
   const dists: ReadonlyArray<Dist> = flags["only"] === "zipf" ? ["zipf"] : flags["only"] === "uniform" ? ["uniform"] : ["uniform", "zipf"]
   console.log(`Kafka in → counter over ${fmt(keys)} keys → Kafka out; embedded, 1 partition, file log; ${inPartitions} topic partitions in and out; ${epochAtoms} offsets per split per epoch; medians over ${runs} runs [min–max]`)
+  const { hostLine } = await import("./lib/hostSpeed.ts")
+  console.log(hostLine("start"))
   // A broker fresh from start-up answers slower for its first minutes of load (presumably its JIT): --warmup N
   // (default 1) discards N drains and N live runs at 50% of each drain's rate (of --max if given) before measuring.
   const warmups = num("warmup", 1)
@@ -572,4 +574,5 @@ if (flags["child"] === "run") {
       )
     }
   }
+  console.log(hostLine("end"))
 }

@@ -33,6 +33,7 @@ import { readEndpoints } from "../runtime/config/Endpoints.ts"
 import { supervise } from "../runtime/cluster/supervisor.ts"
 import { startRestate } from "./restate/server.ts"
 import type { WorkloadConfig } from "./lib/workloads.ts"
+import { hostLine } from "./lib/hostSpeed.ts"
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -307,6 +308,7 @@ const med = (xs: number[]) => summary(xs).median
 
 const header = ["configuration", "system", "calls/s", ...(workloadName === "fib" ? ["invocations/s"] : []), "p50 ms", "p95 ms", "p99 ms", "CPU s / 1k ops, per process", "peak RSS MB, per process", "Eddy calls per epoch", "Eddy/Restate throughput", "Eddy/Restate p99", "check"]
 console.log(`\n${workloadName}: ${runs} runs per row, ${values.seconds} s measured after ${values.warmup} s warm-up; medians [min–max]; Eddy epoch-ms ${values["epoch-ms"]}, ${values["snapshot-every"] === undefined ? "snapshots every 100 epochs and at most every 5 s (Eddy's default)" : `snapshot every ${values["snapshot-every"]} epochs`}, ${values.checked ? "checked" : "unchecked"} mode\n`)
+console.log(hostLine("start"))
 console.log(`| ${header.join(" | ")} |`)
 console.log(`|${header.map(() => "---").join("|")}|`)
 for (const v of variants) {
@@ -343,3 +345,4 @@ for (const v of variants) {
     console.log(`| ${cells.join(" | ")} |`)
   }
 }
+console.log(hostLine("end"))

@@ -10,6 +10,7 @@ import { checkBank, type BankOp } from "../../bench/lib/bankCheck.ts"
 import { EddyInvoker } from "../../bench/lib/invokers.ts"
 import { closedLoop } from "../../bench/lib/loop.ts"
 import { KeyChooser, rng } from "../../bench/lib/random.ts"
+import { hostLine, hostProbeMs } from "../../bench/lib/hostSpeed.ts"
 import { kept, latencyTrend, searchSustained } from "../../bench/lib/sustainable.ts"
 import { makeWorkload } from "../../bench/lib/workloads.ts"
 import { percentile, percentiles, summary } from "../../bench/stats.ts"
@@ -193,5 +194,14 @@ describe("bank workload end to end", () => {
       await running.stop()
       removeDir(dir)
     }
+  })
+})
+
+describe("host probe", () => {
+  it("times a fixed workload and names the CPU, the probe and the load in one line", () => {
+    const ms = hostProbeMs()
+    expect(ms).toBeGreaterThan(0)
+    expect(Number.isFinite(ms)).toBe(true)
+    expect(hostLine("start")).toMatch(/^host \(start\): .+, \d+ CPUs; probe \d+\.\d ms \(lower is faster\); load average \d+\.\d\d$/)
   })
 })
