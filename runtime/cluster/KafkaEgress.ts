@@ -191,7 +191,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       await Promise.all([admin.connect(), ...producers.map((p) => p.connect())])
       const sinkTopics = new Map<string, number>()
       for (const s of options.sinks.values()) sinkTopics.set(s.topic, Math.max(sinkTopics.get(s.topic) ?? 1, s.partitions))
-      await createTopicsReady(admin, [
+      const ready = await createTopicsReady(admin, [
         {
           topic: markerTopic,
           numPartitions: 1,
@@ -202,8 +202,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         },
         ...[...sinkTopics].map(([topic, numPartitions]) => ({ topic, numPartitions })),
       ])
-      const meta = await admin.fetchTopicMetadata({ topics: [...sinkTopics.keys()] })
-      for (const t of meta.topics) topicPartitions.set(t.name, t.partitions.length)
+      for (const topic of sinkTopics.keys()) topicPartitions.set(topic, ready.partitions.get(topic)!)
       const described = await admin.describeConfigs({
         includeSynonyms: false,
         resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: markerTopic, configNames: ["cleanup.policy"] }],

@@ -8,7 +8,7 @@
  * "kafkajs" wherever kafkajs is imported (runtime/cluster/kafka.ts does).
  */
 import { createRequire } from "node:module"
-import { replaceModule } from "./kafkajsModules.ts"
+import { assertNotLoaded, replaceModule } from "./kafkajsModules.ts"
 // Also patches kafkajs's transactional producer (coordinator cache, partitions added ahead), its produce encoding
 // (same bytes, less work) and its record decoding (same records, less work); they must load before kafkajs's
 // producer and protocol modules, which every importer of this module guarantees.
@@ -50,7 +50,5 @@ export const filterAbortedMessages = ({ messages, abortedTransactions }: { messa
 const require = createRequire(import.meta.url)
 const target = require.resolve("kafkajs/src/consumer/filterAbortedMessages.js")
 const batch = require.resolve("kafkajs/src/consumer/batch.js")
-if (require.cache[batch] !== undefined && require.cache[target]?.exports !== filterAbortedMessages) {
-  throw new Error("assertion: kafkajs was loaded before runtime/cluster/kafkajsAbortFix.ts; its read_committed filter cannot be replaced")
-}
+if (require.cache[target]?.exports !== filterAbortedMessages) assertNotLoaded([batch], "kafkajsAbortFix.ts", "its read_committed filter cannot be replaced")
 if (require.cache[target] === undefined) replaceModule(target, filterAbortedMessages)

@@ -13,7 +13,7 @@
  * batch decoder requires it.
  */
 import { createRequire } from "node:module"
-import { replaceModule } from "./kafkajsModules.ts"
+import { assertNotLoaded, replaceModule } from "./kafkajsModules.ts"
 
 const require = createRequire(import.meta.url)
 
@@ -145,6 +145,6 @@ export const fastRecordDecoder: RecordDecoder = (decoder, batchContext = {}) => 
 }
 
 if (require.cache[recordPath]?.exports !== fastRecordDecoder) {
-  if (require.cache[dependent] !== undefined) throw new Error("assertion: kafkajs was loaded before runtime/cluster/kafkajsDecoding.ts; its record decoding cannot be replaced")
+  assertNotLoaded([dependent], "kafkajsDecoding.ts", "its record decoding cannot be replaced")
   replaceModule(recordPath, fastRecordDecoder)
 }

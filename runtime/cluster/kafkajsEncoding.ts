@@ -22,7 +22,7 @@
  * and produce request modules require them.
  */
 import { createRequire } from "node:module"
-import { replaceModule } from "./kafkajsModules.ts"
+import { assertNotLoaded, replaceModule } from "./kafkajsModules.ts"
 
 const require = createRequire(import.meta.url)
 
@@ -321,9 +321,7 @@ export const fastProduceRequest = (original: ProduceRequestFactory): ProduceRequ
 export const produceEncodings = { fast: 0, kafkajs: 0 }
 
 if (require.cache[recordPath]?.exports !== fastRecord) {
-  for (const d of [...dependents, ...requestDependents]) {
-    if (require.cache[d] !== undefined) throw new Error("assertion: kafkajs was loaded before runtime/cluster/kafkajsEncoding.ts; its produce encoding cannot be replaced")
-  }
+  assertNotLoaded([...dependents, ...requestDependents], "kafkajsEncoding.ts", "its produce encoding cannot be replaced")
   replaceModule(recordPath, fastRecord)
   replaceModule(groupPath, fastGroupMessagesPerPartition)
   // Loaded after the record module's replacement, so kafkajs's own path (the fallback) uses it too.

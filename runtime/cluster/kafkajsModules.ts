@@ -1,10 +1,20 @@
 /**
- * How Eddy's kafkajs patches (kafkajsAbortFix.ts, kafkajsEncoding.ts, kafkajsDecoding.ts) take the place of a kafkajs
- * module: its entry in require's cache, set before the kafkajs modules that require it are loaded.
+ * How Eddy's kafkajs patches (kafkajsAbortFix.ts, kafkajsEncoding.ts, kafkajsDecoding.ts, kafkajsTransactions.ts) take
+ * the place of a kafkajs module: its entry in require's cache, set before the kafkajs modules that require it are loaded.
  */
 import { createRequire, Module } from "node:module"
 
 const require = createRequire(import.meta.url)
+
+/**
+ * Throws if one of `dependents` (kafkajs modules that require the one being patched, or the patched module itself) is
+ * loaded already: a patch must load before them, or kafkajs would keep the original.
+ */
+export const assertNotLoaded = (dependents: ReadonlyArray<string>, patch: string, consequence: string): void => {
+  for (const d of dependents) {
+    if (require.cache[d] !== undefined) throw new Error(`assertion: kafkajs was loaded before runtime/cluster/${patch}; ${consequence}`)
+  }
+}
 
 /** Makes `require(path)` return `exports` from now on (kafkajs's modules are CommonJS). */
 export const replaceModule = (path: string, exports: unknown): void => {

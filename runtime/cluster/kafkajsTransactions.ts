@@ -21,6 +21,7 @@
  * wrapped before kafkajs's producer module requires it.
  */
 import { createRequire } from "node:module"
+import { assertNotLoaded } from "./kafkajsModules.ts"
 
 const require = createRequire(import.meta.url)
 
@@ -104,9 +105,7 @@ let created: EosManager | undefined
 {
   const factory = require(eosPath) as EosFactory
   if (factory.__eddyWrapped !== true) {
-    if (require.cache[producerPath] !== undefined) {
-      throw new Error("assertion: kafkajs was loaded before runtime/cluster/kafkajsTransactions.ts; its transaction manager cannot be wrapped")
-    }
+    assertNotLoaded([producerPath], "kafkajsTransactions.ts", "its transaction manager cannot be wrapped")
     const wrapped: EosFactory = (options) => {
       const m = factory(options)
       if (options.transactional === true) created = m

@@ -64,7 +64,7 @@ describe("Kafka (real broker)", () => {
     const admin = kafka.admin()
     await admin.connect()
     try {
-      const created = await createTopicsReady(admin, [
+      const { created } = await createTopicsReady(admin, [
         { topic: input, numPartitions: 1, replicationFactor: 1 },
         { topic: output, numPartitions: 2, replicationFactor: 1 },
       ])
