@@ -1,0 +1,134 @@
+/**
+ * Fetch requests without a kafkajs consumer: the ingress assigns partitions itself and keeps its positions in the
+ * epoch records, so it needs no consumer group, only kafkajs's connections, metadata and Fetch protocol. kafkajs
+ * exposes those only inside its consumer, so this module reaches its cluster through the Kafka client's private
+ * factory (kafkajs 2.2; the same configuration — brokers, TLS, SASL, socket factory — as the client's own
+ * consumers) and types the few calls it makes. Records come out of kafkajs's decoder (ours, kafkajsDecoding.ts) and
+ * are filtered here as its consumer would: below the fetched offset, aborted (kafkajsAbortFix.ts's filter), control.
+ */
+import type { Kafka } from "kafkajs"
+import { filterAbortedMessages } from "./kafkajsAbortFix.ts"
+
+/** A record as kafkajs's fetch response decodes it (offsets and timestamps as decimal strings). */
+export interface FetchedMessage {
+  readonly offset: string
+  readonly timestamp: string
+  readonly key: Buffer | null
+  readonly value: Buffer | null
+  readonly headers?: Readonly<Record<string, Buffer | string | ReadonlyArray<Buffer | string> | undefined>>
+  readonly isControlRecord?: boolean
+  readonly batchContext: { readonly producerId: string; readonly inTransaction: boolean; readonly firstOffset?: string; readonly lastOffsetDelta?: number }
+}
+
+export interface FetchedPartition {
+  readonly partition: number
+  readonly highWatermark: string
+  readonly abortedTransactions?: ReadonlyArray<{ readonly producerId: string; readonly firstOffset: string }>
+  readonly messages: ReadonlyArray<FetchedMessage>
+}
+
+interface FetchResponse {
+  readonly responses: ReadonlyArray<{ readonly topicName: string; readonly partitions: ReadonlyArray<FetchedPartition> }>
+}
+
+interface Broker {
+  fetch(request: {
+    readonly isolationLevel: number
+    readonly maxWaitTime: number
+    readonly minBytes: number
+    readonly maxBytes: number
+    readonly topics: ReadonlyArray<{ readonly topic: string; readonly partitions: ReadonlyArray<{ readonly partition: number; readonly fetchOffset: string; readonly maxBytes: number }> }>
+  }): Promise<FetchResponse>
+}
+
+interface Cluster {
+  connect(): Promise<void>
+  disconnect(): Promise<void>
+  addTargetTopic(topic: string): Promise<void>
+  refreshMetadata(): Promise<void>
+  findLeaderForPartitions(topic: string, partitions: ReadonlyArray<number>): Record<string, ReadonlyArray<number>>
+  findBroker(query: { readonly nodeId: string }): Promise<Broker>
+}
+
+type ClusterFactory = (options: { readonly metadataMaxAge: number; readonly allowAutoTopicCreation: boolean; readonly isolationLevel: number }) => Cluster
+
+const READ_COMMITTED = 1
+
+const clusterFactory = (kafka: Kafka): ClusterFactory => {
+  const key = Object.getOwnPropertySymbols(kafka).find((s) => s.description === "private:Kafka:createCluster")
+  const factory: unknown = key === undefined ? undefined : (kafka as unknown as Record<symbol, unknown>)[key]
+  if (typeof factory !== "function") throw new Error("assertion: kafkajs's Kafka client has no private cluster factory (runtime/cluster/kafkajsFetch.ts is written for kafkajs 2.2)")
+  return factory as ClusterFactory
+}
+
+export interface FetchRequest {
+  readonly topic: string
+  readonly partitions: ReadonlyArray<{ readonly partition: number; readonly fetchOffset: number }>
+  readonly maxWaitMs: number
+  readonly maxBytesPerPartition: number
+}
+
+/** Connections to the brokers that lead a topic's partitions, and read_committed Fetch requests to them. */
+export interface FetchClient {
+  /** The partitions' leaders from the metadata held (refreshed by `refresh`): node id → partitions. */
+  leaders(topic: string, partitions: ReadonlyArray<number>): ReadonlyMap<string, ReadonlyArray<number>>
+  /** One Fetch to one broker; throws kafkajs's errors (a partition's error code fails the whole request). */
+  fetch(nodeId: string, request: FetchRequest): Promise<ReadonlyArray<FetchedPartition>>
+  refresh(): Promise<void>
+  disconnect(): Promise<void>
+}
+
+export const openFetchClient = async (kafka: Kafka, topic: string): Promise<FetchClient> => {
+  const cluster = clusterFactory(kafka)({ metadataMaxAge: 300_000, allowAutoTopicCreation: false, isolationLevel: READ_COMMITTED })
+  await cluster.connect()
+  await cluster.addTargetTopic(topic)
+  return {
+    leaders: (t, partitions) => new Map(Object.entries(cluster.findLeaderForPartitions(t, partitions))),
+    fetch: async (nodeId, r) => {
+      const broker = await cluster.findBroker({ nodeId })
+      const response = await broker.fetch({
+        isolationLevel: READ_COMMITTED,
+        maxWaitTime: r.maxWaitMs,
+        minBytes: 1,
+        maxBytes: r.maxBytesPerPartition * Math.max(2, r.partitions.length),
+        topics: [{ topic: r.topic, partitions: r.partitions.map((p) => ({ partition: p.partition, fetchOffset: String(p.fetchOffset), maxBytes: r.maxBytesPerPartition })) }],
+      })
+      return response.responses.find((t) => t.topicName === r.topic)?.partitions ?? []
+    },
+    refresh: () => cluster.refreshMetadata(),
+    disconnect: () => cluster.disconnect(),
+  }
+}
+
+/** A partition's fetched records as a reader sees them, and the offset to fetch from next. */
+export interface TakenRecords {
+  readonly messages: ReadonlyArray<FetchedMessage>
+  /** Every offset below this was fetched (records, control records, aborted ones); `from` when nothing came. */
+  readonly next: number
+}
+
+/** The last offset of the record batch `m` came in: compaction can leave a batch's last offsets without records. */
+const batchEnd = (m: FetchedMessage): number => {
+  const { firstOffset, lastOffsetDelta } = m.batchContext
+  const own = Number(m.offset)
+  return firstOffset === undefined || lastOffsetDelta === undefined ? own : Math.max(own, Number(firstOffset) + lastOffsetDelta)
+}
+
+/**
+ * What a read_committed reader takes from one partition of a Fetch response asked from `from`: records at or after
+ * it (a response starts at the first record of the batch holding `from`), without aborted transactions' records and
+ * control records. The position moves past the last batch returned (kafkajs drops a batch the response cut short),
+ * so a commit marker or compacted records at its end are not asked for again.
+ */
+export const takeRecords = (p: FetchedPartition, from: number): TakenRecords => {
+  const all = p.messages
+  if (all.length === 0) return { messages: [], next: from }
+  const next = Math.max(from, batchEnd(all[all.length - 1]!) + 1)
+  let first = 0
+  while (first < all.length && Number(all[first]!.offset) < from) first++
+  if (first === all.length) return { messages: [], next }
+  const within = first === 0 ? all : all.slice(first)
+  const kept = filterAbortedMessages({ messages: within as FetchedMessage[], abortedTransactions: p.abortedTransactions ?? [] }) as FetchedMessage[]
+  const messages = kept.some((m) => m.isControlRecord === true) ? kept.filter((m) => m.isControlRecord !== true) : kept
+  return { messages, next }
+}
