@@ -150,7 +150,6 @@ export const makeKafkaLog = (options: KafkaLogOptions) =>
       appendDurable: write,
       readAll: kafkaTry(`reading ${topics.wal} and ${topics.control}`, () =>
         readTopics(kafka, admin, topics, {
-          app: options.app,
           maxFetchBytes: maxRecordBytes + 64 * 1024,
           timeoutMs: options.readTimeoutMs ?? 60_000,
         }),

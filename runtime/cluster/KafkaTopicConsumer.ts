@@ -18,7 +18,7 @@
 import "./kafkajsAbortFix.ts"
 import type { Admin, Kafka } from "kafkajs"
 import type { KafkaRecord } from "../../workflows/kafka.ts"
-import { openFetchClient, takeRecords, type FetchClient, type FetchedMessage } from "./kafkajsFetch.ts"
+import { openFetchClient, takeRecords, type FetchClient, type FetchedMessage, type FetchedPartition } from "./kafkajsFetch.ts"
 import { isUnreachable, reasonOf } from "./kafkaReasons.ts"
 
 export class KafkaIngressError extends Error {
@@ -113,7 +113,7 @@ interface Asked {
 /** A Fetch in flight: the positions it asked from, and its answer. */
 interface Round {
   readonly asked: ReadonlyArray<Asked>
-  readonly answer: Promise<Awaited<ReturnType<FetchClient["fetch"]>>>
+  readonly answer: Promise<ReadonlyArray<FetchedPartition>>
 }
 
 class TopicConsumer {
@@ -182,7 +182,7 @@ class TopicConsumer {
       starts.set(partition, { end, position })
     }
     if ([...this.slots.values()].some((s) => s.active)) {
-      this.client = await openFetchClient(this.kafka, topic)
+      this.client = await openFetchClient(this.kafka, [topic])
       this.running = this.run(this.client)
     }
     for (const [partition, start] of starts) this.slots.get(partition)!.joining.resolve(start)
@@ -279,7 +279,8 @@ class TopicConsumer {
   }
 
   private send(client: FetchClient, nodeId: string, asked: ReadonlyArray<Asked>): Round {
-    return { asked, answer: client.fetch(nodeId, { topic: this.topic, partitions: asked, maxWaitMs: MAX_WAIT_MS, maxBytesPerPartition: MAX_BYTES_PER_PARTITION }) }
+    const answer = client.fetch(nodeId, { topics: [{ topic: this.topic, partitions: asked }], maxWaitMs: MAX_WAIT_MS, maxBytesPerPartition: MAX_BYTES_PER_PARTITION })
+    return { asked, answer: answer.then((topics) => topics.find((t) => t.topic === this.topic)?.partitions ?? []) }
   }
 
   private async loop(client: FetchClient, nodeId: string, partitions: ReadonlyArray<number>, stop: { now: boolean }): Promise<void> {

@@ -62,38 +62,43 @@ const clusterFactory = (kafka: Kafka): ClusterFactory => {
 }
 
 export interface FetchRequest {
-  readonly topic: string
-  readonly partitions: ReadonlyArray<{ readonly partition: number; readonly fetchOffset: number }>
+  readonly topics: ReadonlyArray<{ readonly topic: string; readonly partitions: ReadonlyArray<{ readonly partition: number; readonly fetchOffset: number }> }>
   readonly maxWaitMs: number
   readonly maxBytesPerPartition: number
 }
 
-/** Connections to the brokers that lead a topic's partitions, and read_committed Fetch requests to them. */
+export interface FetchedTopic {
+  readonly topic: string
+  readonly partitions: ReadonlyArray<FetchedPartition>
+}
+
+/** Connections to the brokers that lead some topics' partitions, and read_committed Fetch requests to them. */
 export interface FetchClient {
   /** The partitions' leaders from the metadata held (refreshed by `refresh`): node id → partitions. */
   leaders(topic: string, partitions: ReadonlyArray<number>): ReadonlyMap<string, ReadonlyArray<number>>
   /** One Fetch to one broker; throws kafkajs's errors (a partition's error code fails the whole request). */
-  fetch(nodeId: string, request: FetchRequest): Promise<ReadonlyArray<FetchedPartition>>
+  fetch(nodeId: string, request: FetchRequest): Promise<ReadonlyArray<FetchedTopic>>
   refresh(): Promise<void>
   disconnect(): Promise<void>
 }
 
-export const openFetchClient = async (kafka: Kafka, topic: string): Promise<FetchClient> => {
+export const openFetchClient = async (kafka: Kafka, topics: ReadonlyArray<string>): Promise<FetchClient> => {
   const cluster = clusterFactory(kafka)({ metadataMaxAge: 300_000, allowAutoTopicCreation: false, isolationLevel: READ_COMMITTED })
   await cluster.connect()
-  await cluster.addTargetTopic(topic)
+  for (const topic of topics) await cluster.addTargetTopic(topic)
   return {
-    leaders: (t, partitions) => new Map(Object.entries(cluster.findLeaderForPartitions(t, partitions))),
+    leaders: (topic, partitions) => new Map(Object.entries(cluster.findLeaderForPartitions(topic, partitions))),
     fetch: async (nodeId, r) => {
       const broker = await cluster.findBroker({ nodeId })
+      const count = r.topics.reduce((n, t) => n + t.partitions.length, 0)
       const response = await broker.fetch({
         isolationLevel: READ_COMMITTED,
         maxWaitTime: r.maxWaitMs,
         minBytes: 1,
-        maxBytes: r.maxBytesPerPartition * Math.max(2, r.partitions.length),
-        topics: [{ topic: r.topic, partitions: r.partitions.map((p) => ({ partition: p.partition, fetchOffset: String(p.fetchOffset), maxBytes: r.maxBytesPerPartition })) }],
+        maxBytes: r.maxBytesPerPartition * Math.max(2, count),
+        topics: r.topics.map((t) => ({ topic: t.topic, partitions: t.partitions.map((p) => ({ partition: p.partition, fetchOffset: String(p.fetchOffset), maxBytes: r.maxBytesPerPartition })) })),
       })
-      return response.responses.find((t) => t.topicName === r.topic)?.partitions ?? []
+      return response.responses.map((t) => ({ topic: t.topicName, partitions: t.partitions }))
     },
     refresh: () => cluster.refreshMetadata(),
     disconnect: () => cluster.disconnect(),
