@@ -1,7 +1,7 @@
 /**
  * Kafka ingress: a Source.kafka split is one partition of its topic, and its position is the next offset to read.
- * The splits of a topic opened together share one kafkajs consumer (KafkaTopicConsumer.ts), seeked per partition to
- * the logged positions. Records are read with isolation read_committed.
+ * The splits of a topic opened together share one fetch loop (KafkaTopicConsumer.ts; no consumer group), which asks
+ * for each partition from its logged position. Records are read with isolation read_committed.
  *
  * Epoch cuts are by offsets, so a replay reads exactly what the original epoch read: an epoch's budget B admits the
  * records at offsets [p, p+B). While the split is behind the end offset found when it was opened (the last stable
