@@ -186,13 +186,13 @@ class TopicConsumer {
     }
     if ([...this.slots.values()].some((s) => s.active)) {
       this.client = await openFetchClient(this.kafka, [topic])
-      this.running = this.run(this.client)
+      this.running = this.run()
     }
     for (const [partition, start] of starts) this.slots.get(partition)!.joining.resolve(start)
   }
 
   /** Fetch loops, one per leading broker, restarted (after a pause) when a retriable failure ends one. */
-  private async run(client: FetchClient): Promise<void> {
+  private async run(): Promise<void> {
     let failingSince: number | undefined
     let backoff = 100
     while (!this.closed) {
@@ -201,6 +201,7 @@ class TopicConsumer {
       const answeredBefore = this.answered
       let failure: unknown
       try {
+        const client = (this.client ??= await openFetchClient(this.kafka, [this.topic]))
         const leaders = client.leaders(this.topic, live)
         const led = [...leaders.values()].reduce((n, ps) => n + ps.length, 0)
         if (led < live.length) throw Object.assign(new Error(`no leader known for ${live.length - led} of partitions ${live.join(", ")} of ${this.topic}`), { retriable: true })
@@ -242,8 +243,13 @@ class TopicConsumer {
       }
       await new Promise((r) => setTimeout(r, backoff))
       backoff = Math.min(2_000, backoff * 2)
-      // A leader that moved needs fresh metadata; a broker that is away is reconnected by the next Fetch.
-      if (!isUnreachable(failure)) await client.refresh().catch(() => undefined)
+      // A leader that moved needs fresh metadata. A broker that is away gets fresh connections: kafkajs's pool, asked
+      // again and again while it is down, piles listeners on its dead sockets (Node's MaxListenersExceededWarning).
+      if (!isUnreachable(failure)) await this.client?.refresh().catch(() => undefined)
+      else {
+        await this.client?.disconnect().catch(() => undefined)
+        this.client = undefined
+      }
     }
   }
 

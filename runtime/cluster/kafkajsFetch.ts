@@ -84,8 +84,13 @@ export interface FetchClient {
 
 export const openFetchClient = async (kafka: Kafka, topics: ReadonlyArray<string>): Promise<FetchClient> => {
   const cluster = clusterFactory(kafka)({ metadataMaxAge: 300_000, allowAutoTopicCreation: false, isolationLevel: READ_COMMITTED })
-  await cluster.connect()
-  for (const topic of topics) await cluster.addTargetTopic(topic)
+  try {
+    await cluster.connect()
+    for (const topic of topics) await cluster.addTargetTopic(topic)
+  } catch (cause) {
+    await cluster.disconnect().catch(() => undefined)
+    throw cause
+  }
   return {
     leaders: (topic, partitions) => new Map(Object.entries(cluster.findLeaderForPartitions(topic, partitions))),
     fetch: async (nodeId, r) => {
