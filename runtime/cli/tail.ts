@@ -1,6 +1,7 @@
 import "../cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
 import { readEndpoints } from "../config/Endpoints.ts"
+import { ConsumerPool } from "../cluster/KafkaTopicConsumer.ts"
 import { progressLine } from "./progress.ts"
 
 /**
@@ -28,39 +29,53 @@ export const tailCommand = async (topic: string, flags: Record<string, string | 
     await admin.disconnect()
     throw new Error(`Kafka at ${brokers.join(",")} has no topic '${topic}'`)
   }
-  const consumer = kafka.consumer({ groupId: `eddy-tail-${process.pid}-${Date.now()}`, readUncommitted: false })
-  const positions = new Map<number, number>()
+  const offsets = await admin.fetchTopicOffsets(topic).catch(async (err: unknown) => {
+    await admin.disconnect()
+    throw err
+  })
+  const positions = new Map<number, number>(offsets.map((o) => [o.partition, Number(from === "earliest" ? o.low : o.high)]))
   let records = 0
   let lag = 0
   const refreshLag = async () => {
-    const offsets = await admin.fetchTopicOffsets(topic).catch(() => undefined)
-    if (offsets === undefined) return
+    const now = await admin.fetchTopicOffsets(topic).catch(() => undefined)
+    if (now === undefined) return
     lag = 0
-    for (const o of offsets) lag += Math.max(0, Number(o.high) - (positions.get(o.partition) ?? Number(from === "earliest" ? o.low : o.high)))
+    for (const o of now) lag += Math.max(0, Number(o.high) - (positions.get(o.partition) ?? 0))
   }
   const progress = progressLine(() => `eddy tail ${topic}: ${records} records · lag ${lag}`)
   const lagTimer = setInterval(() => void refreshLag(), 1000)
   let lastRecord = Date.now()
+  let failure: Error | undefined
   let stop: () => void = () => undefined
   const stopped = new Promise<void>((resolve) => (stop = resolve))
   const onSignal = () => stop()
   process.once("SIGINT", onSignal)
   process.once("SIGTERM", onSignal)
   const idleTimer = idleMs === undefined ? undefined : setInterval(() => Date.now() - lastRecord > idleMs && stop(), Math.min(idleMs, 200))
-  try {
-    await consumer.connect()
-    await consumer.subscribe({ topic, fromBeginning: from === "earliest" })
-    await consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ partition, message }) => {
-        if (limit !== undefined && records >= limit) return
-        process.stdout.write((message.value?.toString("utf8") ?? "null") + "\n")
-        records++
-        lastRecord = Date.now()
-        positions.set(partition, Number(message.offset) + 1)
+  // The ingress's fetch loop (no consumer group to form, nothing left behind), one split per partition.
+  const pool = new ConsumerPool(kafka, { brokers })
+  const members = offsets.map((o) =>
+    pool.join({ topic, partition: o.partition, partitions: offsets.length, bounded: false, splitId: `tail:${o.partition}` }, positions.get(o.partition)!, {
+      records: (batch) => {
+        for (const r of batch) {
+          if (limit !== undefined && records >= limit) break
+          process.stdout.write((r.value === null ? "null" : Buffer.from(r.value).toString("utf8")) + "\n")
+          records++
+          lastRecord = Date.now()
+          positions.set(r.partition, r.offset + 1)
+        }
         if (limit !== undefined && records >= limit) stop()
       },
-    })
+      fetchedTo: (offset) => void positions.set(o.partition, offset),
+      failed: (error) => {
+        failure = error
+        stop()
+      },
+    }),
+  )
+  try {
+    const started = await Promise.all(members.map((m) => m.started))
+    process.stderr.write(`eddy tail ${topic}: reading from ${from} (${started.map((s, i) => `partition ${offsets[i]!.partition} at ${s.position}`).join(", ")})\n`)
     await stopped
   } finally {
     clearInterval(lagTimer)
@@ -69,8 +84,9 @@ export const tailCommand = async (topic: string, flags: Record<string, string | 
     process.off("SIGTERM", onSignal)
     await refreshLag()
     progress.done()
-    await consumer.disconnect().catch(() => undefined)
+    await Promise.all(members.map((m) => m.leave().catch(() => undefined)))
     await admin.disconnect().catch(() => undefined)
   }
+  if (failure !== undefined) throw failure
   return 0
 }
