@@ -20,8 +20,11 @@ lowerThisThreadPriority()
 let current: Array<Uint8Array | StateDelta> = []
 let sealed: Array<Uint8Array | StateDelta> | undefined
 
-port.on("message", (m: ToFolder) => {
+const handle = (m: ToFolder): void => {
   switch (m.t) {
+    case "adds":
+      for (const a of m.adds) handle(a)
+      break
     case "add":
       current.push(m.payload)
       break
@@ -58,4 +61,6 @@ port.on("message", (m: ToFolder) => {
       sealed = undefined
       break
   }
-})
+}
+
+port.on("message", handle)
