@@ -289,7 +289,10 @@ class TopicConsumer {
 
   private send(client: FetchClient, nodeId: string, asked: ReadonlyArray<Asked>): Round {
     const answer = client.fetch(nodeId, { topics: [{ topic: this.topic, partitions: asked }], maxWaitMs: MAX_WAIT_MS, maxBytesPerPartition: MAX_BYTES_PER_PARTITION })
-    return { asked, answer: answer.then((topics) => topics.find((t) => t.topic === this.topic)?.partitions ?? []) }
+    const partitions = answer.then((topics) => topics.find((t) => t.topic === this.topic)?.partitions ?? [])
+    // A loop that ends by a throw leaves its next Fetch unawaited: its failure must not become an unhandled rejection.
+    partitions.catch(() => undefined)
+    return { asked, answer: partitions }
   }
 
   private async loop(client: FetchClient, nodeId: string, partitions: ReadonlyArray<number>, stop: { now: boolean }): Promise<void> {
