@@ -73,10 +73,13 @@ export type ToFolder =
   | { readonly t: "add"; readonly payload: Uint8Array }
   | { readonly t: "add-state"; readonly state: StateDelta }
   /** Several adds in one message (in order): one wake-up of the thread for many epochs. */
-  | { readonly t: "adds"; readonly adds: ReadonlyArray<ToFolder & { readonly t: "add" | "add-state" }> }
+  | { readonly t: "adds"; readonly adds: ReadonlyArray<FolderAdd> }
   | { readonly t: "seal" }
   | { readonly t: "build"; readonly id: number; readonly folds: ReadonlyArray<readonly [number, Chain]>; readonly blobs: ReadonlyArray<readonly [string, Uint8Array]>; readonly packBytes: number }
   | { readonly t: "settle"; readonly uploaded: boolean }
+
+/** One committed epoch's changes, as the thread is given them. */
+type FolderAdd = ToFolder & { readonly t: "add" | "add-state" }
 
 /** Messages from it. */
 export type FromFolder = { readonly t: "built"; readonly id: number; readonly packs: ReadonlyArray<BuiltPack> } | { readonly t: "failed"; readonly id: number; readonly message: string }
@@ -111,10 +114,10 @@ export const threadFolder = (): ThreadFolder => {
   let broken: Error | undefined
   let restarts = 0
   /** Mirrors of the thread's lists: the adds not sealed yet, and the sealed part's (undefined: none sealed). */
-  let current: ToFolder[] = []
-  let sealed: ToFolder[] | undefined
+  let current: FolderAdd[] = []
+  let sealed: FolderAdd[] | undefined
   /** The tail of `current` not posted to the running thread yet. */
-  let unposted: Array<ToFolder & { readonly t: "add" | "add-state" }> = []
+  let unposted: FolderAdd[] = []
   /** Every message to a running thread goes after the adds held back. */
   const post = (w: Worker, m?: ToFolder) => {
     if (unposted.length > 0) {
@@ -156,10 +159,10 @@ export const threadFolder = (): ThreadFolder => {
     // A new thread starts from what the last one held.
     unposted = []
     if (sealed !== undefined) {
-      w.postMessage({ t: "adds", adds: sealed as typeof unposted } satisfies ToFolder)
+      w.postMessage({ t: "adds", adds: sealed } satisfies ToFolder)
       w.postMessage({ t: "seal" } satisfies ToFolder)
     }
-    w.postMessage({ t: "adds", adds: current as typeof unposted } satisfies ToFolder)
+    w.postMessage({ t: "adds", adds: current } satisfies ToFolder)
     return w
   }
   const running = (): Worker | undefined => (broken === undefined ? (worker ??= start()) : undefined)
