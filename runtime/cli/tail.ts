@@ -29,10 +29,13 @@ export const tailCommand = async (topic: string, flags: Record<string, string | 
     await admin.disconnect()
     throw new Error(`Kafka at ${brokers.join(",")} has no topic '${topic}'`)
   }
-  const offsets = await admin.fetchTopicOffsets(topic).catch(async (err: unknown) => {
-    await admin.disconnect()
-    throw err
-  })
+  // In partition order (the broker's answer need not be): the start line lists them so.
+  const offsets = (
+    await admin.fetchTopicOffsets(topic).catch(async (err: unknown) => {
+      await admin.disconnect()
+      throw err
+    })
+  ).sort((a, b) => a.partition - b.partition)
   const positions = new Map<number, number>(offsets.map((o) => [o.partition, Number(from === "earliest" ? o.low : o.high)]))
   let records = 0
   let lag = 0
