@@ -1,7 +1,7 @@
 // The main thread's long tasks in a V8 .cpuprofile (node --cpu-prof): stretches of consecutive busy samples (not
 // "(idle)") longer than --min ms, their length distribution, and the functions most of their time is spent in
 // (inclusive), so the tasks that keep I/O completions (a log fsync's, a socket's) waiting can be named.
-//   node --import tsx bench/longtasks.ts <file.cpuprofile> [--min 3] [--from 3] [--top 30]
+//   node --import tsx bench/longtasks.ts <file.cpuprofile> [--min 3] [--from 3] [--to S] [--top 30]
 import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import type { Profile, ProfileNode } from "./lib/cpuProfile.ts"
@@ -9,7 +9,7 @@ import type { Profile, ProfileNode } from "./lib/cpuProfile.ts"
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { min: { type: "string", default: "3" }, from: { type: "string", default: "3" }, top: { type: "string", default: "30" } },
+  options: { min: { type: "string", default: "3" }, from: { type: "string", default: "3" }, to: { type: "string" }, top: { type: "string", default: "30" } },
 })
 const profile = JSON.parse(readFileSync(positionals[0]!, "utf8")) as Profile
 const byId = new Map(profile.nodes.map((n) => [n.id, n]))
@@ -28,6 +28,7 @@ const stackOf = (id: number): string[] => {
 
 const minUs = Number(values.min) * 1000
 const from = Number(values.from) * 1e6
+const to = values.to === undefined ? Infinity : Number(values.to) * 1e6
 let at = 0
 let stretch: Array<{ id: number; dt: number }> = []
 const lengths: number[] = []
@@ -47,6 +48,7 @@ for (let i = 0; i < profile.samples.length; i++) {
   const dt = profile.timeDeltas[i + 1] ?? 0
   at += profile.timeDeltas[i] ?? 0
   if (at < from) continue
+  if (at > to) break
   const n = byId.get(profile.samples[i]!)!
   if (n.callFrame.functionName === "(idle)") flush()
   else {
@@ -57,7 +59,7 @@ for (let i = 0; i < profile.samples.length; i++) {
 flush()
 lengths.sort((a, b) => a - b)
 const q = (p: number) => ((lengths[Math.min(lengths.length - 1, Math.floor((p / 100) * lengths.length))] ?? 0) / 1000).toFixed(1)
-const seconds = (at - from) / 1e6
+const seconds = (Math.min(at, to) - from) / 1e6
 console.log(
   `${seconds.toFixed(1)} s; busy ${(busyTotal / 1e6).toFixed(2)} s; ${lengths.length} tasks ≥ ${values.min} ms (${(lengths.length / seconds).toFixed(0)}/s) holding ${(longTotal / 1e6).toFixed(2)} s; length p50 ${q(50)} p90 ${q(90)} p99 ${q(99)} max ${q(100)} ms`,
 )
