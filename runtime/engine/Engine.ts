@@ -560,7 +560,9 @@ export const runEngine = (plan: Plan, options: EngineOptions) =>
         if (host.coordinator && opened && finishedAt === undefined && now - epochStarted > liveness) {
           return yield* Effect.fail(new LivenessError({ message: `epoch ${coord.epoch} did not commit within ${liveness} ms: a partition is gone or cut off; restarting from the last committed epoch` }))
         }
-        if (!host.coordinator && now - lastHeard > liveness) {
+        // Also the coordinator's own process once it decided to stop: its partitions must still hear every
+        // COMMITTED and publish through the last epoch, and silence then is as much a fault as anywhere else.
+        if ((!host.coordinator || (finishedAt !== undefined && hosted.length > 0)) && now - lastHeard > liveness) {
           return yield* Effect.fail(new LivenessError({ message: `no word from the coordinator or other partitions for ${liveness} ms; restarting from the last committed epoch` }))
         }
       }

@@ -579,11 +579,18 @@ export class PartitionCore {
     return reply === undefined ? { ...m, node } : { ...m, node, reply }
   }
 
+  /**
+   * COMMITTED(e) is cumulative: the coordinator commits epochs in order, so every epoch up to e is committed. An
+   * earlier epoch still held here lost its COMMITTED on the way; it is published now, before e, never skipped.
+   */
   private onCommitted(env: Committed): void {
-    const egress = this.uncommitted.get(env.e)
-    if (egress === undefined) return
-    this.uncommitted.delete(env.e)
-    this.out.push({ o: "publish", e: env.e, egress })
+    if (this.uncommitted.size === 0) return
+    const due = [...this.uncommitted.keys()].filter((e) => e <= env.e).sort((a, b) => a - b)
+    for (const e of due) {
+      const egress = this.uncommitted.get(e)!
+      this.uncommitted.delete(e)
+      this.out.push({ o: "publish", e, egress })
+    }
   }
 
   /** Messages waiting in queues: after an epoch, the in-transit messages. */

@@ -1,0 +1,156 @@
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { Layer } from "effect"
+import { afterAll, describe, expect, it } from "vitest"
+import { AppArgs } from "../../workflows/index.ts"
+import { DirectoryBlobStore } from "../../runtime/embedded/DirectoryBlobStore.ts"
+import { FileLog } from "../../runtime/embedded/FileLog.ts"
+import { committedState, run, start, type RunOptions } from "../../runtime/index.ts"
+import collatz from "../apps/collatz.ts"
+import { removeDir, seeded, tempDir } from "../helpers.ts"
+import { seedOf } from "./crashLoop.ts"
+import { simulatedNetwork, type NetworkFaults } from "./simulatedNetwork.ts"
+
+// The cyclic workflow on 4 partitions, its envelopes delivered by a seeded network schedule (simulatedNetwork.ts):
+// lanes of different pairs interleave at random and envelopes are held for a few ms, and, in the second test, an
+// envelope is lost and the run fails with the transport, to be restarted from its data directory. Either way the run
+// must end with exactly the sink output and committed state of the run on the in-process FIFO.
+const P = 4
+const COUNT = 2400
+const app = () => collatz(new AppArgs({ count: String(COUNT) }))
+const options = (dataDir: string, pipeline = false): RunOptions => ({ dataDir, partitions: P, epochAtoms: 8, epochMs: 2, snapshotEvery: 4, snapshotMinMs: 0, snapshotChain: { maxLength: 3 }, pipeline })
+
+const onNetwork = (dataDir: string, faults: NetworkFaults, pipeline = false, livenessMs = 5000) => {
+  const net = simulatedNetwork(faults)
+  const ports = Layer.mergeAll(FileLog.layer(join(dataDir, "log")), DirectoryBlobStore.layer(join(dataDir, "snapshots")), net.layer)
+  const running = start(app(), options(dataDir, pipeline), { ports, host: { coordinator: true, partitions: Array.from({ length: P }, (_, p) => p) }, livenessMs })
+  return { net, done: running.done }
+}
+
+describe("network faults, simulated from a seed", () => {
+  const dirs: string[] = []
+  afterAll(() => dirs.forEach(removeDir))
+  let reference: { out: string; entries: unknown; epochs: number } | undefined
+  const ref = async () => {
+    if (reference !== undefined) return reference
+    const dir = tempDir("net-ref")
+    dirs.push(dir)
+    const summary = await run(app(), options(dir))
+    reference = { out: readFileSync(join(dir, "out.jsonl"), "utf8"), entries: (await committedState(dir)).entries, epochs: summary.lastEpoch }
+    expect(reference.out.split("\n")).toHaveLength(COUNT + 1)
+    return reference
+  }
+
+  it.each([false, true])("envelopes of different pairs interleaved at random and held up to 4 ms (pipelined: %s): the output and state of the FIFO run", async (pipeline) => {
+    const seed = seedOf()
+    const dir = tempDir("net-reorder")
+    dirs.push(dir)
+    const { net, done } = onNetwork(dir, { seed, holdShare: 0.3, maxHoldMs: 4 }, pipeline)
+    const summary = await done
+    console.log(`network test (seed ${seed}): ${net.stats.delivered} envelopes, ${net.stats.overtaking} overtook an earlier one, ${net.stats.held} held; ${summary.lastEpoch} epochs; sent ${JSON.stringify(net.stats.kinds)}`)
+    // The schedule really differed from a FIFO's.
+    expect(net.stats.overtaking).toBeGreaterThan(100)
+    expect(net.stats.held).toBeGreaterThan(100)
+    const { out, entries } = await ref()
+    expect(readFileSync(join(dir, "out.jsonl"), "utf8")).toBe(out)
+    expect((await committedState(dir)).entries).toEqual(entries)
+  }, 120_000)
+
+  it("an envelope of each kind lost at a random point: every run fails with the transport, and the restarts end like the FIFO run", async () => {
+    const seed = seedOf()
+    const random = seeded(seed)
+    const dir = tempDir("net-drop")
+    dirs.push(dir)
+    let drops = 0
+    let runs = 0
+    const lost: string[] = []
+    // Each kind of envelope the run sends, in turn, the n-th of its kind at random within a few epochs' worth (an
+    // epoch sends 4 opens, votes and committeds, ~300 data and ~760 done), so every run gets a little further; the
+    // last drops the final stop, and a run without faults then finishes. "durable" exists only with pipelining.
+    const schedule = [
+      { kind: "ready", within: 4 },
+      { kind: "open", within: 16 },
+      { kind: "data", within: 600 },
+      { kind: "durable", within: 4, pipeline: true },
+      { kind: "done", within: 1500 },
+      { kind: "vote", within: 16 },
+      { kind: "committed", within: 16, pipeline: true },
+      { kind: "snapshot", within: 2 },
+      { kind: "stop", within: 4 },
+    ] as const
+    for (const step of [...schedule, undefined]) {
+      runs++
+      const faults = step === undefined ? {} : { drops: [{ kind: step.kind, at: 1 + Math.floor(random() * step.within) }] }
+      const pipeline = step !== undefined && "pipeline" in step
+      const { net, done } = onNetwork(dir, { seed: seed * 1000 + runs, ...faults }, pipeline)
+      const outcome = await done.then(
+        () => undefined,
+        (err: unknown) => err,
+      )
+      if (outcome === undefined) {
+        expect(net.stats.dropped).toBe(0)
+        // Only the last run, without faults, may finish: every drop must have landed.
+        expect(step).toBeUndefined()
+        break
+      }
+      // Only the lost envelope may end a run, and only through the transport.
+      expect(net.stats.dropped, String(outcome)).toBe(1)
+      expect((outcome as { _tag?: string })._tag, String(outcome)).toBe("TransportError")
+      lost.push(step!.kind)
+      drops++
+    }
+    console.log(`network drop test (seed ${seed}): ${drops} envelopes lost (${lost.join(", ")}), ${runs} runs`)
+    expect(lost).toEqual(schedule.map((s) => s.kind))
+    const { out, entries } = await ref()
+    expect(readFileSync(join(dir, "out.jsonl"), "utf8")).toBe(out)
+    expect((await committedState(dir)).entries).toEqual(entries)
+  }, 240_000)
+
+  it("envelopes lost silently: the engine notices (liveness) or heals, and the restarts end like the FIFO run", async () => {
+    const seed = seedOf()
+    const random = seeded(seed)
+    const dir = tempDir("net-silent")
+    dirs.push(dir)
+    const at = (within: number) => 1 + Math.floor(random() * within)
+    // A round's data or DONE, an OPEN or a vote lost holds the epoch until liveness ends the run. One run each.
+    const fatal = [
+      { kind: "data", within: 600 },
+      { kind: "vote", within: 16 },
+      { kind: "open", within: 16 },
+      { kind: "done", within: 1500 },
+    ] as const
+    for (const [i, step] of fatal.entries()) {
+      const { net, done } = onNetwork(dir, { seed: seed * 1000 + i, silent: true, drops: [{ kind: step.kind, at: at(step.within) }] }, false, 3000)
+      const outcome = await done.then(
+        () => "finished",
+        (err: unknown) => (err as { _tag?: string })._tag ?? String(err),
+      )
+      expect(net.stats.dropped, step.kind).toBe(1)
+      expect(outcome, step.kind).toBe("LivenessError")
+    }
+    const { out, entries } = await ref()
+    const last = await onNetwork(dir, { seed: seed * 1000 + fatal.length }).done
+    expect(readFileSync(join(dir, "out.jsonl"), "utf8")).toBe(out)
+    expect((await committedState(dir)).entries).toEqual(entries)
+
+    // In one run from scratch: COMMITTEDs lost (the next one says the same: they are cumulative), a READY (it is
+    // repeated until the first epoch opens), a snapshot part's report (that snapshot is not written), one of the four
+    // STOPs (this process hosts every partition: one is enough for it). None is the last epoch's COMMITTED (the one
+    // nothing follows): the run finishes.
+    const healing = tempDir("net-heal")
+    dirs.push(healing)
+    const drops = [{ kind: "ready" as const, at: at(4) }, { kind: "snapshot" as const, at: at(4) }, { kind: "stop" as const, at: at(4) }, ...[0, 70, 140].map((from) => ({ kind: "committed" as const, at: from + at(70) }))]
+    const lossy = onNetwork(healing, { seed: seed * 1000 + 99, silent: true, drops }, false, 3000)
+    const outcome = await lossy.done.then(
+      () => "finished",
+      (err: unknown) => (err as { _tag?: string })._tag ?? String(err),
+    )
+    expect(lossy.net.stats.kinds["committed"]).toBe(P * (await ref()).epochs)
+    expect(Math.max(...drops.map((d) => (d.kind === "committed" ? d.at : 0)))).toBeLessThan(P * (await ref()).epochs)
+    expect(lossy.net.stats.dropped).toBe(drops.length)
+    expect(outcome).toBe("finished")
+    console.log(`network silent-loss test (seed ${seed}): ${fatal.map((f) => f.kind).join(", ")} each ended a run by liveness, then a run to epoch ${last.lastEpoch}; ${drops.map((d) => `${d.kind} #${d.at}`).join(", ")} lost in one run: ${outcome}`)
+    expect(readFileSync(join(healing, "out.jsonl"), "utf8")).toBe(out)
+    expect((await committedState(healing)).entries).toEqual(entries)
+  }, 240_000)
+})

@@ -1,0 +1,185 @@
+/**
+ * A Transport for fault tests: one process hosts every endpoint, as in-process, but delivery follows a seeded
+ * schedule instead of one FIFO. Each (sender, receiver) pair is a lane kept in order (the port's contract); which
+ * lane delivers next is a random pick among those whose head is due, and a message may be held for a while when
+ * sent. So envelopes of different pairs interleave in ways one FIFO never shows, as NATS between processes can.
+ * A drop loses the n-th envelope sent (of a kind, if given) and then fails every later receive and send with
+ * TransportError, as the NATS transport does when its connection drops (docs/protocol.md): the run ends and must
+ * recover from its log. With `silent`, envelopes are lost and nothing fails: only the engine's own checks (round
+ * counts, liveness) can notice.
+ */
+import { Effect, Layer } from "effect"
+import { COORDINATOR, Transport, TransportError, type Envelope, type TransportService } from "../../runtime/ports/Transport.ts"
+import { seeded } from "../helpers.ts"
+
+export interface NetworkFaults {
+  readonly seed: number
+  /** Share of envelopes held back when sent (default 0.2). */
+  readonly holdShare?: number
+  /** A held envelope becomes due within this many ms (default 4). */
+  readonly maxHoldMs?: number
+  /** Lose the `at`-th envelope sent (1-based; the `at`-th of `kind` if given), then fail. */
+  readonly drops?: ReadonlyArray<{ readonly kind?: Envelope["t"]; readonly at: number }>
+  /** Lose them without failing anything. */
+  readonly silent?: boolean
+}
+
+export interface NetworkStats {
+  sent: number
+  delivered: number
+  /** Delivered while an envelope sent earlier (on another lane) was still waiting. */
+  overtaking: number
+  held: number
+  dropped: number
+  /** Envelopes sent, per kind. */
+  readonly kinds: Record<string, number>
+}
+
+interface InFlight {
+  readonly to: number
+  readonly env: Envelope
+  readonly n: number
+  readonly dueAt: number
+}
+
+type Delivery = { readonly to: number; readonly env: Envelope }
+
+/** Who sent an envelope, from its kind: the partitions name themselves; the rest come from the coordinator's side. */
+const senderOf = (env: Envelope): string => {
+  switch (env.t) {
+    case "data":
+    case "done":
+    case "vote":
+    case "ready":
+      return `p${env.from}`
+    case "snapshot":
+      return `p${env.partitions.join("-")}`
+    case "wake":
+      return "front"
+    case "durable":
+      return "log"
+    default:
+      return `p${COORDINATOR}`
+  }
+}
+
+export const simulatedNetwork = (faults: NetworkFaults) => {
+  const random = seeded(faults.seed)
+  const holdShare = faults.holdShare ?? 0.2
+  const maxHoldMs = faults.maxHoldMs ?? 4
+  const stats: NetworkStats = { sent: 0, delivered: 0, overtaking: 0, held: 0, dropped: 0, kinds: {} }
+  const lanes = new Map<string, Array<InFlight>>()
+  let failure: TransportError | undefined
+  let waiter: ((d: Delivery | undefined) => void) | undefined
+  let timer: ReturnType<typeof setTimeout> | undefined
+
+  const pending = (): number => {
+    let n = 0
+    for (const lane of lanes.values()) n += lane.length
+    return n
+  }
+
+  /** A due lane head, picked at random, or undefined (and when the next one is due). */
+  const next = (): { delivery: Delivery | undefined; dueIn: number } => {
+    const now = performance.now()
+    const due: Array<Array<InFlight>> = []
+    let soonest = Infinity
+    let oldest = Infinity
+    for (const lane of lanes.values()) {
+      const head = lane[0]
+      if (head === undefined) continue
+      oldest = Math.min(oldest, head.n)
+      if (head.dueAt <= now) due.push(lane)
+      else soonest = Math.min(soonest, head.dueAt - now)
+    }
+    if (due.length === 0) return { delivery: undefined, dueIn: soonest }
+    const lane = due[Math.floor(random() * due.length)]!
+    const item = lane.shift()!
+    stats.delivered++
+    if (item.n > oldest) stats.overtaking++
+    return { delivery: { to: item.to, env: item.env }, dueIn: 0 }
+  }
+
+  /** Hands the next due envelope to a waiting receiver, or arms a timer for when one is due. */
+  const pump = (): void => {
+    if (waiter === undefined) return
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+    const { delivery, dueIn } = next()
+    if (delivery !== undefined) {
+      const w = waiter
+      waiter = undefined
+      w(delivery)
+    } else if (dueIn < Infinity) timer = setTimeout(pump, Math.ceil(dueIn))
+  }
+
+  const failed = (): TransportError | undefined => failure
+
+  const send = (to: number, env: Envelope): Effect.Effect<void, TransportError> =>
+    Effect.suspend(() => {
+      const error = failed()
+      if (error !== undefined) return Effect.fail(error)
+      const n = ++stats.sent
+      stats.kinds[env.t] = (stats.kinds[env.t] ?? 0) + 1
+      if (faults.drops?.some((d) => d.at === (d.kind === undefined ? n : stats.kinds[env.t]) && (d.kind === undefined || d.kind === env.t)) === true) {
+        stats.dropped++
+        if (faults.silent === true) return Effect.void
+        failure = new TransportError({ message: `simulated network: envelope ${n} (${env.t} to ${to}) lost, the connection is gone` })
+        // A receiver waiting now hears of it as a NATS client would: its connection closed.
+        if (waiter !== undefined) {
+          const w = waiter
+          waiter = undefined
+          w(undefined)
+        }
+        return Effect.void
+      }
+      const held = random() < holdShare
+      if (held) stats.held++
+      const key = `${senderOf(env)}>${to}`
+      let lane = lanes.get(key)
+      if (lane === undefined) lanes.set(key, (lane = []))
+      lane.push({ to, env, n, dueAt: performance.now() + (held ? random() * maxHoldMs : 0) })
+      pump()
+      return Effect.void
+    })
+
+  const receiveWithin = (ms: number): Effect.Effect<Delivery | undefined, TransportError> =>
+    Effect.suspend(() => {
+      const error = failed()
+      if (error !== undefined) return Effect.fail(error)
+      const now = next()
+      if (now.delivery !== undefined) return Effect.succeed(now.delivery)
+      if (ms <= 0) return Effect.succeed(undefined)
+      return Effect.async<Delivery | undefined, TransportError>((resume) => {
+        if (waiter !== undefined) throw new Error("assertion: one receiver at a time")
+        const deadline = Number.isFinite(ms) ? setTimeout(() => {
+          waiter = undefined
+          resume(Effect.succeed(undefined))
+        }, ms) : undefined
+        waiter = (d) => {
+          if (deadline !== undefined) clearTimeout(deadline)
+          const error = failed()
+          resume(error !== undefined ? Effect.fail(error) : Effect.succeed(d))
+        }
+        pump()
+        return Effect.sync(() => {
+          if (deadline !== undefined) clearTimeout(deadline)
+          waiter = undefined
+        })
+      })
+    })
+
+  const service: TransportService = {
+    send,
+    receive: Effect.flatMap(receiveWithin(Infinity), (d) =>
+      d === undefined ? Effect.fail(failed() ?? new TransportError({ message: "simulated network: nothing delivered" })) : Effect.succeed(d),
+    ),
+    receiveWithin,
+  }
+  return {
+    layer: Layer.succeed(Transport, service),
+    stats,
+    /** Envelopes sent but neither delivered nor lost (after a run that ended: what the failure left behind). */
+    pending,
+  }
+}
