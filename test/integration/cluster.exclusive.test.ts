@@ -70,7 +70,7 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
     expect((await clusterState(ns)).entries).toEqual(state.entries)
   }, 180_000)
 
-  it("SIGKILLs of workers and the coordinator at random moments (at least 10), a NATS restart and a Kafka restart change nothing", async () => {
+  it("SIGKILLs of workers and the coordinator at random moments (at least 10), a NATS, a Kafka and an S3 restart change nothing", async () => {
     const ns = namespace("faults")
     const dir = tempDir("cluster-faults")
     dirs.push(dir)
@@ -117,16 +117,18 @@ describe("cluster runtime on Kafka, NATS and S3", () => {
         const victim = victims[Math.floor(random() * victims.length)]!
         setTimeout(() => {
           if (live.get(victim)?.kill("SIGKILL") === true) kills++
-          // Once each, mid-run: the NATS server and the Kafka broker are stopped and started again.
+          // Once each, mid-run: the NATS server, the Kafka broker and the S3 server are stopped and started again (S3
+          // down fails snapshot uploads under way and the start-up of processes that load a snapshot).
           if (kills === 3) brokerRestarts.push(restartServer("nats"))
           if (kills === 6) brokerRestarts.push(restartServer("kafka"))
+          if (kills === 8) brokerRestarts.push(restartServer("s3"))
         }, Math.floor(random() * 40))
       },
     })
     await Promise.all(brokerRestarts)
-    console.log(`cluster fault test (seed ${seed}): ${kills} SIGKILLs, NATS and Kafka restarted once each, ${result.restarts} restarts of the whole cluster (${result.faults.length} faults seen), ${rolledBack} epochs rolled back`)
+    console.log(`cluster fault test (seed ${seed}): ${kills} SIGKILLs, NATS, Kafka and S3 restarted once each, ${result.restarts} restarts of the whole cluster (${result.faults.length} faults seen), ${rolledBack} epochs rolled back`)
     expect(rolledBack).toBeGreaterThan(0)
-    expect(brokerRestarts).toHaveLength(2)
+    expect(brokerRestarts).toHaveLength(3)
     expect(kills).toBeGreaterThanOrEqual(10)
     expect(result.restarts).toBeGreaterThanOrEqual(10)
     const { state, report } = await ref()
