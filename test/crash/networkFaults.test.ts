@@ -23,7 +23,7 @@ const options = (dataDir: string, pipeline = false): RunOptions => ({ dataDir, p
 
 const onNetwork = (dataDir: string, faults: NetworkFaults, pipeline = false, livenessMs = 5000, which: App = app(), runOptions: RunOptions = options(dataDir, pipeline)) => {
   const net = simulatedNetwork(faults)
-  const ports = Layer.mergeAll(FileLog.layer(join(dataDir, "log")), DirectoryBlobStore.layer(join(dataDir, "snapshots")), net.layer)
+  const ports = Layer.mergeAll(FileLog.layer(join(dataDir, "log")), DirectoryBlobStore.layer(join(dataDir, "snapshots")), net.node("all").layer)
   const running = start(which, runOptions, { ports, host: { coordinator: true, partitions: Array.from({ length: P }, (_, p) => p) }, livenessMs })
   return { net, done: running.done, failures: running.failures }
 }

@@ -1,12 +1,13 @@
 /**
- * A Transport for fault tests: one process hosts every endpoint, as in-process, but delivery follows a seeded
- * schedule instead of one FIFO. Each (sender, receiver) pair is a lane kept in order (the port's contract); which
+ * A Transport for fault tests: nodes (processes) in this one process, each hosting some endpoints (`node`), or one
+ * hosting every endpoint as in-process (`layer`); delivery follows a seeded schedule instead of one FIFO. Each (sender, receiver) pair is a lane kept in order (the port's contract); which
  * lane delivers next is a random pick among those whose head is due, and a message may be held for a while when
  * sent. So envelopes of different pairs interleave in ways one FIFO never shows, as NATS between processes can.
- * A drop loses the n-th envelope sent (of a kind, if given) and then fails every later receive and send with
- * TransportError, as the NATS transport does when its connection drops (docs/protocol.md): the run ends and must
- * recover from its log. With `silent`, envelopes are lost and nothing fails: only the engine's own checks (round
- * counts, liveness) can notice.
+ * A drop loses the n-th envelope sent (of a kind, if given) and then fails every later receive and send of the node
+ * it was for with TransportError, as the NATS transport does when its connection drops (docs/protocol.md): the run
+ * ends and must recover from its log. With `silent`, envelopes are lost and nothing fails: only the engine's own
+ * checks (round counts, liveness) can notice. `kill(node)` fails a node the same way at a moment of the test's
+ * choosing; envelopes for a failed node are lost, as NATS drops messages nobody is subscribed for.
  */
 import { Effect, Layer } from "effect"
 import { COORDINATOR, Transport, TransportError, type Envelope, type TransportService } from "../../runtime/ports/Transport.ts"
@@ -22,6 +23,8 @@ export interface NetworkFaults {
   readonly drops?: ReadonlyArray<{ readonly kind?: Envelope["t"]; readonly at: number }>
   /** Lose them without failing anything. */
   readonly silent?: boolean
+  /** Called with each envelope sent, numbered from 1 (a test kills a node at a count of its choosing). */
+  readonly onSend?: (n: number, env: Envelope) => void
 }
 
 export interface NetworkStats {
@@ -69,9 +72,15 @@ export const simulatedNetwork = (faults: NetworkFaults) => {
   const maxHoldMs = faults.maxHoldMs ?? 4
   const stats: NetworkStats = { sent: 0, delivered: 0, overtaking: 0, held: 0, dropped: 0, kinds: {} }
   const lanes = new Map<string, Array<InFlight>>()
-  let failure: TransportError | undefined
-  let waiter: ((d: Delivery | undefined) => void) | undefined
-  let timer: ReturnType<typeof setTimeout> | undefined
+
+  interface Node {
+    readonly hosts: (to: number) => boolean
+    waiter: ((d: Delivery | undefined) => void) | undefined
+    timer: ReturnType<typeof setTimeout> | undefined
+    failure: TransportError | undefined
+  }
+  const nodes: Array<Node> = []
+  const nodeOf = (to: number): Node | undefined => nodes.find((n) => n.hosts(to))
 
   const pending = (): number => {
     let n = 0
@@ -79,15 +88,15 @@ export const simulatedNetwork = (faults: NetworkFaults) => {
     return n
   }
 
-  /** A due lane head, picked at random, or undefined (and when the next one is due). */
-  const next = (): { delivery: Delivery | undefined; dueIn: number } => {
+  /** A due lane head for `node`, picked at random, or undefined (and when the next one is due). */
+  const next = (node: Node): { delivery: Delivery | undefined; dueIn: number } => {
     const now = performance.now()
     const due: Array<Array<InFlight>> = []
     let soonest = Infinity
     let oldest = Infinity
     for (const lane of lanes.values()) {
       const head = lane[0]
-      if (head === undefined) continue
+      if (head === undefined || !node.hosts(head.to)) continue
       oldest = Math.min(oldest, head.n)
       if (head.dueAt <= now) due.push(lane)
       else soonest = Math.min(soonest, head.dueAt - now)
@@ -100,84 +109,97 @@ export const simulatedNetwork = (faults: NetworkFaults) => {
     return { delivery: { to: item.to, env: item.env }, dueIn: 0 }
   }
 
-  /** Hands the next due envelope to a waiting receiver, or arms a timer for when one is due. */
-  const pump = (): void => {
-    if (waiter === undefined) return
-    if (timer !== undefined) clearTimeout(timer)
-    timer = undefined
-    const { delivery, dueIn } = next()
+  /** Hands `node`'s next due envelope to its waiting receiver, or arms a timer for when one is due. */
+  const pump = (node: Node): void => {
+    if (node.waiter === undefined) return
+    if (node.timer !== undefined) clearTimeout(node.timer)
+    node.timer = undefined
+    const { delivery, dueIn } = next(node)
     if (delivery !== undefined) {
-      const w = waiter
-      waiter = undefined
+      const w = node.waiter
+      node.waiter = undefined
       w(delivery)
-    } else if (dueIn < Infinity) timer = setTimeout(pump, Math.ceil(dueIn))
+    } else if (dueIn < Infinity) node.timer = setTimeout(() => pump(node), Math.ceil(dueIn))
   }
 
-  const failed = (): TransportError | undefined => failure
+  /** The node's connection is gone: a waiting receive fails now, every later call fails, its envelopes are lost. */
+  const fail = (node: Node, message: string): void => {
+    node.failure ??= new TransportError({ message })
+    for (const [key, lane] of lanes) if (lane[0] !== undefined && node.hosts(lane[0].to)) lanes.delete(key)
+    const w = node.waiter
+    node.waiter = undefined
+    w?.(undefined)
+  }
 
-  const send = (to: number, env: Envelope): Effect.Effect<void, TransportError> =>
-    Effect.suspend(() => {
-      const error = failed()
-      if (error !== undefined) return Effect.fail(error)
-      const n = ++stats.sent
-      stats.kinds[env.t] = (stats.kinds[env.t] ?? 0) + 1
-      if (faults.drops?.some((d) => d.at === (d.kind === undefined ? n : stats.kinds[env.t]) && (d.kind === undefined || d.kind === env.t)) === true) {
-        stats.dropped++
-        if (faults.silent === true) return Effect.void
-        failure = new TransportError({ message: `simulated network: envelope ${n} (${env.t} to ${to}) lost, the connection is gone` })
-        // A receiver waiting now hears of it as a NATS client would: its connection closed.
-        if (waiter !== undefined) {
-          const w = waiter
-          waiter = undefined
-          w(undefined)
+  const service = (node: Node): TransportService => {
+    const send = (to: number, env: Envelope): Effect.Effect<void, TransportError> =>
+      Effect.suspend(() => {
+        if (node.failure !== undefined) return Effect.fail(node.failure)
+        const n = ++stats.sent
+        stats.kinds[env.t] = (stats.kinds[env.t] ?? 0) + 1
+        faults.onSend?.(n, env)
+        if (node.failure !== undefined) return Effect.fail(node.failure)
+        const target = nodeOf(to)
+        if (target === undefined || target.failure !== undefined) return Effect.void
+        if (faults.drops?.some((d) => d.at === (d.kind === undefined ? n : stats.kinds[env.t]) && (d.kind === undefined || d.kind === env.t)) === true) {
+          stats.dropped++
+          if (faults.silent !== true) fail(target, `simulated network: envelope ${n} (${env.t} to ${to}) lost, the connection is gone`)
+          return Effect.void
         }
+        const held = random() < holdShare
+        if (held) stats.held++
+        const key = `${senderOf(env)}>${to}`
+        let lane = lanes.get(key)
+        if (lane === undefined) lanes.set(key, (lane = []))
+        lane.push({ to, env, n, dueAt: performance.now() + (held ? random() * maxHoldMs : 0) })
+        pump(target)
         return Effect.void
-      }
-      const held = random() < holdShare
-      if (held) stats.held++
-      const key = `${senderOf(env)}>${to}`
-      let lane = lanes.get(key)
-      if (lane === undefined) lanes.set(key, (lane = []))
-      lane.push({ to, env, n, dueAt: performance.now() + (held ? random() * maxHoldMs : 0) })
-      pump()
-      return Effect.void
-    })
+      })
 
-  const receiveWithin = (ms: number): Effect.Effect<Delivery | undefined, TransportError> =>
-    Effect.suspend(() => {
-      const error = failed()
-      if (error !== undefined) return Effect.fail(error)
-      const now = next()
-      if (now.delivery !== undefined) return Effect.succeed(now.delivery)
-      if (ms <= 0) return Effect.succeed(undefined)
-      return Effect.async<Delivery | undefined, TransportError>((resume) => {
-        if (waiter !== undefined) throw new Error("assertion: one receiver at a time")
-        const deadline = Number.isFinite(ms) ? setTimeout(() => {
-          waiter = undefined
-          resume(Effect.succeed(undefined))
-        }, ms) : undefined
-        waiter = (d) => {
-          if (deadline !== undefined) clearTimeout(deadline)
-          const error = failed()
-          resume(error !== undefined ? Effect.fail(error) : Effect.succeed(d))
-        }
-        pump()
-        return Effect.sync(() => {
-          if (deadline !== undefined) clearTimeout(deadline)
-          waiter = undefined
+    const receiveWithin = (ms: number): Effect.Effect<Delivery | undefined, TransportError> =>
+      Effect.suspend(() => {
+        if (node.failure !== undefined) return Effect.fail(node.failure)
+        const now = next(node)
+        if (now.delivery !== undefined) return Effect.succeed(now.delivery)
+        if (ms <= 0) return Effect.succeed(undefined)
+        return Effect.async<Delivery | undefined, TransportError>((resume) => {
+          if (node.waiter !== undefined) throw new Error("assertion: one receiver at a time")
+          const deadline = Number.isFinite(ms)
+            ? setTimeout(() => {
+                node.waiter = undefined
+                resume(Effect.succeed(undefined))
+              }, ms)
+            : undefined
+          node.waiter = (d) => {
+            if (deadline !== undefined) clearTimeout(deadline)
+            resume(node.failure !== undefined ? Effect.fail(node.failure) : Effect.succeed(d))
+          }
+          pump(node)
+          return Effect.sync(() => {
+            if (deadline !== undefined) clearTimeout(deadline)
+            node.waiter = undefined
+          })
         })
       })
-    })
 
-  const service: TransportService = {
-    send,
-    receive: Effect.flatMap(receiveWithin(Infinity), (d) =>
-      d === undefined ? Effect.fail(failed() ?? new TransportError({ message: "simulated network: nothing delivered" })) : Effect.succeed(d),
-    ),
-    receiveWithin,
+    return {
+      send,
+      receive: Effect.flatMap(receiveWithin(Infinity), (d) =>
+        d === undefined ? Effect.fail(node.failure ?? new TransportError({ message: "simulated network: nothing delivered" })) : Effect.succeed(d),
+      ),
+      receiveWithin,
+    }
   }
+
+  /** A process hosting `endpoints` (partition indices, COORDINATOR), or ("all") every endpoint, as embedded. */
+  const node = (endpoints: ReadonlyArray<number> | "all"): { readonly layer: Layer.Layer<Transport>; readonly kill: (why: string) => void } => {
+    const n: Node = { hosts: endpoints === "all" ? () => true : (to) => endpoints.includes(to), waiter: undefined, timer: undefined, failure: undefined }
+    nodes.push(n)
+    return { layer: Layer.succeed(Transport, service(n)), kill: (why) => fail(n, `simulated network: ${why}`) }
+  }
+
   return {
-    layer: Layer.succeed(Transport, service),
+    node,
     stats,
     /** Envelopes sent but neither delivered nor lost (after a run that ended: what the failure left behind). */
     pending,

@@ -1,0 +1,89 @@
+import { Layer } from "effect"
+import { afterAll, describe, expect, it } from "vitest"
+import { shoppingCartApp } from "../../examples/shopping-cart/app.ts"
+import { MemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
+import { MemoryLog } from "../../runtime/embedded/MemoryLog.ts"
+import { committedState, committedStateFrom, run, start, stateReader, type RunOptions } from "../../runtime/index.ts"
+import { COORDINATOR } from "../../runtime/ports/Transport.ts"
+import { removeDir, seeded, tempDir } from "../helpers.ts"
+import { seedOf } from "./crashLoop.ts"
+import { simulatedNetwork } from "./simulatedNetwork.ts"
+
+// A cluster simulated inside this process: a coordinator and P workers, each its own engine (the hosts of `eddy
+// cluster`), sharing one log and one blob store (as Kafka and S3 are shared) and talking over the seeded simulated
+// network. A process is killed at a random envelope; the others find out as in a real cluster (liveness, or a send
+// into the void), and then all restart from the shared log and snapshots, as the supervisor does. After at least 10
+// kills the shopping cart must end with the state and report of an embedded run that never failed.
+const P = 3
+const shop = { users: 30, items: 40, stock: 20, requests: 4000, seed: 3 }
+const runOptions = (dataDir?: string): RunOptions => ({ ...(dataDir === undefined ? {} : { dataDir }), partitions: P, epochAtoms: 50, epochMs: 2, snapshotEvery: 4, snapshotMinMs: 0 })
+const processes = [
+  { name: "coordinator", host: { coordinator: true, partitions: [] as number[] }, endpoints: [COORDINATOR] },
+  ...Array.from({ length: P }, (_, i) => ({ name: `worker ${i}`, host: { coordinator: false, partitions: [i] }, endpoints: [i] })),
+]
+
+const outcomeOf = (done: Promise<unknown>): Promise<string> =>
+  done.then(
+    () => "finished",
+    (err: unknown) => (err as { _tag?: string } | null)?._tag ?? String(err),
+  )
+
+describe("a cluster simulated in one process", () => {
+  const dirs: string[] = []
+  afterAll(() => dirs.forEach(removeDir))
+
+  it("processes killed at random envelopes (at least 10 times), all restarted each time: the embedded run's state and report", async () => {
+    const seed = seedOf()
+    const random = seeded(seed)
+    const log = new MemoryLog.Store()
+    const blobs = new Map<string, Uint8Array>()
+    let kills = 0
+    let incarnations = 0
+    const seen = new Map<string, number>()
+    for (; incarnations < 60; incarnations++) {
+      const killing = kills < 10
+      // Early kills land in recovery and the first epochs, later ones deep in a run.
+      const killAt = killing ? 1 + Math.floor(random() * 300) : Infinity
+      const victim = Math.floor(random() * processes.length)
+      let killed = false
+      const nodes: Array<{ kill: (why: string) => void }> = []
+      const net = simulatedNetwork({
+        seed: seed * 1000 + incarnations,
+        holdShare: 0.3,
+        maxHoldMs: 4,
+        onSend: (n) => {
+          if (n !== killAt) return
+          killed = true
+          nodes[victim]!.kill(`${processes[victim]!.name} killed at envelope ${n}`)
+        },
+      })
+      const outcomes = processes.map((p) => {
+        const node = net.node(p.endpoints)
+        nodes.push(node)
+        const ports = Layer.mergeAll(MemoryLog.layer(log), MemoryBlobStore.layer(blobs), node.layer)
+        return outcomeOf(start(shoppingCartApp(shop), runOptions(), { ports, host: p.host, livenessMs: 1500 }).done)
+      })
+      const ended = await Promise.all(outcomes)
+      for (const o of ended) seen.set(o, (seen.get(o) ?? 0) + 1)
+      if (killed) kills++
+      if (ended.every((o) => o === "finished")) break
+      // Without a kill every process finishes; with one, the victim's transport failed and the rest noticed.
+      expect(killed, ended.join(", ")).toBe(true)
+      expect(ended[victim]).toBe("TransportError")
+      for (const o of ended) expect(["finished", "TransportError", "LivenessError"]).toContain(o)
+    }
+    console.log(`simulated cluster (seed ${seed}): ${kills} kills over ${incarnations + 1} incarnations; outcomes ${JSON.stringify(Object.fromEntries(seen))}`)
+    expect(kills).toBeGreaterThanOrEqual(10)
+
+    const fifo = tempDir("sim-cluster-ref")
+    dirs.push(fifo)
+    const reference = await run(shoppingCartApp(shop), runOptions(fifo))
+    expect(reference.failureList).toEqual([])
+    const [want, got] = await Promise.all([committedState(fifo), committedStateFrom(Layer.merge(MemoryLog.layer(log), MemoryBlobStore.layer(blobs)))])
+    expect(got.entries).toEqual(want.entries)
+    const app = shoppingCartApp(shop)
+    expect(await app.report!(stateReader(got))).toBe(await app.report!(stateReader(want)))
+    // Snapshots were taken, so later incarnations recovered from them.
+    expect([...blobs.keys()].some((k) => k.startsWith("manifests/"))).toBe(true)
+  }, 240_000)
+})
