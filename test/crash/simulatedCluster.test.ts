@@ -12,8 +12,9 @@ import { simulatedNetwork } from "./simulatedNetwork.ts"
 // A cluster simulated inside this process: a coordinator and P workers, each its own engine (the hosts of `eddy
 // cluster`), sharing one log and one blob store (as Kafka and S3 are shared) and talking over the seeded simulated
 // network. A process is killed at a random envelope; the others find out as in a real cluster (liveness, or a send
-// into the void), and then all restart from the shared log and snapshots, as the supervisor does. After at least 10
-// kills the shopping cart must end with the state and report of an embedded run that never failed.
+// into the void), and then all restart from the shared log and snapshots, as the supervisor does. Then envelopes are
+// lost without anyone being told. After all that the shopping cart must end with the state and report of an embedded
+// run that never failed.
 const P = 3
 const shop = { users: 30, items: 40, stock: 20, requests: 4000, seed: 3 }
 const runOptions = (dataDir?: string): RunOptions => ({ ...(dataDir === undefined ? {} : { dataDir }), partitions: P, epochAtoms: 50, epochMs: 2, snapshotEvery: 4, snapshotMinMs: 0 })
@@ -32,18 +33,20 @@ describe("a cluster simulated in one process", () => {
   const dirs: string[] = []
   afterAll(() => dirs.forEach(removeDir))
 
-  it("processes killed at random envelopes (at least 10 times), all restarted each time: the embedded run's state and report", async () => {
+  it("processes killed at random envelopes (at least 10 times), then envelopes lost silently, all restarted each time: the embedded run's state and report", async () => {
     const seed = seedOf()
     const random = seeded(seed)
     const log = new MemoryLog.Store()
     const blobs = new Map<string, Uint8Array>()
     let kills = 0
+    let lost = 0
     let incarnations = 0
     const seen = new Map<string, number>()
     for (; incarnations < 60; incarnations++) {
-      const killing = kills < 10
-      // Early kills land in recovery and the first epochs, later ones deep in a run.
-      const killAt = killing ? 1 + Math.floor(random() * 300) : Infinity
+      // First kills (early ones land in recovery and the first epochs, later ones deep in a run), then envelopes
+      // lost silently (a loss nobody sees: only liveness, or a later COMMITTED, makes up for it), then neither.
+      const killAt = kills < 10 ? 1 + Math.floor(random() * 300) : undefined
+      const loseAt = killAt === undefined && lost < 4 ? 1 + Math.floor(random() * 300) : undefined
       const victim = Math.floor(random() * processes.length)
       let killed = false
       const nodes: Array<{ kill: (why: string) => void }> = []
@@ -51,6 +54,8 @@ describe("a cluster simulated in one process", () => {
         seed: seed * 1000 + incarnations,
         holdShare: 0.3,
         maxHoldMs: 4,
+        silent: true,
+        ...(loseAt === undefined ? {} : { drops: [{ at: loseAt }] }),
         onSend: (n) => {
           if (n !== killAt) return
           killed = true
@@ -66,14 +71,24 @@ describe("a cluster simulated in one process", () => {
       const ended = await Promise.all(outcomes)
       for (const o of ended) seen.set(o, (seen.get(o) ?? 0) + 1)
       if (killed) kills++
-      if (ended.every((o) => o === "finished")) break
-      // Without a kill every process finishes; with one, the victim's transport failed and the rest noticed.
-      expect(killed, ended.join(", ")).toBe(true)
-      expect(ended[victim]).toBe("TransportError")
-      for (const o of ended) expect(["finished", "TransportError", "LivenessError"]).toContain(o)
+      if (net.stats.dropped > 0) lost++
+      if (ended.every((o) => o === "finished")) {
+        expect(killed).toBe(false)
+        break
+      }
+      if (killed) {
+        // The victim's transport failed; the rest noticed (liveness) or had finished.
+        expect(ended[victim]).toBe("TransportError")
+        for (const o of ended) expect(["finished", "TransportError", "LivenessError"]).toContain(o)
+      } else {
+        // Only a loss may end a run without a kill, and only through liveness.
+        expect(net.stats.dropped, ended.join(", ")).toBe(1)
+        for (const o of ended) expect(["finished", "LivenessError"]).toContain(o)
+      }
     }
-    console.log(`simulated cluster (seed ${seed}): ${kills} kills over ${incarnations + 1} incarnations; outcomes ${JSON.stringify(Object.fromEntries(seen))}`)
+    console.log(`simulated cluster (seed ${seed}): ${kills} kills, ${lost} envelopes lost silently, over ${incarnations + 1} incarnations; outcomes ${JSON.stringify(Object.fromEntries(seen))}`)
     expect(kills).toBeGreaterThanOrEqual(10)
+    expect(lost).toBeGreaterThanOrEqual(1)
 
     const fifo = tempDir("sim-cluster-ref")
     dirs.push(fifo)
