@@ -234,11 +234,23 @@ export class SnapshotManager {
     l.push([record, payload])
   }
 
-  /** Folds a committed epoch's records (from this run, or replayed from the log at start-up) into the delta. */
+  /**
+   * Folds a committed epoch's records (from this run, or replayed from the log at start-up) into the delta. Epochs
+   * commit in order, so an earlier epoch still held here (its COMMITTED went missing) is committed too: it is folded
+   * first, never dropped (a snapshot without it would lose its writes once the log below the snapshot is gone).
+   */
   committed(e: number, records?: ReadonlyArray<EpochRecord>): void {
+    for (const k of [...this.uncommitted.keys()].filter((k) => k < e).sort((a, b) => a - b)) {
+      const held = this.uncommitted.get(k)!
+      this.uncommitted.delete(k)
+      this.fold(held)
+    }
     const rs = records?.map((r) => [r, undefined] as const) ?? this.uncommitted.get(e) ?? []
     this.uncommitted.delete(e)
-    for (const k of [...this.uncommitted.keys()]) if (k < e) this.uncommitted.delete(k)
+    this.fold(rs)
+  }
+
+  private fold(rs: ReadonlyArray<readonly [EpochRecord, Uint8Array | undefined]>): void {
     this.inTransit = new Map()
     for (const [r, payload] of rs) {
       if (r.state.length > 0) {
