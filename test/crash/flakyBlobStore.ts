@@ -11,13 +11,16 @@ export interface BlobFaults {
   /** Draws in [0, 1): a call fails when its draw is below `share`. */
   readonly random: () => number
   readonly share: number
+  /** And these calls fail whatever the draw (numbered from 1 across every store sharing `stats`). */
+  readonly failCalls?: ReadonlyArray<number>
 }
 
-export const flakyBlobStore = (data: Map<string, Uint8Array>, faults: BlobFaults, stats: { failed: number }): Layer.Layer<BlobStore> => {
+export const flakyBlobStore = (data: Map<string, Uint8Array>, faults: BlobFaults, stats: { calls: number; failed: number }): Layer.Layer<BlobStore> => {
   const inner: BlobStoreService = makeMemoryBlobStore(data)
   const maybeFail = <A>(what: string, key: string, run: Effect.Effect<A, BlobStoreError>): Effect.Effect<A, BlobStoreError> =>
     Effect.suspend(() => {
-      if (faults.random() >= faults.share) return run
+      const n = ++stats.calls
+      if (faults.random() >= faults.share && faults.failCalls?.includes(n) !== true) return run
       stats.failed++
       return Effect.fail(new BlobStoreError({ message: `simulated blob store: ${what} ${key} failed`, key }))
     })

@@ -18,7 +18,7 @@ import { simulatedNetwork } from "./simulatedNetwork.ts"
 // run that never failed.
 const P = 3
 const shop = { users: 30, items: 40, stock: 20, requests: 4000, seed: 3 }
-const runOptions = (dataDir?: string): RunOptions => ({ ...(dataDir === undefined ? {} : { dataDir }), partitions: P, epochAtoms: 50, epochMs: 2, snapshotEvery: 4, snapshotMinMs: 0 })
+const runOptions = (dataDir?: string, pipeline = false): RunOptions => ({ ...(dataDir === undefined ? {} : { dataDir }), partitions: P, epochAtoms: 50, epochMs: 2, snapshotEvery: 4, snapshotMinMs: 0, pipeline })
 const processes = [
   { name: "coordinator", host: { coordinator: true, partitions: [] as number[] }, endpoints: [COORDINATOR] },
   ...Array.from({ length: P }, (_, i) => ({ name: `worker ${i}`, host: { coordinator: false, partitions: [i] }, endpoints: [i] })),
@@ -46,9 +46,9 @@ describe("a cluster simulated in one process", () => {
     let lost = 0
     let incarnations = 0
     const seen = new Map<string, number>()
-    // The blob store fails 2% of its calls throughout (the last, fault-free incarnation aside): snapshot parts and
-    // manifests fail half-written, some start-ups cannot load their snapshot.
-    const blobStats = { failed: 0 }
+    // The blob store fails 2% of its calls throughout (the last, fault-free incarnation aside), and its 10th and 40th
+    // in any case: snapshot parts and manifests fail half-written, some start-ups cannot load their snapshot.
+    const blobStats = { calls: 0, failed: 0 }
     const blobRandom = seeded(seed + 1)
     let blobShare = 0.02
     let logCrashes = 0
@@ -78,14 +78,15 @@ describe("a cluster simulated in one process", () => {
           nodes[victim]!.kill(`${processes[victim]!.name} killed at envelope ${n}`)
         },
       })
+      // Every other incarnation pipelines its epochs (COMMIT(e) written beside e+1).
       // The supervisor: once a process failed, the rest get the liveness time (and a little) to notice on their own,
       // then they are killed (a coordinator still waiting for a worker that never started would wait forever).
       let reaper: ReturnType<typeof setTimeout> | undefined
       const outcomes = processes.map((p) => {
         const node = net.node(p.endpoints)
         nodes.push(node)
-        const ports = Layer.mergeAll(MemoryLog.layer(log), flakyBlobStore(blobs, { random: blobRandom, share: blobShare }, blobStats), node.layer)
-        return outcomeOf(start(shoppingCartApp(shop), runOptions(), { ports, host: p.host, livenessMs: LIVENESS_MS }).done).then((o) => {
+        const ports = Layer.mergeAll(MemoryLog.layer(log), flakyBlobStore(blobs, { random: blobRandom, share: blobShare, failCalls: [10, 40] }, blobStats), node.layer)
+        return outcomeOf(start(shoppingCartApp(shop), runOptions(undefined, incarnations % 2 === 1), { ports, host: p.host, livenessMs: LIVENESS_MS }).done).then((o) => {
           if (o !== "finished") reaper ??= setTimeout(() => nodes.forEach((n) => n.kill("stopped by the supervisor")), LIVENESS_MS + 1000)
           return o
         })
