@@ -22,6 +22,13 @@ export const tempDirs = () => {
   }
 }
 
+/** How a run ended: "finished", or its error's tag (its message when it has none). */
+export const outcomeOf = (done: Promise<unknown>): Promise<string> =>
+  done.then(
+    () => "finished",
+    (err: unknown) => (err as { _tag?: string } | null)?._tag ?? String(err),
+  )
+
 /** A seeded generator (mulberry32): fault schedules are reproducible from the seed printed by the test. */
 export const seeded = (seed: number) => {
   let a = seed >>> 0

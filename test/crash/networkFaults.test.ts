@@ -8,7 +8,7 @@ import { DirectoryBlobStore } from "../../runtime/embedded/DirectoryBlobStore.ts
 import { FileLog } from "../../runtime/embedded/FileLog.ts"
 import { committedState, run, start, stateReader, type RunOptions } from "../../runtime/index.ts"
 import collatz from "../apps/collatz.ts"
-import { removeDir, seeded, tempDir } from "../helpers.ts"
+import { outcomeOf, removeDir, seeded, tempDir } from "../helpers.ts"
 import { seedOf } from "./crashLoop.ts"
 import { simulatedNetwork, type NetworkFaults } from "./simulatedNetwork.ts"
 
@@ -42,6 +42,13 @@ describe("network faults, simulated from a seed", () => {
     return reference
   }
 
+  /** The data directory holds exactly the FIFO run's sink output and committed state. */
+  const expectLikeFifo = async (dir: string) => {
+    const { out, entries } = await ref()
+    expect(readFileSync(join(dir, "out.jsonl"), "utf8")).toBe(out)
+    expect((await committedState(dir)).entries).toEqual(entries)
+  }
+
   it.each([false, true])("envelopes of different pairs interleaved at random and held up to 4 ms (pipelined: %s): the output and state of the FIFO run", async (pipeline) => {
     const seed = seedOf()
     const dir = tempDir("net-reorder")
@@ -52,9 +59,7 @@ describe("network faults, simulated from a seed", () => {
     // The schedule really differed from a FIFO's.
     expect(net.stats.overtaking).toBeGreaterThan(100)
     expect(net.stats.held).toBeGreaterThan(100)
-    const { out, entries } = await ref()
-    expect(readFileSync(join(dir, "out.jsonl"), "utf8")).toBe(out)
-    expect((await committedState(dir)).entries).toEqual(entries)
+    await expectLikeFifo(dir)
   }, 120_000)
 
   it("an envelope of each kind lost at a random point: every run fails with the transport, and the restarts end like the FIFO run", async () => {
@@ -84,27 +89,22 @@ describe("network faults, simulated from a seed", () => {
       const faults = step === undefined ? {} : { drops: [{ kind: step.kind, at: 1 + Math.floor(random() * step.within) }] }
       const pipeline = step !== undefined && "pipeline" in step
       const { net, done } = onNetwork(dir, { seed: seed * 1000 + runs, ...faults }, pipeline)
-      const outcome = await done.then(
-        () => undefined,
-        (err: unknown) => err,
-      )
-      if (outcome === undefined) {
+      const outcome = await outcomeOf(done)
+      if (outcome === "finished") {
         expect(net.stats.dropped).toBe(0)
         // Only the last run, without faults, may finish: every drop must have landed.
         expect(step).toBeUndefined()
         break
       }
       // Only the lost envelope may end a run, and only through the transport.
-      expect(net.stats.dropped, String(outcome)).toBe(1)
-      expect((outcome as { _tag?: string })._tag, String(outcome)).toBe("TransportError")
+      expect(net.stats.dropped, outcome).toBe(1)
+      expect(outcome).toBe("TransportError")
       lost.push(step!.kind)
       drops++
     }
     console.log(`network drop test (seed ${seed}): ${drops} envelopes lost (${lost.join(", ")}), ${runs} runs`)
     expect(lost).toEqual(schedule.map((s) => s.kind))
-    const { out, entries } = await ref()
-    expect(readFileSync(join(dir, "out.jsonl"), "utf8")).toBe(out)
-    expect((await committedState(dir)).entries).toEqual(entries)
+    await expectLikeFifo(dir)
   }, 240_000)
 
   it("envelopes lost silently: the engine notices (liveness) or heals, and the restarts end like the FIFO run", async () => {
@@ -122,17 +122,12 @@ describe("network faults, simulated from a seed", () => {
     ] as const
     for (const [i, step] of fatal.entries()) {
       const { net, done } = onNetwork(dir, { seed: seed * 1000 + i, silent: true, drops: [{ kind: step.kind, at: at(step.within) }] }, false, 3000)
-      const outcome = await done.then(
-        () => "finished",
-        (err: unknown) => (err as { _tag?: string })._tag ?? String(err),
-      )
+      const outcome = await outcomeOf(done)
       expect(net.stats.dropped, step.kind).toBe(1)
       expect(outcome, step.kind).toBe("LivenessError")
     }
-    const { out, entries } = await ref()
     const last = await onNetwork(dir, { seed: seed * 1000 + fatal.length }).done
-    expect(readFileSync(join(dir, "out.jsonl"), "utf8")).toBe(out)
-    expect((await committedState(dir)).entries).toEqual(entries)
+    await expectLikeFifo(dir)
 
     // In one run from scratch: COMMITTEDs lost (the next one says the same: they are cumulative), a READY (it is
     // repeated until the first epoch opens), a snapshot part's report (that snapshot is not written), one of the four
@@ -142,17 +137,14 @@ describe("network faults, simulated from a seed", () => {
     dirs.push(healing)
     const drops = [{ kind: "ready" as const, at: at(4) }, { kind: "snapshot" as const, at: at(4) }, { kind: "stop" as const, at: at(4) }, ...[0, 70, 140].map((from) => ({ kind: "committed" as const, at: from + at(70) }))]
     const lossy = onNetwork(healing, { seed: seed * 1000 + 99, silent: true, drops }, false, 3000)
-    const outcome = await lossy.done.then(
-      () => "finished",
-      (err: unknown) => (err as { _tag?: string })._tag ?? String(err),
-    )
-    expect(lossy.net.stats.kinds["committed"]).toBe(P * (await ref()).epochs)
-    expect(Math.max(...drops.map((d) => (d.kind === "committed" ? d.at : 0)))).toBeLessThan(P * (await ref()).epochs)
+    const outcome = await outcomeOf(lossy.done)
+    const committeds = P * (await ref()).epochs
+    expect(lossy.net.stats.kinds["committed"]).toBe(committeds)
+    expect(Math.max(...drops.map((d) => (d.kind === "committed" ? d.at : 0)))).toBeLessThan(committeds)
     expect(lossy.net.stats.dropped).toBe(drops.length)
     expect(outcome).toBe("finished")
     console.log(`network silent-loss test (seed ${seed}): ${fatal.map((f) => f.kind).join(", ")} each ended a run by liveness, then a run to epoch ${last.lastEpoch}; ${drops.map((d) => `${d.kind} #${d.at}`).join(", ")} lost in one run: ${outcome}`)
-    expect(readFileSync(join(healing, "out.jsonl"), "utf8")).toBe(out)
-    expect((await committedState(healing)).entries).toEqual(entries)
+    await expectLikeFifo(healing)
   }, 240_000)
 
   it("the shopping cart's actors with pairs interleaved and envelopes held: one sender's messages keep their order, and state and report are the FIFO run's", async () => {

@@ -5,7 +5,7 @@ import { MemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
 import { MemoryLog } from "../../runtime/embedded/MemoryLog.ts"
 import { committedState, committedStateFrom, run, start, stateReader, type RunOptions } from "../../runtime/index.ts"
 import { COORDINATOR } from "../../runtime/ports/Transport.ts"
-import { removeDir, seeded, tempDir } from "../helpers.ts"
+import { outcomeOf, removeDir, seeded, tempDir } from "../helpers.ts"
 import { seedOf } from "./crashLoop.ts"
 import { flakyBlobStore } from "./flakyBlobStore.ts"
 import { simulatedNetwork } from "./simulatedNetwork.ts"
@@ -25,12 +25,6 @@ const processes = [
 ]
 
 const LIVENESS_MS = 1500
-
-const outcomeOf = (done: Promise<unknown>): Promise<string> =>
-  done.then(
-    () => "finished",
-    (err: unknown) => (err as { _tag?: string } | null)?._tag ?? String(err),
-  )
 
 describe("a cluster simulated in one process", () => {
   const dirs: string[] = []
