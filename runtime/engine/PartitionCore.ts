@@ -13,6 +13,7 @@ import { canonicalKey, keyGroupOf, murmur3, ownerOf } from "./keys.ts"
 import type { Plan, PlanNode } from "./Plan.ts"
 import type { GraphNode } from "../../workflows/Graph.ts"
 import { ASK, DATA, INGRESS, REPLY, type Committed, type Msg, type OpenEpoch, type ReplyAddress, type RoundData, type RoundDone, type ToPartition } from "./protocol.ts"
+import { takeBefore } from "./heldEpochs.ts"
 
 export interface Reporter {
   failure(failure: TaskFailure): void
@@ -584,13 +585,11 @@ export class PartitionCore {
    * earlier epoch still held here lost its COMMITTED on the way; it is published now, before e, never skipped.
    */
   private onCommitted(env: Committed): void {
-    if (this.uncommitted.size === 0) return
-    const due = [...this.uncommitted.keys()].filter((e) => e <= env.e).sort((a, b) => a - b)
-    for (const e of due) {
-      const egress = this.uncommitted.get(e)!
-      this.uncommitted.delete(e)
-      this.out.push({ o: "publish", e, egress })
-    }
+    for (const [e, egress] of takeBefore(this.uncommitted, env.e)) this.out.push({ o: "publish", e, egress })
+    const egress = this.uncommitted.get(env.e)
+    if (egress === undefined) return
+    this.uncommitted.delete(env.e)
+    this.out.push({ o: "publish", e: env.e, egress })
   }
 
   /** Messages waiting in queues: after an epoch, the in-transit messages. */

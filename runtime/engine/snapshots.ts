@@ -6,6 +6,7 @@ import type { EpochRecord } from "./EpochRecord.ts"
 import { byBlob, foldChain, unpack, type Chain, type Tables } from "./snapshotFold.ts"
 import type { Msg } from "./protocol.ts"
 import type { RecoveredGroup, SnapshotState } from "./recovery.ts"
+import { takeBefore } from "./heldEpochs.ts"
 
 export type { Chain } from "./snapshotFold.ts"
 
@@ -240,11 +241,7 @@ export class SnapshotManager {
    * first, never dropped (a snapshot without it would lose its writes once the log below the snapshot is gone).
    */
   committed(e: number, records?: ReadonlyArray<EpochRecord>): void {
-    for (const k of [...this.uncommitted.keys()].filter((k) => k < e).sort((a, b) => a - b)) {
-      const held = this.uncommitted.get(k)!
-      this.uncommitted.delete(k)
-      this.fold(held)
-    }
+    for (const [, held] of takeBefore(this.uncommitted, e)) this.fold(held)
     const rs = records?.map((r) => [r, undefined] as const) ?? this.uncommitted.get(e) ?? []
     this.uncommitted.delete(e)
     this.fold(rs)

@@ -8,7 +8,7 @@ import { DirectoryBlobStore } from "../../runtime/embedded/DirectoryBlobStore.ts
 import { FileLog } from "../../runtime/embedded/FileLog.ts"
 import { committedState, run, start, stateReader, type RunOptions } from "../../runtime/index.ts"
 import collatz from "../apps/collatz.ts"
-import { outcomeOf, removeDir, seeded, tempDir } from "../helpers.ts"
+import { outcomeOf, seeded, tempDirs } from "../helpers.ts"
 import { seedOf } from "./crashLoop.ts"
 import { simulatedNetwork, type NetworkFaults } from "./simulatedNetwork.ts"
 
@@ -21,9 +21,19 @@ const COUNT = 2400
 const app = () => collatz(new AppArgs({ count: String(COUNT) }))
 const options = (dataDir: string, pipeline = false): RunOptions => ({ dataDir, partitions: P, epochAtoms: 8, epochMs: 2, snapshotEvery: 4, snapshotMinMs: 0, snapshotChain: { maxLength: 3 }, pipeline })
 
-// Liveness as in a cluster (10 s): a run that must finish never meets it on a loaded machine; runs that must end
-// by it (lost envelopes) pass a shorter one.
-const onNetwork = (dataDir: string, faults: NetworkFaults, pipeline = false, livenessMs = 10_000, which: App = app(), runOptions: RunOptions = options(dataDir, pipeline)) => {
+interface OnNetwork {
+  readonly pipeline?: boolean
+  /**
+   * As in a cluster by default (10 s): a run that must finish never meets it on a loaded machine; runs that must end
+   * by it (lost envelopes) pass a shorter one.
+   */
+  readonly livenessMs?: number
+  /** Another app than collatz, with its run options. */
+  readonly app?: App
+  readonly runOptions?: RunOptions
+}
+
+const onNetwork = (dataDir: string, faults: NetworkFaults, { pipeline = false, livenessMs = 10_000, app: which = app(), runOptions = options(dataDir, pipeline) }: OnNetwork = {}) => {
   const net = simulatedNetwork(faults)
   const ports = Layer.mergeAll(FileLog.layer(join(dataDir, "log")), DirectoryBlobStore.layer(join(dataDir, "snapshots")), net.node("all").layer)
   const running = start(which, runOptions, { ports, host: { coordinator: true, partitions: Array.from({ length: runOptions.partitions ?? P }, (_, p) => p) }, livenessMs })
@@ -31,13 +41,12 @@ const onNetwork = (dataDir: string, faults: NetworkFaults, pipeline = false, liv
 }
 
 describe("network faults, simulated from a seed", () => {
-  const dirs: string[] = []
-  afterAll(() => dirs.forEach(removeDir))
+  const temp = tempDirs()
+  afterAll(temp.removeAll)
   let reference: { out: string; entries: unknown; epochs: number } | undefined
   const ref = async () => {
     if (reference !== undefined) return reference
-    const dir = tempDir("net-ref")
-    dirs.push(dir)
+    const dir = temp.dir("net-ref")
     const summary = await run(app(), options(dir))
     reference = { out: readFileSync(join(dir, "out.jsonl"), "utf8"), entries: (await committedState(dir)).entries, epochs: summary.lastEpoch }
     expect(reference.out.split("\n")).toHaveLength(COUNT + 1)
@@ -53,9 +62,8 @@ describe("network faults, simulated from a seed", () => {
 
   it.each([false, true])("envelopes of different pairs interleaved at random and held up to 4 ms (pipelined: %s): the output and state of the FIFO run", async (pipeline) => {
     const seed = seedOf()
-    const dir = tempDir("net-reorder")
-    dirs.push(dir)
-    const { net, done } = onNetwork(dir, { seed, holdShare: 0.3, maxHoldMs: 4 }, pipeline)
+    const dir = temp.dir("net-reorder")
+    const { net, done } = onNetwork(dir, { seed, holdShare: 0.3, maxHoldMs: 4 }, { pipeline })
     const summary = await done
     console.log(`network test (seed ${seed}): ${net.stats.delivered} envelopes, ${net.stats.overtaking} overtook an earlier one, ${net.stats.held} held; ${summary.lastEpoch} epochs; sent ${JSON.stringify(net.stats.kinds)}`)
     // The schedule really differed from a FIFO's.
@@ -67,9 +75,7 @@ describe("network faults, simulated from a seed", () => {
   it("an envelope of each kind lost at a random point: every run fails with the transport, and the restarts end like the FIFO run", async () => {
     const seed = seedOf()
     const random = seeded(seed)
-    const dir = tempDir("net-drop")
-    dirs.push(dir)
-    let drops = 0
+    const dir = temp.dir("net-drop")
     let runs = 0
     const lost: string[] = []
     // Each kind of envelope the run sends, in turn, the n-th of its kind at random within a few epochs' worth (an
@@ -90,7 +96,7 @@ describe("network faults, simulated from a seed", () => {
       runs++
       const faults = step === undefined ? {} : { drops: [{ kind: step.kind, at: 1 + Math.floor(random() * step.within) }] }
       const pipeline = step !== undefined && "pipeline" in step
-      const { net, done } = onNetwork(dir, { seed: seed * 1000 + runs, ...faults }, pipeline)
+      const { net, done } = onNetwork(dir, { seed: seed * 1000 + runs, ...faults }, { pipeline })
       const outcome = await outcomeOf(done)
       if (outcome === "finished") {
         expect(net.stats.dropped).toBe(0)
@@ -102,9 +108,8 @@ describe("network faults, simulated from a seed", () => {
       expect(net.stats.dropped, outcome).toBe(1)
       expect(outcome).toBe("TransportError")
       lost.push(step!.kind)
-      drops++
     }
-    console.log(`network drop test (seed ${seed}): ${drops} envelopes lost (${lost.join(", ")}), ${runs} runs`)
+    console.log(`network drop test (seed ${seed}): ${lost.length} envelopes lost (${lost.join(", ")}), ${runs} runs`)
     expect(lost).toEqual(schedule.map((s) => s.kind))
     await expectLikeFifo(dir)
   }, 240_000)
@@ -112,8 +117,7 @@ describe("network faults, simulated from a seed", () => {
   it("envelopes lost silently: the engine notices (liveness) or heals, and the restarts end like the FIFO run", async () => {
     const seed = seedOf()
     const random = seeded(seed)
-    const dir = tempDir("net-silent")
-    dirs.push(dir)
+    const dir = temp.dir("net-silent")
     const at = (within: number) => 1 + Math.floor(random() * within)
     // A round's data or DONE, an OPEN or a vote lost holds the epoch until liveness ends the run. One run each.
     const fatal = [
@@ -123,7 +127,7 @@ describe("network faults, simulated from a seed", () => {
       { kind: "done", within: 1500 },
     ] as const
     for (const [i, step] of fatal.entries()) {
-      const { net, done } = onNetwork(dir, { seed: seed * 1000 + i, silent: true, drops: [{ kind: step.kind, at: at(step.within) }] }, false, 3000)
+      const { net, done } = onNetwork(dir, { seed: seed * 1000 + i, silent: true, drops: [{ kind: step.kind, at: at(step.within) }] }, { livenessMs: 3000 })
       const outcome = await outcomeOf(done)
       expect(net.stats.dropped, step.kind).toBe(1)
       expect(outcome, step.kind).toBe("LivenessError")
@@ -135,8 +139,7 @@ describe("network faults, simulated from a seed", () => {
     // repeated until the first epoch opens), a snapshot part's report (that snapshot is not written), one of the four
     // STOPs (this process hosts every partition: one is enough for it). None is the last epoch's COMMITTED (the one
     // nothing follows): the run finishes.
-    const healing = tempDir("net-heal")
-    dirs.push(healing)
+    const healing = temp.dir("net-heal")
     const drops = [{ kind: "ready" as const, at: at(4) }, { kind: "snapshot" as const, at: at(4) }, { kind: "stop" as const, at: at(4) }, ...[0, 70, 140].map((from) => ({ kind: "committed" as const, at: from + at(70) }))]
     const lossy = onNetwork(healing, { seed: seed * 1000 + 99, silent: true, drops })
     const outcome = await outcomeOf(lossy.done)
@@ -152,13 +155,12 @@ describe("network faults, simulated from a seed", () => {
   it("the shopping cart's actors with pairs interleaved and envelopes held: one sender's messages keep their order, and state and report are the FIFO run's", async () => {
     const shop = { users: 30, items: 40, stock: 20, requests: 2500, seed: 3 }
     const shopOptions = (dataDir: string): RunOptions => ({ dataDir, partitions: P, epochAtoms: 50, epochMs: 2, snapshotEvery: 4, snapshotMinMs: 0 })
-    const fifo = tempDir("net-shop-ref")
-    const dir = tempDir("net-shop")
-    dirs.push(fifo, dir)
+    const fifo = temp.dir("net-shop-ref")
+    const dir = temp.dir("net-shop")
     const reference = await run(shoppingCartApp(shop), shopOptions(fifo))
     expect(reference.failureList).toEqual([])
     const seed = seedOf()
-    const { net, done, failures } = onNetwork(dir, { seed, holdShare: 0.3, maxHoldMs: 4 }, false, undefined, shoppingCartApp(shop), shopOptions(dir))
+    const { net, done, failures } = onNetwork(dir, { seed, holdShare: 0.3, maxHoldMs: 4 }, { app: shoppingCartApp(shop), runOptions: shopOptions(dir) })
     await done
     console.log(`network shop test (seed ${seed}): ${net.stats.delivered} envelopes, ${net.stats.overtaking} overtook an earlier one, ${net.stats.held} held`)
     expect(net.stats.overtaking).toBeGreaterThan(100)
@@ -188,13 +190,12 @@ describe("network faults, simulated from a seed", () => {
         ],
       })
     const opts = (dataDir: string): RunOptions => ({ dataDir, partitions: 1, epochAtoms: 8, epochMs: 2, snapshotEvery: 4, snapshotMinMs: 0 })
-    const fifo = tempDir("net-once-ref")
-    const dir = tempDir("net-once")
-    dirs.push(fifo, dir)
+    const fifo = temp.dir("net-once-ref")
+    const dir = temp.dir("net-once")
     await run(uniques(), opts(fifo))
     const seed = seedOf()
     const drops = [{ kind: "committed" as const, at: 10 }, { kind: "committed" as const, at: 11 }, { kind: "committed" as const, at: 30 }]
-    const { net, done } = onNetwork(dir, { seed, silent: true, drops }, false, undefined, uniques(), opts(dir))
+    const { net, done } = onNetwork(dir, { seed, silent: true, drops }, { app: uniques(), runOptions: opts(dir) })
     await done
     expect(net.stats.dropped).toBe(drops.length)
     const [want, got] = await Promise.all([committedState(fifo), committedState(dir)])

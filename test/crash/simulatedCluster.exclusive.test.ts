@@ -5,7 +5,7 @@ import { MemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
 import { MemoryLog } from "../../runtime/embedded/MemoryLog.ts"
 import { committedState, committedStateFrom, run, start, stateReader, type RunOptions } from "../../runtime/index.ts"
 import { COORDINATOR } from "../../runtime/ports/Transport.ts"
-import { outcomeOf, removeDir, seeded, tempDir } from "../helpers.ts"
+import { outcomeOf, seeded, tempDirs } from "../helpers.ts"
 import { seedOf } from "./crashLoop.ts"
 import { flakyBlobStore } from "./flakyBlobStore.ts"
 import { simulatedNetwork } from "./simulatedNetwork.ts"
@@ -29,8 +29,8 @@ const processes = [
 const LIVENESS_MS = 2500
 
 describe("a cluster simulated in one process", () => {
-  const dirs: string[] = []
-  afterAll(() => dirs.forEach(removeDir))
+  const temp = tempDirs()
+  afterAll(temp.removeAll)
 
   it("processes killed at random envelopes (at least 10 times), then envelopes lost silently, all restarted each time: the embedded run's state and report", async () => {
     const seed = seedOf()
@@ -110,8 +110,7 @@ describe("a cluster simulated in one process", () => {
     expect(kills).toBeGreaterThanOrEqual(10)
     expect(lost).toBeGreaterThanOrEqual(1)
 
-    const fifo = tempDir("sim-cluster-ref")
-    dirs.push(fifo)
+    const fifo = temp.dir("sim-cluster-ref")
     const reference = await run(shoppingCartApp(shop), runOptions(fifo))
     expect(reference.failureList).toEqual([])
     const [want, got] = await Promise.all([committedState(fifo), committedStateFrom(Layer.merge(MemoryLog.layer(log), MemoryBlobStore.layer(blobs)))])

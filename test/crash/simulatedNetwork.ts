@@ -82,12 +82,6 @@ export const simulatedNetwork = (faults: NetworkFaults) => {
   const nodes: Array<Node> = []
   const nodeOf = (to: number): Node | undefined => nodes.find((n) => n.hosts(to))
 
-  const pending = (): number => {
-    let n = 0
-    for (const lane of lanes.values()) n += lane.length
-    return n
-  }
-
   /** A due lane head for `node`, picked at random, or undefined (and when the next one is due). */
   const next = (node: Node): { delivery: Delivery | undefined; dueIn: number } => {
     const now = performance.now()
@@ -201,7 +195,5 @@ export const simulatedNetwork = (faults: NetworkFaults) => {
   return {
     node,
     stats,
-    /** Envelopes sent but neither delivered nor lost (after a run that ended: what the failure left behind). */
-    pending,
   }
 }
