@@ -1,0 +1,260 @@
+import { Layer } from "effect"
+import { describe, expect, it } from "vitest"
+import { counterApp } from "../../examples/counter/app.ts"
+import { FrontError, type RequestFront } from "../../runtime/front/RequestFront.ts"
+import { MemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
+import { MemoryLog } from "../../runtime/embedded/MemoryLog.ts"
+import { committedStateFrom, start, stateReader, type RunningApp, type RunOptions } from "../../runtime/index.ts"
+import { COORDINATOR } from "../../runtime/ports/Transport.ts"
+import { outcomeOf, seeded } from "../helpers.ts"
+import { seedOf } from "./crashLoop.ts"
+import { flakyBlobStore } from "./flakyBlobStore.ts"
+import { simulatedNetwork } from "./simulatedNetwork.ts"
+
+// Clients of a cluster simulated in one process (the processes of simulatedCluster.exclusive.test.ts), while its
+// processes are killed at random envelopes and envelopes are lost silently. The clients reach the workers' request
+// fronts the way NATS does: any worker admits a request (a target in another worker's partitions hops there) and
+// answers a reply address of the caller's. A caller whose process died retries with the same idempotency key in the
+// next incarnation, at another worker; some requests have a second caller with the same key at the same time. Each
+// request must run once: a counter's answers are the running sums of its adds, whatever order they ran in, every
+// answer a key ever got is the same, and the committed state is the sum of all adds.
+const P = 3
+const COUNTERS = 12
+const REQUESTS = 600
+const KILLS = 8
+const LOSSES = 2
+const LIVENESS_MS = 2500
+const runOptions = (pipeline: boolean): RunOptions => ({ partitions: P, epochMs: 2, snapshotEvery: 4, snapshotMinMs: 0, pipeline, stopWhenIdle: false, onLog: () => undefined })
+const processes = [
+  { name: "coordinator", host: { coordinator: true, partitions: [] as number[] }, endpoints: [COORDINATOR] },
+  ...Array.from({ length: P }, (_, i) => ({ name: `worker ${i}`, host: { coordinator: false, partitions: [i] }, endpoints: [i] })),
+]
+
+type Outcome = { readonly reply: number } | FrontError | "ended"
+
+interface Incarnation {
+  readonly fronts: RequestFront[]
+  /** Resolves when every process of this incarnation has ended. */
+  readonly ended: Promise<void>
+}
+
+describe("clients of a cluster simulated in one process", () => {
+  it("requests retried with their idempotency key across killed processes and lost envelopes run once, and every caller of a key gets one answer", async () => {
+    const seed = seedOf()
+    console.log(`simulated clients: seed ${seed}`)
+    const random = seeded(seed)
+    const callerRandom = seeded(seed + 2)
+    const log = new MemoryLog.Store()
+    const blobs = new Map<string, Uint8Array>()
+    const blobRandom = seeded(seed + 1)
+    const blobStats = { calls: 0, failed: 0 }
+
+    // The callers' reply addresses, as NATS reply subjects: whichever worker commits an answer delivers it here.
+    const waiting = new Map<string, (o: Outcome) => void>()
+    const answersOf = new Map<string, number[]>()
+    const keyOf = new Map<string, string>()
+    let addresses = 0
+    let current: Incarnation | undefined
+    let upNext: Promise<Incarnation>
+    let onUp: (i: Incarnation) => void = () => undefined
+    const nextIncarnation = () => (upNext = new Promise((r) => (onUp = r)))
+    nextIncarnation()
+    let kills = 0
+    let lost = 0
+    let faultFree = false
+    const stats = { attempts: 0, retried: 0, refused: new Map<string, number>() }
+
+    /** One caller's request: retried with its key until answered. */
+    const call = async (key: string, target: string, add: number): Promise<number> => {
+      for (;;) {
+        const inc = current ?? (await upNext)
+        const front = inc.fronts[Math.floor(callerRandom() * inc.fronts.length)]!
+        const address = `sim:${++addresses}`
+        keyOf.set(address, key)
+        stats.attempts++
+        const outcome = await new Promise<Outcome>((resolve) => {
+          waiting.set(address, resolve)
+          void inc.ended.then(() => resolve("ended"))
+          try {
+            front.submitFor({ target, message: { add }, ask: true, key }, address)
+          } catch (err) {
+            resolve(err instanceof FrontError ? err : new FrontError("BadRequest", String(err)))
+          }
+        })
+        waiting.delete(address)
+        if (outcome !== "ended" && !(outcome instanceof FrontError)) return outcome.reply
+        if (outcome instanceof FrontError) {
+          // Only a process on its way down refuses (Unavailable), or one flooded (Busy): anything else is a bug.
+          expect(["Unavailable", "Busy"], `${key}: ${outcome.message}`).toContain(outcome.tag)
+          stats.refused.set(outcome.tag, (stats.refused.get(outcome.tag) ?? 0) + 1)
+        }
+        stats.retried++
+        if (current === inc) await inc.ended
+      }
+    }
+
+    const requests: Array<{ key: string; target: string; add: number }> = []
+    let next = 0
+    let callersDone = false
+    const callers = Promise.all(
+      Array.from({ length: 12 }, async () => {
+        while (next < REQUESTS || kills < KILLS || lost < LOSSES) {
+          const i = next++
+          const r = { key: `r${i}`, target: `counter/c${i % COUNTERS}`, add: i + 1 }
+          requests.push(r)
+          // Every fifth request has a second caller with the same key, at the same time (through another worker, as
+          // a client's retry after a timeout can be).
+          const [a, b] = await Promise.all([call(r.key, r.target, r.add), i % 5 === 0 ? call(r.key, r.target, r.add) : undefined])
+          if (b !== undefined) expect(b, `the two callers of ${r.key}`).toBe(a)
+        }
+      }),
+    ).then(() => {
+      callersDone = true
+    })
+
+    let stuck: string[] = []
+    const reasked: Array<{ key: string; reply: number }> = []
+    let incarnations = 0
+    let logCrashes = 0
+    let stalls = 0
+    let lossesMadeGood = 0
+    const seen = new Map<string, number>()
+    for (; incarnations < 80; incarnations++) {
+      const killAt = kills < KILLS ? 1 + Math.floor(random() * 800) : undefined
+      const loseAt = killAt === undefined && lost < LOSSES ? 1 + Math.floor(random() * 800) : undefined
+      faultFree = killAt === undefined && loseAt === undefined
+      if (incarnations > 0 && killAt !== undefined && random() < 0.5) {
+        log.crash()
+        logCrashes++
+      }
+      const victim = Math.floor(random() * processes.length)
+      let killed = false
+      const nodes: Array<{ kill: (why: string) => void }> = []
+      const net = simulatedNetwork({
+        seed: seed * 1000 + incarnations,
+        holdShare: 0.3,
+        maxHoldMs: 4,
+        silent: true,
+        ...(loseAt === undefined ? {} : { drops: [{ at: loseAt }] }),
+        onSend: (n) => {
+          if (n !== killAt) return
+          killed = true
+          nodes[victim]!.kill(`${processes[victim]!.name} killed at envelope ${n}`)
+        },
+      })
+      const fronts: RequestFront[] = []
+      let endIncarnation: () => void = () => undefined
+      const ended = new Promise<void>((r) => (endIncarnation = r))
+      let reaper: ReturnType<typeof setTimeout> | undefined
+      const apps: RunningApp[] = []
+      const outcomes = processes.map((p) => {
+        const node = net.node(p.endpoints)
+        nodes.push(node)
+        const ports = Layer.mergeAll(MemoryLog.layer(log), flakyBlobStore(blobs, { random: blobRandom, share: faultFree ? 0 : 0.02, failCalls: [10, 40] }, blobStats), node.layer)
+        const serve = async (front: RequestFront) => {
+          // The worker's reply subjects: answers committed here for callers of other workers travel back to them.
+          front.remote = (address, a) => {
+            const key = keyOf.get(address)!
+            if (a.x === undefined) answersOf.set(key, [...(answersOf.get(key) ?? []), a.r as number])
+            waiting.get(address)?.(a.x === undefined ? { reply: a.r as number } : new FrontError(a.x.tag, a.x.message))
+          }
+          fronts.push(front)
+          return { close: () => Promise.resolve() }
+        }
+        const app = start(counterApp(), runOptions(incarnations % 2 === 1), { ports, host: p.host, livenessMs: LIVENESS_MS, ...(p.host.coordinator ? {} : { serve }) })
+        apps.push(app)
+        return outcomeOf(app.done).then((o) => {
+          if (o !== "finished") reaper ??= setTimeout(() => nodes.forEach((n) => n.kill("stopped by the supervisor")), LIVENESS_MS + 1000)
+          return o
+        })
+      })
+      current = { fronts, ended }
+      onUp(current)
+      // The fault-free incarnation serves until the callers are done, asks some keys once more, then stops (the
+      // coordinator stops them all).
+      // A fault-free incarnation answers every request within a few epochs: one still waiting after 30 s is lost,
+      // and the run stops so the test can say which.
+      if (faultFree) {
+        const bound = setTimeout(() => {
+          stuck = [...waiting.keys()].map((a) => keyOf.get(a)!)
+          void apps[0]!.stop().catch(() => undefined)
+        }, 30_000)
+        void callers
+          .then(() => Promise.all(requests.filter((_, i) => i % 20 === 3).map(async (r) => reasked.push({ key: r.key, reply: await call(r.key, r.target, r.add) }))))
+          .finally(() => {
+            clearTimeout(bound)
+            void apps[0]!.stop().catch(() => undefined)
+          })
+      }
+      // A lost envelope the run makes good (a wake, a COMMITTED that a later one covers) ends nothing: once the run has
+      // gone on for twice the liveness time after the loss, it is stopped and the next incarnation starts.
+      let lostAt: number | undefined
+      let madeGood = false
+      const afterLoss = setInterval(() => {
+        if (net.stats.dropped === 0) return
+        lostAt ??= Date.now()
+        if (Date.now() - lostAt < 2 * LIVENESS_MS || madeGood) return
+        madeGood = true
+        void apps[0]!.stop().catch(() => undefined)
+      }, 100)
+      const endedSoFar: string[] = processes.map(() => "running")
+      outcomes.forEach((o, i) => void o.then((x) => (endedSoFar[i] = x)))
+      const watchdog = setInterval(() => {
+        if (process.env["EDDY_DEBUG_SIM"] === "1") console.log(`incarnation ${incarnations} still running: kill ${killAt}, lose ${loseAt}, sent ${net.stats.sent}, ${JSON.stringify(endedSoFar)}, ${JSON.stringify(apps.map((a) => a.stats()))}, waiting ${waiting.size}`)
+      }, 10_000)
+      const endedAs = await Promise.all(outcomes)
+      clearInterval(watchdog)
+      clearInterval(afterLoss)
+      clearTimeout(reaper)
+      current = undefined
+      nextIncarnation()
+      endIncarnation()
+      for (const o of endedAs) seen.set(o, (seen.get(o) ?? 0) + 1)
+      if (process.env["EDDY_DEBUG_SIM"] === "1") console.log(`incarnation ${incarnations}: kill ${killAt} (${killed ? processes[victim]!.name : "none"}), lose ${loseAt}, ${JSON.stringify(endedAs)}, ${next} requests, ${waiting.size} waiting, ${net.stats.sent} sent`)
+      if (killed) kills++
+      if (net.stats.dropped > 0) lost++
+      if (endedAs.every((o) => o === "finished")) {
+        if (faultFree) break
+        expect(madeGood, `incarnation ${incarnations} stopped by itself`).toBe(true)
+        lossesMadeGood++
+        continue
+      }
+      for (const o of endedAs) expect(["finished", "TransportError", "LivenessError", "BlobStoreError"]).toContain(o)
+      if (killed) expect(endedAs[victim]).toBe("TransportError")
+      else if (net.stats.dropped === 0 && !endedAs.includes("BlobStoreError")) stalls++
+    }
+    expect(stuck, `seed ${seed}: requests unanswered in the fault-free run`).toEqual([])
+    await callers
+    expect(callersDone).toBe(true)
+    const refused = JSON.stringify(Object.fromEntries(stats.refused))
+    console.log(
+      `simulated clients (seed ${seed}): ${requests.length} requests, ${stats.attempts} attempts, ${stats.retried} retried (refused ${refused}); ${kills} kills, ${lost} envelopes lost silently (${lossesMadeGood} made good within the run), ${logCrashes} log crashes, ${blobStats.failed} blob store calls failed, ${stalls} runs ended by liveness alone, over ${incarnations + 1} incarnations; outcomes ${JSON.stringify(Object.fromEntries(seen))}`,
+    )
+    expect(kills).toBeGreaterThanOrEqual(KILLS)
+    expect(lost).toBeGreaterThanOrEqual(LOSSES)
+    expect(stats.retried).toBeGreaterThan(0)
+
+    // Every answer a key ever got (the first, late ones, the other caller's, the re-asks) is the same.
+    for (const r of requests) {
+      const got = answersOf.get(r.key) ?? []
+      expect(got.length, `${r.key} was answered`).toBeGreaterThan(0)
+      expect(new Set(got).size, `seed ${seed}: ${r.key} got different answers ${got.join(", ")}`).toBe(1)
+    }
+    expect(reasked.length).toBe(requests.filter((_, i) => i % 20 === 3).length)
+    for (const x of reasked) expect(x.reply, `re-asked ${x.key}`).toBe(answersOf.get(x.key)![0])
+    // A counter's answers, in the order the adds ran, are the running sums of its adds; its state is their total.
+    const committed = stateReader(await committedStateFrom(Layer.merge(MemoryLog.layer(log), MemoryBlobStore.layer(blobs))))
+    const view = counterApp().views![0]!
+    for (let c = 0; c < COUNTERS; c++) {
+      const mine = requests.filter((r) => r.target === `counter/c${c}`).map((r) => ({ add: r.add, reply: answersOf.get(r.key)![0]! }))
+      mine.sort((x, y) => x.reply - y.reply)
+      let sum = 0
+      for (const m of mine) {
+        sum += m.add
+        expect(m.reply, `seed ${seed}, counter c${c}: answers must be the running sums (an add ran twice or never)`).toBe(sum)
+      }
+      const target = `counter/c${c}`
+      expect(view.show(await committed.query(view.task, view.key(target)!)), `seed ${seed}: ${target}'s committed state`).toBe(sum)
+    }
+  }, 300_000)
+})
