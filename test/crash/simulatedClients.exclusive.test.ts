@@ -1,5 +1,6 @@
 import { Layer } from "effect"
 import { describe, expect, it } from "vitest"
+import { ClientSession } from "../../client/batching.ts"
 import { counterApp } from "../../examples/counter/app.ts"
 import { FrontError, type RequestFront } from "../../runtime/front/RequestFront.ts"
 import { MemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
@@ -15,7 +16,8 @@ import { simulatedNetwork } from "./simulatedNetwork.ts"
 // processes are killed at random envelopes and envelopes are lost silently. The clients reach the workers' request
 // fronts the way NATS does: any worker admits a request (a target in another worker's partitions hops there) and
 // answers a reply address of the caller's. A caller whose process died retries with the same idempotency key in the
-// next incarnation, at another worker; some requests have a second caller with the same key at the same time. Each
+// next incarnation, at another worker; some requests have a second caller with the same key at the same time, and a
+// third have no key: they are numbered in the client's session, as the client library does. Each
 // request must run once: a counter's answers are the running sums of its adds, whatever order they ran in, every
 // answer a key ever got is the same, and the committed state is the sum of all adds.
 const P = 3
@@ -65,7 +67,7 @@ describe("clients of a cluster simulated in one process", () => {
     const stats = { attempts: 0, retried: 0, refused: new Map<string, number>() }
 
     /** One caller's request: retried with its key until answered. */
-    const call = async (key: string, target: string, add: number): Promise<number> => {
+    const call = async (key: string, target: string, add: number, numbered?: { readonly seq: number; readonly ack: number }): Promise<number> => {
       for (;;) {
         const inc = current ?? (await upNext)
         const front = inc.fronts[Math.floor(callerRandom() * inc.fronts.length)]!
@@ -76,7 +78,7 @@ describe("clients of a cluster simulated in one process", () => {
           waiting.set(address, resolve)
           void inc.ended.then(() => resolve("ended"))
           try {
-            front.submitFor({ target, message: { add }, ask: true, key }, address)
+            front.submitFor(numbered === undefined ? { target, message: { add }, ask: true, key } : { target, message: { add }, ask: true, session: { id: session.id, ...numbered } }, address)
           } catch (err) {
             resolve(err instanceof FrontError ? err : new FrontError("BadRequest", String(err)))
           }
@@ -93,17 +95,25 @@ describe("clients of a cluster simulated in one process", () => {
       }
     }
 
-    const requests: Array<{ key: string; target: string; add: number }> = []
+    const session = new ClientSession()
+    const requests: Array<{ key: string; target: string; add: number; keyless: boolean }> = []
     let next = 0
     let callersDone = false
     const callers = Promise.all(
       Array.from({ length: 12 }, async () => {
         while (next < REQUESTS || kills < KILLS || lost < LOSSES) {
           const i = next++
-          const r = { key: `r${i}`, target: `counter/c${i % COUNTERS}`, add: i + 1 }
+          const r = { key: `r${i}`, target: `counter/c${i % COUNTERS}`, add: i + 1, keyless: i % 3 === 1 }
           requests.push(r)
           // Every fifth request has a second caller with the same key, at the same time (through another worker, as
           // a client's retry after a timeout can be).
+          // Every third goes without a key, numbered in the client's session as the client library does (its
+          // retries carry the same number and acknowledgement).
+          if (r.keyless) {
+            const numbered = session.open()
+            await session.settled(numbered.seq, call(r.key, r.target, r.add, numbered))
+            continue
+          }
           const [a, b] = await Promise.all([call(r.key, r.target, r.add), i % 5 === 0 ? call(r.key, r.target, r.add) : undefined])
           if (b !== undefined) expect(b, `the two callers of ${r.key}`).toBe(a)
         }
@@ -180,7 +190,7 @@ describe("clients of a cluster simulated in one process", () => {
           void apps[0]!.stop().catch(() => undefined)
         }, 30_000)
         void callers
-          .then(() => Promise.all(requests.filter((_, i) => i % 20 === 3).map(async (r) => reasked.push({ key: r.key, reply: await call(r.key, r.target, r.add) }))))
+          .then(() => Promise.all(requests.filter((r, i) => !r.keyless && i % 20 === 3).map(async (r) => reasked.push({ key: r.key, reply: await call(r.key, r.target, r.add) }))))
           .finally(() => {
             clearTimeout(bound)
             void apps[0]!.stop().catch(() => undefined)
@@ -240,7 +250,7 @@ describe("clients of a cluster simulated in one process", () => {
       expect(got.length, `${r.key} was answered`).toBeGreaterThan(0)
       expect(new Set(got).size, `seed ${seed}: ${r.key} got different answers ${got.join(", ")}`).toBe(1)
     }
-    expect(reasked.length).toBe(requests.filter((_, i) => i % 20 === 3).length)
+    expect(reasked.length).toBe(requests.filter((r, i) => !r.keyless && i % 20 === 3).length)
     for (const x of reasked) expect(x.reply, `re-asked ${x.key}`).toBe(answersOf.get(x.key)![0])
     // A counter's answers, in the order the adds ran, are the running sums of its adds; its state is their total.
     const committed = stateReader(await committedStateFrom(Layer.merge(MemoryLog.layer(log), MemoryBlobStore.layer(blobs))))
