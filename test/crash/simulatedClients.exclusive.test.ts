@@ -5,21 +5,20 @@ import { counterApp } from "../../examples/counter/app.ts"
 import { FrontError, type RequestFront } from "../../runtime/front/RequestFront.ts"
 import { MemoryBlobStore } from "../../runtime/embedded/MemoryBlobStore.ts"
 import { MemoryLog } from "../../runtime/embedded/MemoryLog.ts"
-import { committedStateFrom, start, stateReader, type RunningApp, type RunOptions } from "../../runtime/index.ts"
-import { COORDINATOR } from "../../runtime/ports/Transport.ts"
-import { outcomeOf, seeded } from "../helpers.ts"
+import { committedStateFrom, start, stateReader, type RunOptions } from "../../runtime/index.ts"
+import { seeded } from "../helpers.ts"
 import { seedOf } from "./crashLoop.ts"
 import { flakyBlobStore } from "./flakyBlobStore.ts"
-import { simulatedNetwork } from "./simulatedNetwork.ts"
+import { clusterProcesses, IncarnationTally, startIncarnation } from "./simulatedCluster.ts"
 
-// Clients of a cluster simulated in one process (the processes of simulatedCluster.exclusive.test.ts), while its
-// processes are killed at random envelopes and envelopes are lost silently. The clients reach the workers' request
-// fronts the way NATS does: any worker admits a request (a target in another worker's partitions hops there) and
-// answers a reply address of the caller's. A caller whose process died retries with the same idempotency key in the
-// next incarnation, at another worker; some requests have a second caller with the same key at the same time, and a
-// third have no key: they are numbered in the client's session, as the client library does. Each
-// request must run once: a counter's answers are the running sums of its adds, whatever order they ran in, every
-// answer a key ever got is the same, and the committed state is the sum of all adds.
+// Clients of a cluster simulated in one process (simulatedCluster.ts), while its processes are killed at random
+// envelopes and envelopes are lost silently. The clients reach the workers' request fronts the way NATS does: any
+// worker admits a request (a target in another worker's partitions hops there) and answers a reply address of the
+// caller's. A caller whose process died retries with the same idempotency key in the next incarnation, at another
+// worker; some requests have a second caller with the same key at the same time, and a third have no key: they are
+// numbered in the client's session, as the client library does. Each request must run once: a counter's answers are
+// the running sums of its adds, whatever order they ran in, every answer a key ever got is the same, and the
+// committed state is the sum of all adds.
 const P = 3
 const COUNTERS = 12
 const REQUESTS = 600
@@ -27,10 +26,7 @@ const KILLS = 8
 const LOSSES = 2
 const LIVENESS_MS = 2500
 const runOptions = (pipeline: boolean): RunOptions => ({ partitions: P, epochMs: 2, snapshotEvery: 4, snapshotMinMs: 0, pipeline, stopWhenIdle: false, onLog: () => undefined })
-const processes = [
-  { name: "coordinator", host: { coordinator: true, partitions: [] as number[] }, endpoints: [COORDINATOR] },
-  ...Array.from({ length: P }, (_, i) => ({ name: `worker ${i}`, host: { coordinator: false, partitions: [i] }, endpoints: [i] })),
-]
+const processes = clusterProcesses(P)
 
 type Outcome = { readonly reply: number } | FrontError | "ended"
 
@@ -61,8 +57,7 @@ describe("clients of a cluster simulated in one process", () => {
     let onUp: (i: Incarnation) => void = () => undefined
     const nextIncarnation = () => (upNext = new Promise((r) => (onUp = r)))
     nextIncarnation()
-    let kills = 0
-    let lost = 0
+    const tally = new IncarnationTally()
     let faultFree = false
     const stats = { attempts: 0, retried: 0, refused: new Map<string, number>() }
 
@@ -101,7 +96,7 @@ describe("clients of a cluster simulated in one process", () => {
     let callersDone = false
     const callers = Promise.all(
       Array.from({ length: 12 }, async () => {
-        while (next < REQUESTS || kills < KILLS || lost < LOSSES) {
+        while (next < REQUESTS || tally.kills < KILLS || tally.lost < LOSSES) {
           const i = next++
           const r = { key: `r${i}`, target: `counter/c${i % COUNTERS}`, add: i + 1, keyless: i % 3 === 1 }
           requests.push(r)
@@ -126,58 +121,34 @@ describe("clients of a cluster simulated in one process", () => {
     const reasked: Array<{ key: string; reply: number }> = []
     let incarnations = 0
     let logCrashes = 0
-    let stalls = 0
     let lossesMadeGood = 0
-    const seen = new Map<string, number>()
     for (; incarnations < 80; incarnations++) {
-      const killAt = kills < KILLS ? 1 + Math.floor(random() * 800) : undefined
-      const loseAt = killAt === undefined && lost < LOSSES ? 1 + Math.floor(random() * 800) : undefined
+      const killAt = tally.kills < KILLS ? 1 + Math.floor(random() * 800) : undefined
+      const loseAt = killAt === undefined && tally.lost < LOSSES ? 1 + Math.floor(random() * 800) : undefined
       faultFree = killAt === undefined && loseAt === undefined
       if (incarnations > 0 && killAt !== undefined && random() < 0.5) {
         log.crash()
         logCrashes++
       }
       const victim = Math.floor(random() * processes.length)
-      let killed = false
-      const nodes: Array<{ kill: (why: string) => void }> = []
-      const net = simulatedNetwork({
-        seed: seed * 1000 + incarnations,
-        holdShare: 0.3,
-        maxHoldMs: 4,
-        silent: true,
-        ...(loseAt === undefined ? {} : { drops: [{ at: loseAt }] }),
-        onSend: (n) => {
-          if (n !== killAt) return
-          killed = true
-          nodes[victim]!.kill(`${processes[victim]!.name} killed at envelope ${n}`)
-        },
-      })
       const fronts: RequestFront[] = []
       let endIncarnation: () => void = () => undefined
       const ended = new Promise<void>((r) => (endIncarnation = r))
-      let reaper: ReturnType<typeof setTimeout> | undefined
-      const apps: RunningApp[] = []
-      const outcomes = processes.map((p) => {
-        const node = net.node(p.endpoints)
-        nodes.push(node)
-        const ports = Layer.mergeAll(MemoryLog.layer(log), flakyBlobStore(blobs, { random: blobRandom, share: faultFree ? 0 : 0.02, failCalls: [10, 40] }, blobStats), node.layer)
-        const serve = async (front: RequestFront) => {
-          // The worker's reply subjects: answers committed here for callers of other workers travel back to them.
-          front.remote = (address, a) => {
-            const key = keyOf.get(address)!
-            if (a.x === undefined) answersOf.set(key, [...(answersOf.get(key) ?? []), a.r as number])
-            waiting.get(address)?.(a.x === undefined ? { reply: a.r as number } : new FrontError(a.x.tag, a.x.message))
-          }
-          fronts.push(front)
-          return { close: () => Promise.resolve() }
+      // The workers' reply subjects: answers committed at one worker for callers of another travel back to them.
+      const serve = async (front: RequestFront) => {
+        front.remote = (address, a) => {
+          const key = keyOf.get(address)!
+          if (a.x === undefined) answersOf.set(key, [...(answersOf.get(key) ?? []), a.r as number])
+          waiting.get(address)?.(a.x === undefined ? { reply: a.r as number } : new FrontError(a.x.tag, a.x.message))
         }
-        const app = start(counterApp(), runOptions(incarnations % 2 === 1), { ports, host: p.host, livenessMs: LIVENESS_MS, ...(p.host.coordinator ? {} : { serve }) })
-        apps.push(app)
-        return outcomeOf(app.done).then((o) => {
-          if (o !== "finished") reaper ??= setTimeout(() => nodes.forEach((n) => n.kill("stopped by the supervisor")), LIVENESS_MS + 1000)
-          return o
-        })
+        fronts.push(front)
+        return { close: () => Promise.resolve() }
+      }
+      const inc = startIncarnation(processes, { seed: seed * 1000 + incarnations, killAt, loseAt, victim, livenessMs: LIVENESS_MS }, (p, transport) => {
+        const ports = Layer.mergeAll(MemoryLog.layer(log), flakyBlobStore(blobs, { random: blobRandom, share: faultFree ? 0 : 0.02, failCalls: [10, 40] }, blobStats), transport)
+        return start(counterApp(), runOptions(incarnations % 2 === 1), { ports, host: p.host, livenessMs: LIVENESS_MS, ...(p.host.coordinator ? {} : { serve }) })
       })
+      const { apps, net } = inc
       current = { fronts, ended }
       onUp(current)
       // The fault-free incarnation serves until the callers are done, asks some keys once more, then stops (the
@@ -208,40 +179,32 @@ describe("clients of a cluster simulated in one process", () => {
         void apps[0]!.stop().catch(() => undefined)
       }, 100)
       const endedSoFar: string[] = processes.map(() => "running")
-      outcomes.forEach((o, i) => void o.then((x) => (endedSoFar[i] = x)))
+      inc.outcomes.forEach((o, i) => void o.then((x) => (endedSoFar[i] = x)))
       const watchdog = setInterval(() => {
         if (process.env["EDDY_DEBUG_SIM"] === "1") console.log(`incarnation ${incarnations} still running: kill ${killAt}, lose ${loseAt}, sent ${net.stats.sent}, ${JSON.stringify(endedSoFar)}, ${JSON.stringify(apps.map((a) => a.stats()))}, waiting ${waiting.size}`)
       }, 10_000)
-      const endedAs = await Promise.all(outcomes)
+      const endedAs = await inc.ended
       clearInterval(watchdog)
       clearInterval(afterLoss)
-      clearTimeout(reaper)
       current = undefined
       nextIncarnation()
       endIncarnation()
-      for (const o of endedAs) seen.set(o, (seen.get(o) ?? 0) + 1)
-      if (process.env["EDDY_DEBUG_SIM"] === "1") console.log(`incarnation ${incarnations}: kill ${killAt} (${killed ? processes[victim]!.name : "none"}), lose ${loseAt}, ${JSON.stringify(endedAs)}, ${next} requests, ${waiting.size} waiting, ${net.stats.sent} sent`)
-      if (killed) kills++
-      if (net.stats.dropped > 0) lost++
-      if (endedAs.every((o) => o === "finished")) {
+      if (process.env["EDDY_DEBUG_SIM"] === "1") console.log(`incarnation ${incarnations}: kill ${killAt} (${inc.killed() ? processes[victim]!.name : "none"}), lose ${loseAt}, ${JSON.stringify(endedAs)}, ${next} requests, ${waiting.size} waiting, ${net.stats.sent} sent`)
+      if (tally.record(endedAs, inc, victim)) {
         if (faultFree) break
         expect(madeGood, `incarnation ${incarnations} stopped by itself`).toBe(true)
         lossesMadeGood++
-        continue
       }
-      for (const o of endedAs) expect(["finished", "TransportError", "LivenessError", "BlobStoreError"]).toContain(o)
-      if (killed) expect(endedAs[victim]).toBe("TransportError")
-      else if (net.stats.dropped === 0 && !endedAs.includes("BlobStoreError")) stalls++
     }
     expect(stuck, `seed ${seed}: requests unanswered in the fault-free run`).toEqual([])
     await callers
     expect(callersDone).toBe(true)
     const refused = JSON.stringify(Object.fromEntries(stats.refused))
     console.log(
-      `simulated clients (seed ${seed}): ${requests.length} requests, ${stats.attempts} attempts, ${stats.retried} retried (refused ${refused}); ${kills} kills, ${lost} envelopes lost silently (${lossesMadeGood} made good within the run), ${logCrashes} log crashes, ${blobStats.failed} blob store calls failed, ${stalls} runs ended by liveness alone, over ${incarnations + 1} incarnations; outcomes ${JSON.stringify(Object.fromEntries(seen))}`,
+      `simulated clients (seed ${seed}): ${requests.length} requests, ${stats.attempts} attempts, ${stats.retried} retried (refused ${refused}); ${tally.summary()}; ${lossesMadeGood} losses made good within the run, ${logCrashes} log crashes, ${blobStats.failed} blob store calls failed, over ${incarnations + 1} incarnations`,
     )
-    expect(kills).toBeGreaterThanOrEqual(KILLS)
-    expect(lost).toBeGreaterThanOrEqual(LOSSES)
+    expect(tally.kills).toBeGreaterThanOrEqual(KILLS)
+    expect(tally.lost).toBeGreaterThanOrEqual(LOSSES)
     expect(stats.retried).toBeGreaterThan(0)
 
     // Every answer a key ever got (the first, late ones, the other caller's, the re-asks) is the same.
