@@ -7,6 +7,9 @@
 //     [--snapshot-every N]   (Eddy's snapshot interval in epochs; default Eddy's own: 100 epochs, at most every 5 s)
 //     [--call-timeout S]   (a Restate call or state query unanswered this long fails the call; default 120, fib 900)
 //     [--profile DIR]   (the Eddy server runs with --cpu-prof, profiles written to DIR; the client driver to DIR/client)
+//     [--eddy-kafka]   (counter: also Eddy embedded taking the requests from a Kafka topic and answering on another,
+//                       driven through kafkajs, a Produce per tick; its broker's CPU is counted. Needs npm run infra:up)
+//     [--kafka-window N]   (eddy-kafka: N requests in flight instead of the row's C, as a high-volume producer has)
 //     [--eddy-cluster W]   (also Eddy as a local cluster: a coordinator and W workers over NATS, Kafka log, S3
 //                           snapshots; driven by Client.nats. Needs the servers: npm run infra:up)
 //   EDDY_SERVER_NODE_ARGS="--trace-gc ...": node flags for the embedded Eddy server; its stdout is then echoed to
@@ -19,7 +22,7 @@
 // shared machine hits both alike. CPU is each process's user+system time inside the measured window (from /proc),
 // per 1k operations (fib: per 1k actor invocations); peak RSS is each process's VmHWM.
 import { spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
@@ -28,6 +31,9 @@ import type { DriverConfig, DriverResult, SystemName } from "./lib/driver.ts"
 import { cpuSeconds, peakRssMb } from "./lib/procstat.ts"
 import type { Distribution } from "./lib/random.ts"
 import { connect } from "@nats-io/transport-node"
+import "../runtime/cluster/kafkajsAbortFix.ts"
+import { Kafka, logLevel as kafkaLogLevel } from "kafkajs"
+import { createTopicsReady } from "../runtime/cluster/kafkaCreateTopics.ts"
 import { clientSubjects } from "../client/subjects.ts"
 import { readEndpoints } from "../runtime/config/Endpoints.ts"
 import { supervise } from "../runtime/cluster/supervisor.ts"
@@ -58,6 +64,8 @@ const { values, positionals } = parseArgs({
     profile: { type: "string" },
     "snapshot-every": { type: "string" },
     "eddy-cluster": { type: "string" },
+    "eddy-kafka": { type: "boolean", default: false },
+    "kafka-window": { type: "string" },
     "call-timeout": { type: "string" },
   },
 })
@@ -80,6 +88,7 @@ const systems: SystemName[] = [
   ...(values["no-eddy"] ? [] : (["eddy"] as const)),
   ...(values["eddy-local"] ? (["eddy-local"] as const) : []),
   ...(values["eddy-cluster"] !== undefined ? (["eddy-cluster"] as const) : []),
+  ...(values["eddy-kafka"] ? (["eddy-kafka"] as const) : []),
   ...(values.vs === "restate" ? (["restate"] as const) : []),
 ]
 if (values.vs !== undefined && values.vs !== "restate") throw new Error(`--vs ${values.vs}: only restate is supported`)
@@ -133,11 +142,12 @@ const lines = (stream: NodeJS.ReadableStream, on: (line: string) => void) => {
   })
 }
 
-const startEddy = async (w: WorkloadConfig): Promise<{ url: string; procs: Proc[]; commits: () => Promise<number>; stop: () => Promise<void> }> => {
+const startEddy = async (w: WorkloadConfig, kafka?: { readonly requests: string; readonly replies: string }): Promise<{ url: string; procs: Proc[]; commits: () => Promise<number>; stop: () => Promise<void> }> => {
   const dataDir = mkdtempSync(join(tmpdir(), "eddy-bench-server-"))
+  const kafkaFlags = kafka === undefined ? [] : ["--kafka-requests", kafka.requests, "--kafka-replies", kafka.replies, "--kafka-partitions", String(KAFKA_PARTITIONS)]
   const child = spawn(
     process.execPath,
-    [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]), ...(process.env["EDDY_SERVER_NODE_ARGS"]?.split(" ").filter((a) => a !== "") ?? []), "--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : []), ...(values["snapshot-every"] === undefined ? [] : ["--snapshot-every", values["snapshot-every"]])],
+    [...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]), ...(process.env["EDDY_SERVER_NODE_ARGS"]?.split(" ").filter((a) => a !== "") ?? []), "--import", "tsx", join(import.meta.dirname, "lib", "eddyServer.ts"), "--workload", w.workload, "--data-dir", dataDir, "--epoch-ms", values["epoch-ms"], "--initial", String(w.initial), "--stock", String(w.stock), ...(values.checked ? ["--checked"] : []), ...(values["snapshot-every"] === undefined ? [] : ["--snapshot-every", values["snapshot-every"]]), ...kafkaFlags],
     { stdio: ["ignore", "pipe", "inherit"] },
   )
   const asked: Array<(n: number) => void> = []
@@ -224,10 +234,44 @@ const startEddyCluster = async (w: WorkloadConfig, workers: number): Promise<{ n
   return { namespace, procs: [...procs], stop }
 }
 
+const KAFKA_PARTITIONS = 4
+/** Requests in flight for eddy-kafka (a producer's window), instead of the row's C. */
+const kafkaWindow = values["kafka-window"] === undefined ? undefined : Number(values["kafka-window"])
+const concurrencyOf = (system: SystemName, v: Variant): number => (system === "eddy-kafka" && kafkaWindow !== undefined ? kafkaWindow : v.concurrency)
+
+/** Fresh requests and replies topics for one run (removed after it). */
+const createRequestTopics = async () => {
+  const admin = new Kafka({ clientId: "eddy-bench-admin", brokers: [...readEndpoints().kafka.brokers], logLevel: kafkaLogLevel.NOTHING }).admin()
+  await admin.connect()
+  const id = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
+  const requests = `bench-requests-${id}`
+  const replies = `bench-replies-${id}`
+  try {
+    await createTopicsReady(admin, [requests, replies].map((topic) => ({ topic, numPartitions: KAFKA_PARTITIONS })))
+  } finally {
+    await admin.disconnect()
+  }
+  const remove = async () => {
+    const a = new Kafka({ clientId: "eddy-bench-admin", brokers: [...readEndpoints().kafka.brokers], logLevel: kafkaLogLevel.NOTHING }).admin()
+    await a.connect()
+    await a.deleteTopics({ topics: [requests, replies] }).catch(() => undefined)
+    await a.disconnect()
+  }
+  return { requests, replies, remove }
+}
+
+/** The Kafka broker `npm run infra:up` started (its CPU and memory count for the runs that use it). */
+const brokerProc = (): Proc[] => {
+  const file = join(process.env["EDDY_INFRA_DIR"] ?? join(import.meta.dirname, "..", ".eddy-infra"), "run", "kafka.json")
+  if (!existsSync(file)) throw new Error(`--eddy-kafka needs the Kafka broker (npm run infra:up): ${file} is missing`)
+  return [{ name: "kafka-broker", pid: (JSON.parse(readFileSync(file, "utf8")) as { pid: number }).pid }]
+}
+
 const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
   let url: string | undefined
   let admin: string | undefined
   let namespace: string | undefined
+  let kafka: { readonly requests: string; readonly replies: string } | undefined
   let procs: Proc[] = []
   let stop = async () => {}
   let commits: (() => Promise<number>) | undefined
@@ -246,6 +290,16 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
     procs = e.procs
     commits = e.commits
     stop = e.stop
+  } else if (system === "eddy-kafka") {
+    const topics = await createRequestTopics()
+    kafka = topics
+    const e = await startEddy(v.workload, topics)
+    procs = [...e.procs, ...brokerProc()]
+    commits = e.commits
+    stop = async () => {
+      await e.stop()
+      await topics.remove()
+    }
   } else if (system === "eddy-cluster") {
     const c = await startEddyCluster(v.workload, Number(values["eddy-cluster"]))
     namespace = c.namespace
@@ -258,8 +312,9 @@ const oneRun = async (system: SystemName, v: Variant): Promise<RunRecord> => {
       ...(url === undefined ? {} : { url }),
       ...(admin === undefined ? {} : { admin }),
       ...(namespace === undefined ? {} : { namespace }),
+      ...(kafka === undefined ? {} : { kafka: { brokers: readEndpoints().kafka.brokers, requests: kafka.requests, replies: kafka.replies } }),
       workload: v.workload,
-      concurrency: v.concurrency,
+      concurrency: concurrencyOf(system, v),
       seconds: Number(values.seconds),
       maxCalls: Number(values["max-calls"]),
       warmupSeconds: Number(values.warmup),
@@ -326,7 +381,7 @@ for (const v of variants) {
     const vs = s !== "restate" && systems.includes("restate")
     const cells = [
       v.label,
-      s,
+      s === "eddy-kafka" && kafkaWindow !== undefined ? `eddy-kafka (${fmt(kafkaWindow)} in flight)` : s,
       range(tput(s)),
       ...(workloadName === "fib" ? [range(rs.map((x) => (x.result.calls * x.result.invocationsPerCall) / x.result.seconds))] : []),
       ms(med(rs.map((x) => x.result.p50))),

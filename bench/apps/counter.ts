@@ -18,7 +18,9 @@ export const counter = Actors.define<CounterMsg, number>("counter", {
   },
 })
 
-export const counterSystem = () => Actors.system({ name: "counters", behaviors: [counter] })
+/** `kafka`: requests from a Kafka topic too, answered on another (bench/run.ts --eddy-kafka). */
+export const counterSystem = (kafka?: { readonly requests: string; readonly replies: string; readonly partitions: number }) =>
+  Actors.system({ name: "counters", behaviors: [counter], ...(kafka === undefined ? {} : { kafka }) })
 
 export const counterApp = (system = counterSystem()) => App.define({ name: "counters", workflows: [system.workflow], views: [system.view] })
 

@@ -10,10 +10,11 @@ import { Eddy } from "eddy/runtime"
 import { percentiles } from "../stats.ts"
 import { eddyAppFor, eddyRunOptions } from "./eddyApps.ts"
 import { EddyInvoker, RestateInvoker } from "./invokers.ts"
+import { KafkaInvoker, type KafkaRequestTopics } from "./kafkaInvoker.ts"
 import { closedLoop } from "./loop.ts"
 import { makeWorkload, type Invoker, type WorkloadConfig } from "./workloads.ts"
 
-export type SystemName = "eddy" | "eddy-local" | "eddy-cluster" | "restate"
+export type SystemName = "eddy" | "eddy-local" | "eddy-cluster" | "eddy-kafka" | "restate"
 
 export interface DriverConfig {
   readonly system: SystemName
@@ -23,6 +24,8 @@ export interface DriverConfig {
   readonly admin?: string
   /** eddy-cluster: the deployment's namespace (Client.nats). */
   readonly namespace?: string
+  /** eddy-kafka: the app's requests and replies topics. */
+  readonly kafka?: KafkaRequestTopics
   readonly workload: WorkloadConfig
   readonly concurrency: number
   readonly seconds: number
@@ -60,6 +63,10 @@ if (config.system === "restate") {
   const client = Client.http(config.url!, { maxSockets: Math.max(c, 64) })
   invoker = new EddyInvoker(client)
   close = () => client.close()
+} else if (config.system === "eddy-kafka") {
+  const k = await KafkaInvoker.connect(config.kafka!, config.callTimeoutMs)
+  invoker = k
+  close = () => k.close()
 } else if (config.system === "eddy-cluster") {
   const client = await Client.nats({ namespace: config.namespace!, timeoutMs: 60_000 })
   invoker = new EddyInvoker(client)

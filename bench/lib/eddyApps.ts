@@ -1,15 +1,23 @@
 import type { App } from "eddy/workflows"
 import { bankApp } from "../apps/bank.ts"
 import { cartApp } from "../apps/cart.ts"
-import { counterApp } from "../apps/counter.ts"
+import { counterApp, counterSystem } from "../apps/counter.ts"
 import { fibApp } from "../apps/fibtree.ts"
 import type { WorkloadConfig } from "./workloads.ts"
 
-/** The Eddy app module serving a workload. */
-export const eddyAppFor = (c: Pick<WorkloadConfig, "workload" | "initial" | "stock">): App => {
+/** The actor system's Kafka requests and replies topics (ActorSystemOptions.kafka). */
+export interface KafkaRequestsOption {
+  readonly requests: string
+  readonly replies: string
+  readonly partitions: number
+}
+
+/** The Eddy app module serving a workload; with `kafka`, it takes requests from that topic too. */
+export const eddyAppFor = (c: Pick<WorkloadConfig, "workload" | "initial" | "stock">, kafka?: KafkaRequestsOption): App => {
+  if (kafka !== undefined && c.workload !== "counter") throw new Error(`requests through Kafka: the counter workload only, not ${c.workload}`)
   switch (c.workload) {
     case "counter":
-      return counterApp()
+      return counterApp(counterSystem(kafka))
     case "fib":
       return fibApp()
     case "bank":

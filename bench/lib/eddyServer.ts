@@ -1,6 +1,7 @@
 // An Eddy app of the benchmark served over HTTP, as its own process (so its CPU and memory are measured apart):
 //   node --import tsx bench/lib/eddyServer.ts --workload counter --data-dir DIR [--epoch-ms 10] [--checked]
 //     [--initial 1000] [--stock 100] [--snapshot-every N]
+//     [--kafka-requests T --kafka-replies T --kafka-partitions N]   (requests through Kafka topics too)
 // EDDY_BENCH_TIMING=1 prints, each second, where an epoch's time goes (open → durable, its commit part) and how many
 // epochs opened while the previous COMMIT was written (pipelined).
 // EDDY_BENCH_ALLOC=<file>[,<from s>,<for s>] writes a sampling heap profile of everything allocated (objects the
@@ -22,9 +23,13 @@ const { values } = parseArgs({
     initial: { type: "string", default: "1000" },
     stock: { type: "string", default: "100" },
     "snapshot-every": { type: "string" },
+    "kafka-requests": { type: "string" },
+    "kafka-replies": { type: "string" },
+    "kafka-partitions": { type: "string", default: "4" },
   },
 })
-const app = eddyAppFor({ workload: values.workload as WorkloadConfig["workload"], initial: Number(values.initial), stock: Number(values.stock) })
+const kafka = values["kafka-requests"] === undefined ? undefined : { requests: values["kafka-requests"], replies: values["kafka-replies"]!, partitions: Number(values["kafka-partitions"]) }
+const app = eddyAppFor({ workload: values.workload as WorkloadConfig["workload"], initial: Number(values.initial), stock: Number(values.stock) }, kafka)
 // SIGUSR2 prints how many epochs have committed so far (the harness asks at the start and end of its window).
 let commits = 0
 process.on("SIGUSR2", () => process.stdout.write(`commits ${commits}\n`))
