@@ -112,7 +112,8 @@ export interface ActorSystemOptions {
   /**
    * Requests from a Kafka topic too (for high-volume producers), answered on another topic, exactly once (Kafka
    * egress). A request is a JSON value `{ "target": "type/id", "message": ..., "key"?: "...", "tell"?: true }`; its
-   * idempotency key is `key`, else the record's Kafka key, else topic/partition/offset. An answer is JSON
+   * idempotency key is `key` (its answer kept for `requestRetentionMs`), else topic/partition/offset (a record is read
+   * once; its answer is not kept). The record's Kafka key only partitions. An answer is JSON
    * `{ "key", "reply" }` or `{ "key", "error": { "tag", "message" } }` with the request's key as Kafka key. A
    * malformed request goes to `deadLetterTopic` (or is a reported task failure).
    */
@@ -141,8 +142,11 @@ const kafkaRequest =
     const body = JSON.parse(new TextDecoder().decode(r.value)) as { target?: unknown; message?: unknown; key?: unknown; tell?: unknown }
     if (typeof body !== "object" || body === null || typeof body.target !== "string") throw new Error("a request is a JSON object with a string 'target' (type/id)")
     check(body.target, body.message)
-    const key = typeof body.key === "string" && body.key !== "" ? body.key : r.key !== null && r.key.length > 0 ? new TextDecoder().decode(r.key) : `${r.topic}/${r.partition}/${r.offset}`
-    return { id: key, to: body.target, m: body.message, ask: body.tell !== true, w: KAFKA_ADDRESS }
+    // The record's Kafka key is for partitioning (producers key by entity, to keep its requests in order), not an
+    // identity. Without a key of its own a request is its record: read again only by a rollback, which takes its
+    // entry back too, so no entry need outlive its answer.
+    if (typeof body.key === "string" && body.key !== "") return { id: body.key, to: body.target, m: body.message, ask: body.tell !== true, w: KAFKA_ADDRESS }
+    return { id: `${r.topic}/${r.partition}/${r.offset}`, to: body.target, m: body.message, ask: body.tell !== true, w: KAFKA_ADDRESS, keep: 0 }
   }
 
 type RunBehavior = Behavior<unknown, unknown>

@@ -69,4 +69,37 @@ describe("requests through Kafka topics (real Kafka)", () => {
       expect(d.headers[DLQ_HEADERS.reason]).toMatch(/JSON|no actor type 'nosuch'/)
     }
   }, 120_000)
+
+  it("requests keyed by their target in Kafka, with no key of their own, each run once and are answered under their record's position", async () => {
+    const kafka = kafkaClient()
+    const [requests, replies] = [uniqueName("req-bykey"), uniqueName("rep-bykey")]
+    await createTopic(kafka, requests, 2)
+    // As a producer keeping each target's requests in order keys them: by target. The Kafka key is no identity.
+    const records: Produced[] = Array.from({ length: 60 }, (_, i) => ({ key: `counter/e${i % 3}`, value: JSON.stringify({ target: `counter/e${i % 3}`, message: { add: i + 1 } }) }))
+    const positions = await produce(kafka, requests, records)
+    const system = Actors.system({ name: "counters", behaviors: [counter], kafka: { requests, replies, partitions: 2 } })
+    const app = App.define({ name: "kafka-counters-bykey", workflows: [system.workflow], views: [system.view] })
+    const running = Eddy.start(app, { epochAtoms: 7, stopWhenIdle: false, onFailure: () => undefined })
+    let answers: KafkaAnswer[] = []
+    for (let tries = 0; tries < 60; tries++) {
+      answers = (await readCommitted(kafka, replies).catch(() => [])).map((a) => JSON.parse(a.value) as KafkaAnswer)
+      if (answers.length >= 60) break
+      await new Promise((r) => setTimeout(r, 500))
+    }
+    const totals = [0, 1, 2].map((e) => system.query(running, system.ref(counter, `e${e}`)))
+    const state = await Promise.all(totals)
+    await running.stop()
+    expect(answers.map((a) => a.key).sort()).toEqual(positions.map((p) => `${requests}/${p.partition}/${p.offset}`).sort())
+    const byKey = new Map(answers.map((a) => [a.key, a.reply as number]))
+    for (let e = 0; e < 3; e++) {
+      const mine = records.map((_, i) => i).filter((i) => i % 3 === e).map((i) => ({ add: i + 1, reply: byKey.get(`${requests}/${positions[i]!.partition}/${positions[i]!.offset}`)! }))
+      mine.sort((x, y) => x.reply - y.reply)
+      let sum = 0
+      for (const m of mine) {
+        sum += m.add
+        expect(m.reply, `counter e${e}: the answers are the running sums (a request skipped or run twice)`).toBe(sum)
+      }
+      expect(state[e]).toBe(sum)
+    }
+  }, 120_000)
 })
