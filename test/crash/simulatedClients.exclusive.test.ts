@@ -15,12 +15,13 @@ import { clusterProcesses, IncarnationTally, startIncarnation } from "./simulate
 // envelopes and envelopes are lost silently. The clients reach the workers' request fronts the way NATS does: any
 // worker admits a request (a target in another worker's partitions hops there) and answers a reply address of the
 // caller's. A caller whose process died retries with the same idempotency key in the next incarnation, at another
-// worker; some requests have a second caller with the same key at the same time, and a third have no key: they are
-// numbered in the client's session, as the client library does. Each request must run once: a counter's answers are
-// the running sums of its adds, whatever order they ran in, every answer a key ever got is the same, and the
-// committed state is the sum of all adds.
+// worker; some requests have a second caller with the same key at the same time, a third have no key (they are
+// numbered in the client's session, as the client library does), and some are tells. Each request must run once: a
+// counter's answers are the running sums of its adds, whatever order they ran in, every answer a key ever got is the
+// same, and the committed state is the sum of all adds.
 const P = 3
 const COUNTERS = 12
+const TOLD = 4
 const REQUESTS = 600
 const KILLS = 8
 const LOSSES = 2
@@ -62,7 +63,7 @@ describe("clients of a cluster simulated in one process", () => {
     const stats = { attempts: 0, retried: 0, refused: new Map<string, number>() }
 
     /** One caller's request: retried with its key until answered. */
-    const call = async (key: string, target: string, add: number, numbered?: { readonly seq: number; readonly ack: number }): Promise<number> => {
+    const call = async (key: string, target: string, add: number, o: { readonly numbered?: { readonly seq: number; readonly ack: number }; readonly tell?: boolean } = {}): Promise<number> => {
       for (;;) {
         const inc = current ?? (await upNext)
         const front = inc.fronts[Math.floor(callerRandom() * inc.fronts.length)]!
@@ -73,7 +74,8 @@ describe("clients of a cluster simulated in one process", () => {
           waiting.set(address, resolve)
           void inc.ended.then(() => resolve("ended"))
           try {
-            front.submitFor(numbered === undefined ? { target, message: { add }, ask: true, key } : { target, message: { add }, ask: true, session: { id: session.id, ...numbered } }, address)
+            const ask = o.tell !== true
+            front.submitFor(o.numbered === undefined ? { target, message: { add }, ask, key } : { target, message: { add }, ask, session: { id: session.id, ...o.numbered } }, address)
           } catch (err) {
             resolve(err instanceof FrontError ? err : new FrontError("BadRequest", String(err)))
           }
@@ -91,24 +93,30 @@ describe("clients of a cluster simulated in one process", () => {
     }
 
     const session = new ClientSession()
-    const requests: Array<{ key: string; target: string; add: number; keyless: boolean }> = []
+    const requests: Array<{ key: string; target: string; add: number; kind: "keyed" | "numbered" | "tell" }> = []
     let next = 0
     let callersDone = false
     const callers = Promise.all(
       Array.from({ length: 12 }, async () => {
         while (next < REQUESTS || tally.kills < KILLS || tally.lost < LOSSES) {
           const i = next++
-          const r = { key: `r${i}`, target: `counter/c${i % COUNTERS}`, add: i + 1, keyless: i % 3 === 1 }
-          requests.push(r)
-          // Every fifth request has a second caller with the same key, at the same time (through another worker, as
-          // a client's retry after a timeout can be).
           // Every third goes without a key, numbered in the client's session as the client library does (its
-          // retries carry the same number and acknowledgement).
-          if (r.keyless) {
+          // retries carry the same number and acknowledgement); some of the rest are tells (no reply) to counters of
+          // their own, whose state alone shows whether each ran once.
+          const kind = i % 3 === 1 ? "numbered" : i % 7 === 3 ? "tell" : "keyed"
+          const r = { key: `r${i}`, target: kind === "tell" ? `counter/t${i % TOLD}` : `counter/c${i % COUNTERS}`, add: i + 1, kind } as const
+          requests.push(r)
+          if (kind === "numbered") {
             const numbered = session.open()
-            await session.settled(numbered.seq, call(r.key, r.target, r.add, numbered))
+            await session.settled(numbered.seq, call(r.key, r.target, r.add, { numbered }))
             continue
           }
+          if (kind === "tell") {
+            await call(r.key, r.target, r.add, { tell: true })
+            continue
+          }
+          // Every fifth request has a second caller with the same key, at the same time (through another worker, as
+          // a client's retry after a timeout can be).
           const [a, b] = await Promise.all([call(r.key, r.target, r.add), i % 5 === 0 ? call(r.key, r.target, r.add) : undefined])
           if (b !== undefined) expect(b, `the two callers of ${r.key}`).toBe(a)
         }
@@ -122,6 +130,7 @@ describe("clients of a cluster simulated in one process", () => {
     let incarnations = 0
     let logCrashes = 0
     let lossesMadeGood = 0
+    let afterCommitKills = 0
     for (; incarnations < 80; incarnations++) {
       const killAt = tally.kills < KILLS ? 1 + Math.floor(random() * 800) : undefined
       const loseAt = killAt === undefined && tally.lost < LOSSES ? 1 + Math.floor(random() * 800) : undefined
@@ -130,7 +139,10 @@ describe("clients of a cluster simulated in one process", () => {
         log.crash()
         logCrashes++
       }
-      const victim = Math.floor(random() * processes.length)
+      // Every other kill is the coordinator's, as it sends a COMMITTED: the epoch is durable, and its answers never
+      // go out. Their callers' retries must be answered from the requests' entries, not run again.
+      const afterCommit = killAt !== undefined && tally.kills % 2 === 0
+      const victim = afterCommit ? 0 : Math.floor(random() * processes.length)
       const fronts: RequestFront[] = []
       let endIncarnation: () => void = () => undefined
       const ended = new Promise<void>((r) => (endIncarnation = r))
@@ -144,7 +156,7 @@ describe("clients of a cluster simulated in one process", () => {
         fronts.push(front)
         return { close: () => Promise.resolve() }
       }
-      const inc = startIncarnation(processes, { seed: seed * 1000 + incarnations, killAt, loseAt, victim, livenessMs: LIVENESS_MS }, (p, transport) => {
+      const inc = startIncarnation(processes, { seed: seed * 1000 + incarnations, killAt: afterCommit ? 1 + Math.floor(killAt! / 8) : killAt, ...(afterCommit ? { killOn: "committed" as const } : {}), loseAt, victim, livenessMs: LIVENESS_MS }, (p, transport) => {
         const ports = Layer.mergeAll(MemoryLog.layer(log), flakyBlobStore(blobs, { random: blobRandom, share: faultFree ? 0 : 0.02, failCalls: [10, 40] }, blobStats), transport)
         return start(counterApp(), runOptions(incarnations % 2 === 1), { ports, host: p.host, livenessMs: LIVENESS_MS, ...(p.host.coordinator ? {} : { serve }) })
       })
@@ -161,7 +173,7 @@ describe("clients of a cluster simulated in one process", () => {
           void apps[0]!.stop().catch(() => undefined)
         }, 30_000)
         void callers
-          .then(() => Promise.all(requests.filter((r, i) => !r.keyless && i % 20 === 3).map(async (r) => reasked.push({ key: r.key, reply: await call(r.key, r.target, r.add) }))))
+          .then(() => Promise.all(requests.filter((r, i) => r.kind === "keyed" && i % 20 === 3).map(async (r) => reasked.push({ key: r.key, reply: await call(r.key, r.target, r.add) }))))
           .finally(() => {
             clearTimeout(bound)
             void apps[0]!.stop().catch(() => undefined)
@@ -190,6 +202,7 @@ describe("clients of a cluster simulated in one process", () => {
       nextIncarnation()
       endIncarnation()
       if (process.env["EDDY_DEBUG_SIM"] === "1") console.log(`incarnation ${incarnations}: kill ${killAt} (${inc.killed() ? processes[victim]!.name : "none"}), lose ${loseAt}, ${JSON.stringify(endedAs)}, ${next} requests, ${waiting.size} waiting, ${net.stats.sent} sent`)
+      if (afterCommit && inc.killed()) afterCommitKills++
       if (tally.record(endedAs, inc, victim)) {
         if (faultFree) break
         expect(madeGood, `incarnation ${incarnations} stopped by itself`).toBe(true)
@@ -201,9 +214,10 @@ describe("clients of a cluster simulated in one process", () => {
     expect(callersDone).toBe(true)
     const refused = JSON.stringify(Object.fromEntries(stats.refused))
     console.log(
-      `simulated clients (seed ${seed}): ${requests.length} requests, ${stats.attempts} attempts, ${stats.retried} retried (refused ${refused}); ${tally.summary()}; ${lossesMadeGood} losses made good within the run, ${logCrashes} log crashes, ${blobStats.failed} blob store calls failed, over ${incarnations + 1} incarnations`,
+      `simulated clients (seed ${seed}): ${requests.length} requests, ${stats.attempts} attempts, ${stats.retried} retried (refused ${refused}); ${tally.summary()}; ${afterCommitKills} kills of the coordinator sending a COMMITTED; ${lossesMadeGood} losses made good within the run, ${logCrashes} log crashes, ${blobStats.failed} blob store calls failed, over ${incarnations + 1} incarnations`,
     )
     expect(tally.kills).toBeGreaterThanOrEqual(KILLS)
+    expect(afterCommitKills).toBeGreaterThanOrEqual(KILLS / 2)
     expect(tally.lost).toBeGreaterThanOrEqual(LOSSES)
     expect(stats.retried).toBeGreaterThan(0)
 
@@ -213,7 +227,7 @@ describe("clients of a cluster simulated in one process", () => {
       expect(got.length, `${r.key} was answered`).toBeGreaterThan(0)
       expect(new Set(got).size, `seed ${seed}: ${r.key} got different answers ${got.join(", ")}`).toBe(1)
     }
-    expect(reasked.length).toBe(requests.filter((r, i) => !r.keyless && i % 20 === 3).length)
+    expect(reasked.length).toBe(requests.filter((r, i) => r.kind === "keyed" && i % 20 === 3).length)
     for (const x of reasked) expect(x.reply, `re-asked ${x.key}`).toBe(answersOf.get(x.key)![0])
     // A counter's answers, in the order the adds ran, are the running sums of its adds; its state is their total.
     const committed = stateReader(await committedStateFrom(Layer.merge(MemoryLog.layer(log), MemoryBlobStore.layer(blobs))))
@@ -228,6 +242,13 @@ describe("clients of a cluster simulated in one process", () => {
       }
       const target = `counter/c${c}`
       expect(view.show(await committed.query(view.task, view.key(target)!)), `seed ${seed}: ${target}'s committed state`).toBe(sum)
+    }
+    // The tells' counters hold the sum of their adds.
+    for (let t = 0; t < TOLD; t++) {
+      const target = `counter/t${t}`
+      const sum = requests.filter((r) => r.target === target).reduce((a, r) => a + r.add, 0)
+      expect(sum).toBeGreaterThan(0)
+      expect(view.show(await committed.query(view.task, view.key(target)!)), `seed ${seed}: ${target}'s committed state (a tell ran twice or never)`).toBe(sum)
     }
   }, 300_000)
 })

@@ -7,7 +7,7 @@
 import type { Layer } from "effect"
 import { expect } from "vitest"
 import type { RunningApp } from "../../runtime/index.ts"
-import { COORDINATOR, type Transport } from "../../runtime/ports/Transport.ts"
+import { COORDINATOR, type Envelope, type Transport } from "../../runtime/ports/Transport.ts"
 import { outcomeOf } from "../helpers.ts"
 import { simulatedNetwork } from "./simulatedNetwork.ts"
 
@@ -26,8 +26,9 @@ export const clusterProcesses = (partitions: number): ReadonlyArray<SimulatedPro
 export interface IncarnationFaults {
   /** Seeds the network's schedule. */
   readonly seed: number
-  /** Kill `victim` (an index into the processes) when the network sends its `killAt`-th envelope. */
+  /** Kill `victim` (an index into the processes) when the network sends its `killAt`-th envelope (of `killOn`). */
   readonly killAt?: number | undefined
+  readonly killOn?: Envelope["t"]
   readonly victim: number
   /** Lose the `loseAt`-th envelope, telling nobody. */
   readonly loseAt?: number | undefined
@@ -44,8 +45,8 @@ export const startIncarnation = (processes: ReadonlyArray<SimulatedProcess>, fau
     maxHoldMs: 4,
     silent: true,
     ...(faults.loseAt === undefined ? {} : { drops: [{ at: faults.loseAt }] }),
-    onSend: (n) => {
-      if (n !== faults.killAt) return
+    onSend: (n, env) => {
+      if ((faults.killOn === undefined ? n : env.t === faults.killOn ? net.stats.kinds[env.t] : undefined) !== faults.killAt) return
       killed = true
       nodes[faults.victim]!.kill(`${processes[faults.victim]!.name} killed at envelope ${n}`)
     },
