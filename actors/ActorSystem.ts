@@ -145,8 +145,9 @@ const kafkaRequest =
     // The record's Kafka key is for partitioning (producers key by entity, to keep its requests in order), not an
     // identity. Without a key of its own a request is its record: read again only by a rollback, which takes its
     // entry back too, so no entry need outlive its answer.
-    if (typeof body.key === "string" && body.key !== "") return { id: body.key, to: body.target, m: body.message, ask: body.tell !== true, w: KAFKA_ADDRESS }
-    return { id: `${r.topic}/${r.partition}/${r.offset}`, to: body.target, m: body.message, ask: body.tell !== true, w: KAFKA_ADDRESS, keep: 0 }
+    const request = { to: body.target, m: body.message, ask: body.tell !== true, w: KAFKA_ADDRESS }
+    if (typeof body.key === "string" && body.key !== "") return { id: body.key, ...request }
+    return { id: `${r.topic}/${r.partition}/${r.offset}`, ...request, keep: 0 }
   }
 
 type RunBehavior = Behavior<unknown, unknown>

@@ -241,7 +241,8 @@ const concurrencyOf = (system: SystemName, v: Variant): number => (system === "e
 
 /** Fresh requests and replies topics for one run (removed after it). */
 const createRequestTopics = async () => {
-  const admin = new Kafka({ clientId: "eddy-bench-admin", brokers: [...readEndpoints().kafka.brokers], logLevel: kafkaLogLevel.NOTHING }).admin()
+  const kafka = new Kafka({ clientId: "eddy-bench-admin", brokers: [...readEndpoints().kafka.brokers], logLevel: kafkaLogLevel.NOTHING })
+  const admin = kafka.admin()
   await admin.connect()
   const id = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
   const requests = `bench-requests-${id}`
@@ -252,7 +253,7 @@ const createRequestTopics = async () => {
     await admin.disconnect()
   }
   const remove = async () => {
-    const a = new Kafka({ clientId: "eddy-bench-admin", brokers: [...readEndpoints().kafka.brokers], logLevel: kafkaLogLevel.NOTHING }).admin()
+    const a = kafka.admin()
     await a.connect()
     await a.deleteTopics({ topics: [requests, replies] }).catch(() => undefined)
     await a.disconnect()

@@ -1,6 +1,6 @@
 // The counter workload as an app: `add(n)` to one of K virtual actors, the reply is the new value.
 //   client.ask("counter/k17", { op: "add", n: 1 })  → 18
-import { Actors } from "eddy/actors"
+import { Actors, type ActorSystemOptions } from "eddy/actors"
 import { App } from "eddy/workflows"
 
 export type CounterMsg = { readonly op: "add"; readonly n: number } | { readonly op: "get" }
@@ -19,7 +19,7 @@ export const counter = Actors.define<CounterMsg, number>("counter", {
 })
 
 /** `kafka`: requests from a Kafka topic too, answered on another (bench/run.ts --eddy-kafka). */
-export const counterSystem = (kafka?: { readonly requests: string; readonly replies: string; readonly partitions: number }) =>
+export const counterSystem = (kafka?: ActorSystemOptions["kafka"]) =>
   Actors.system({ name: "counters", behaviors: [counter], ...(kafka === undefined ? {} : { kafka }) })
 
 export const counterApp = (system = counterSystem()) => App.define({ name: "counters", workflows: [system.workflow], views: [system.view] })

@@ -1,3 +1,4 @@
+import type { ActorSystemOptions } from "eddy/actors"
 import type { App } from "eddy/workflows"
 import { bankApp } from "../apps/bank.ts"
 import { cartApp } from "../apps/cart.ts"
@@ -5,15 +6,8 @@ import { counterApp, counterSystem } from "../apps/counter.ts"
 import { fibApp } from "../apps/fibtree.ts"
 import type { WorkloadConfig } from "./workloads.ts"
 
-/** The actor system's Kafka requests and replies topics (ActorSystemOptions.kafka). */
-export interface KafkaRequestsOption {
-  readonly requests: string
-  readonly replies: string
-  readonly partitions: number
-}
-
 /** The Eddy app module serving a workload; with `kafka`, it takes requests from that topic too. */
-export const eddyAppFor = (c: Pick<WorkloadConfig, "workload" | "initial" | "stock">, kafka?: KafkaRequestsOption): App => {
+export const eddyAppFor = (c: Pick<WorkloadConfig, "workload" | "initial" | "stock">, kafka?: ActorSystemOptions["kafka"]): App => {
   if (kafka !== undefined && c.workload !== "counter") throw new Error(`requests through Kafka: the counter workload only, not ${c.workload}`)
   switch (c.workload) {
     case "counter":

@@ -1,3 +1,4 @@
+import "../../runtime/cluster/kafkajsAbortFix.ts"
 import { Kafka, logLevel, type Consumer, type Producer } from "kafkajs"
 import { randomUUID } from "node:crypto"
 import type { Call, Invoker } from "./workloads.ts"
@@ -26,7 +27,6 @@ const PRODUCE_CHUNK = 2000
  * Produce request.
  */
 export class KafkaInvoker implements Invoker {
-  private readonly kafka: Kafka
   private readonly producer: Producer
   private readonly consumer: Consumer
   private readonly pending = new Map<string, Pending>()
@@ -39,9 +39,9 @@ export class KafkaInvoker implements Invoker {
     private readonly topics: KafkaRequestTopics,
     private readonly timeoutMs: number,
   ) {
-    this.kafka = new Kafka({ clientId: "eddy-bench-client", brokers: [...topics.brokers], logLevel: logLevel.NOTHING })
-    this.producer = this.kafka.producer({ allowAutoTopicCreation: false })
-    this.consumer = this.kafka.consumer({ groupId: `eddy-bench-${this.prefix}`, readUncommitted: false, maxWaitTimeInMs: 100 })
+    const kafka = new Kafka({ clientId: "eddy-bench-client", brokers: [...topics.brokers], logLevel: logLevel.NOTHING })
+    this.producer = kafka.producer({ allowAutoTopicCreation: false })
+    this.consumer = kafka.consumer({ groupId: `eddy-bench-${this.prefix}`, readUncommitted: false, maxWaitTimeInMs: 100 })
   }
 
   static async connect(topics: KafkaRequestTopics, timeoutMs: number): Promise<KafkaInvoker> {

@@ -95,7 +95,6 @@ describe("clients of a cluster simulated in one process", () => {
     const session = new ClientSession()
     const requests: Array<{ key: string; target: string; add: number; kind: "keyed" | "numbered" | "tell" }> = []
     let next = 0
-    let callersDone = false
     const callers = Promise.all(
       Array.from({ length: 12 }, async () => {
         while (next < REQUESTS || tally.kills < KILLS || tally.lost < LOSSES) {
@@ -121,9 +120,7 @@ describe("clients of a cluster simulated in one process", () => {
           if (b !== undefined) expect(b, `the two callers of ${r.key}`).toBe(a)
         }
       }),
-    ).then(() => {
-      callersDone = true
-    })
+    )
 
     let stuck: string[] = []
     const reasked: Array<{ key: string; reply: number }> = []
@@ -144,6 +141,8 @@ describe("clients of a cluster simulated in one process", () => {
       const afterCommit = killAt !== undefined && tally.kills % 2 === 0
       const victim = afterCommit ? 0 : Math.floor(random() * processes.length)
       const fronts: RequestFront[] = []
+      // Resolved only once `current` no longer names this incarnation (not as soon as its processes end), so a caller
+      // it wakes never picks it again.
       let endIncarnation: () => void = () => undefined
       const ended = new Promise<void>((r) => (endIncarnation = r))
       // The workers' reply subjects: answers committed at one worker for callers of another travel back to them.
@@ -211,7 +210,6 @@ describe("clients of a cluster simulated in one process", () => {
     }
     expect(stuck, `seed ${seed}: requests unanswered in the fault-free run`).toEqual([])
     await callers
-    expect(callersDone).toBe(true)
     const refused = JSON.stringify(Object.fromEntries(stats.refused))
     console.log(
       `simulated clients (seed ${seed}): ${requests.length} requests, ${stats.attempts} attempts, ${stats.retried} retried (refused ${refused}); ${tally.summary()}; ${afterCommitKills} kills of the coordinator sending a COMMITTED; ${lossesMadeGood} losses made good within the run, ${logCrashes} log crashes, ${blobStats.failed} blob store calls failed, over ${incarnations + 1} incarnations`,

@@ -28,11 +28,14 @@ describe("requests through Kafka topics across SIGKILLs (real Kafka)", () => {
     // Keyed by target (for order), as a producer would; a third carry a key of their own, and every ninth of those is
     // produced twice (a producer's retry).
     const records: Produced[] = []
+    /** Request i's record (the first, if produced twice). */
+    const recordOf: number[] = []
     const keyed = new Set<number>()
     for (let i = 0; i < N; i++) {
       const target = `counter/k${i % COUNTERS}`
       const withKey = i % 3 === 0
       const value = JSON.stringify({ target, message: { add: i + 1 }, ...(withKey ? { key: `q${i}` } : {}) })
+      recordOf.push(records.length)
       records.push({ key: target, value, partition: i % 2 })
       if (withKey) keyed.add(i)
       if (withKey && i % 9 === 0) records.push({ key: target, value, partition: i % 2 })
@@ -80,9 +83,8 @@ describe("requests through Kafka topics across SIGKILLs (real Kafka)", () => {
     for (const a of answers) byKey.set(a.key, [...(byKey.get(a.key) ?? []), a.reply])
     const keyOf = (i: number): string => {
       if (keyed.has(i)) return `q${i}`
-      // records[] holds the duplicates too: find request i's record by its value's add.
-      const j = records.findIndex((r) => (JSON.parse(r.value as string) as { message: { add: number } }).message.add === i + 1)
-      return `${requests}/${positions[j]!.partition}/${positions[j]!.offset}`
+      const p = positions[recordOf[i]!]!
+      return `${requests}/${p.partition}/${p.offset}`
     }
     expect(byKey.size).toBe(N)
     for (let i = 0; i < N; i++) {
