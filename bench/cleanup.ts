@@ -1,6 +1,6 @@
 // Removes what a benchmark run left on the shared servers: the namespace's Kafka topics and its S3 objects.
 import { Effect } from "effect"
-import "../runtime/cluster/kafkajsAbortFix.ts"
+import "../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
 import { S3BlobStore } from "../runtime/cluster/S3BlobStore.ts"
 import { readEndpoints } from "../runtime/config/Endpoints.ts"

@@ -5,7 +5,7 @@
 //   node --import tsx bench/cluster-ports.ts [--records 20000] [--envelopes 4000] [--window 64] [--s3 200]
 import { randomUUID } from "node:crypto"
 import { Context, Effect, Layer } from "effect"
-import "../runtime/cluster/kafkajsAbortFix.ts"
+import "../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
 import { KafkaLog } from "../runtime/cluster/KafkaLog.ts"
 import { NatsTransport } from "../runtime/cluster/NatsTransport.ts"

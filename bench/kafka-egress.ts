@@ -6,7 +6,7 @@
 //   node --import tsx bench/kafka-egress.ts [--runs 3] [--seconds 8] [--epoch-ms 5] [--per-epoch 100] [--in-flight 1,2]
 // Needs Kafka (npm run infra:up). Every run uses a fresh topic (kio-egress-bench-*), deleted afterwards.
 import { Effect, Exit, Scope } from "effect"
-import "../runtime/cluster/kafkajsAbortFix.ts"
+import "../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
 import { createTopicsReady } from "../runtime/cluster/kafkaCreateTopics.ts"
 import { KafkaEgress } from "../runtime/cluster/KafkaEgress.ts"

@@ -35,7 +35,7 @@ import {
   S3ServiceException,
 } from "@aws-sdk/client-s3"
 import { connect as natsConnect } from "@nats-io/transport-node"
-import "../runtime/cluster/kafkajsAbortFix.ts"
+import "../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
 import { hostPort, isLoopback, readEndpoints, type Endpoints } from "../runtime/config/Endpoints.ts"
 import { ensureKcat } from "./kcat.ts"

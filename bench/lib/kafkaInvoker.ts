@@ -1,4 +1,4 @@
-import "../../runtime/cluster/kafkajsAbortFix.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel, type Consumer, type Producer } from "kafkajs"
 import { randomUUID } from "node:crypto"
 import type { Call, Invoker } from "./workloads.ts"

@@ -1,4 +1,4 @@
-import "../cluster/kafkajsAbortFix.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel } from "kafkajs"
 import { readEndpoints } from "../config/Endpoints.ts"
 import { ConsumerPool } from "../cluster/KafkaTopicConsumer.ts"

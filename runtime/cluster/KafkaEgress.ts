@@ -22,8 +22,8 @@
  * `key group mod partitions`; with a key, to Kafka's default (murmur2) partition of the key.
  */
 import { Effect } from "effect"
-import "./kafkajsAbortFix.ts"
-import { addPartitions, transactionWithEos, type EosManager } from "./kafkajsTransactions.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
+import { addPartitions, transactionWithEos, type EosManager } from "../../kafkajs/kafkajsTransactions.ts"
 import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Admin, type Message, type Producer, type TopicMessages, type Transaction } from "kafkajs"
 // Default import: Node's CommonJS export detection does not find ConfigResourceTypes in kafkajs's index.
 import kafkajs from "kafkajs"

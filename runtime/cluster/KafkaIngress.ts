@@ -9,7 +9,7 @@
  * run gives the same epochs on every run and after every crash. Past that end the split is live: a read returns what
  * has arrived, waiting at most the epoch's wait for the first record.
  */
-import "./kafkajsAbortFix.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel as kafkaLogLevel } from "kafkajs"
 import type { KafkaRecord } from "../../workflows/kafka.ts"
 import type { SeekableSplit, SplitOpener } from "../engine/ingress.ts"

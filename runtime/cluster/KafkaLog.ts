@@ -7,7 +7,7 @@
  * layer within a few seconds with a LogError naming the brokers.
  */
 import { Effect, Layer } from "effect"
-import "./kafkajsAbortFix.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel as kafkaLogLevel, type Admin, type Producer } from "kafkajs"
 import { readEndpoints } from "../config/Endpoints.ts"
 import { Log, LogError, type LogPosition, type LogService, type LogStream } from "../ports/Log.ts"

@@ -15,10 +15,10 @@
  * Splits join through a ConsumerPool: those whose start is asked for within the same turn of the event loop (the
  * engine prepares all its splits in one loop) share a loop; a split opened later gets its own.
  */
-import "./kafkajsAbortFix.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
 import type { Admin, Kafka } from "kafkajs"
 import type { KafkaRecord } from "../../workflows/kafka.ts"
-import { openFetchClient, takeRecords, type FetchClient, type FetchedMessage, type FetchedPartition } from "./kafkajsFetch.ts"
+import { openFetchClient, takeRecords, type FetchClient, type FetchedMessage, type FetchedPartition } from "../../kafkajs/kafkajsFetch.ts"
 import { isUnreachable, reasonOf } from "./kafkaReasons.ts"
 
 export class KafkaIngressError extends Error {

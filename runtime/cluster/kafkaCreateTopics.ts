@@ -3,7 +3,7 @@
  * only LEADER_NOT_AVAILABLE, but a broker whose metadata has not yet caught up with the creation answers
  * UNKNOWN_TOPIC_OR_PARTITION for a moment, and kafkajs then fails the creation (seen in CI on a loaded machine).
  */
-import "./kafkajsAbortFix.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
 import type { Admin, ITopicConfig } from "kafkajs"
 
 export interface TopicsReady {

@@ -6,7 +6,7 @@
  */
 import type { Admin, Kafka } from "kafkajs"
 import type { LogEntry, LogStream } from "../ports/Log.ts"
-import { openFetchClient, takeRecords, type FetchClient } from "./kafkajsFetch.ts"
+import { openFetchClient, takeRecords, type FetchClient } from "../../kafkajs/kafkajsFetch.ts"
 import type { Topics } from "./kafkaTopics.ts"
 
 interface Target {

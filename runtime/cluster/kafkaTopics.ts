@@ -5,7 +5,7 @@
  * page cache (DESIGN.md, "Kafka specifics"). An existing topic whose settings would lose records is refused.
  */
 // Default import: Node's CommonJS export detection does not find ConfigResourceTypes in kafkajs's index.
-import "./kafkajsAbortFix.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
 import kafkajs, { type Admin } from "kafkajs"
 import type { LogStream } from "../ports/Log.ts"
 import { createTopicsReady } from "./kafkaCreateTopics.ts"

@@ -1,7 +1,7 @@
 // Smoke test against the real Kafka broker that `npm run infra:up` starts (or EDDY_KAFKA_BROKERS points to).
 // It fails, never skips, when the broker cannot be reached.
 import { randomUUID } from "node:crypto"
-import "../../runtime/cluster/kafkajsAbortFix.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel, type Consumer } from "kafkajs"
 import { describe, expect, it } from "vitest"
 import { createTopicsReady } from "../../runtime/cluster/kafkaCreateTopics.ts"
@@ -131,7 +131,7 @@ describe("Kafka (real broker)", () => {
   })
 })
 
-describe("read_committed with nested aborted transactions (kafkajs's filter replaced: runtime/cluster/kafkajsAbortFix.ts)", () => {
+describe("read_committed with nested aborted transactions (kafkajs's filter replaced: kafkajs/kafkajsAbortFix.ts)", () => {
   it("records of an aborted transaction that another aborted one nests in are not read, by the test reader nor by recovery's", async () => {
     const topic = `eddy-nested-abort-${randomUUID()}`
     const admin = kafka.admin()

@@ -1,6 +1,6 @@
 import { Effect, Exit, Scope } from "effect"
 import { describe, expect, it } from "vitest"
-import { txnCoordinatorStats } from "../../runtime/cluster/kafkajsTransactions.ts"
+import { txnCoordinatorStats } from "../../kafkajs/kafkajsTransactions.ts"
 import { KafkaEgress, markerTopicOf, slotOf, transactionalIdOf, type KafkaEgressOptions } from "../../runtime/cluster/KafkaEgress.ts"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"
 import type { EgressBatch } from "../../runtime/engine/EpochRecord.ts"

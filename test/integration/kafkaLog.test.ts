@@ -2,7 +2,7 @@
 // misconfiguration errors. Fails, never skips, when the broker is absent.
 import { randomUUID } from "node:crypto"
 import { Effect, Either } from "effect"
-import "../../runtime/cluster/kafkajsAbortFix.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
 import kafkajs from "kafkajs"
 import { afterAll, describe, expect, it } from "vitest"
 import { createTopicsReady } from "../../runtime/cluster/kafkaCreateTopics.ts"

@@ -1,4 +1,4 @@
-import "../../runtime/cluster/kafkajsAbortFix.ts"
+import "../../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel, type IHeaders } from "kafkajs"
 import { createTopicsReady } from "../../runtime/cluster/kafkaCreateTopics.ts"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"

@@ -1,9 +1,9 @@
-// The record decoder of runtime/cluster/kafkajsDecoding.ts returns exactly what kafkajs's own returns.
+// The record decoder of kafkajs/kafkajsDecoding.ts returns exactly what kafkajs's own returns.
 import { createRequire } from "node:module"
 import { describe, expect, it } from "vitest"
 import { randomInputs, seeded } from "../helpers.ts"
-import { originalRecord } from "../../runtime/cluster/kafkajsEncoding.ts"
-import { fastRecordDecoder, originalRecordDecoder, type BatchContext } from "../../runtime/cluster/kafkajsDecoding.ts"
+import { originalRecord } from "../../kafkajs/kafkajsEncoding.ts"
+import { fastRecordDecoder, originalRecordDecoder, type BatchContext } from "../../kafkajs/kafkajsDecoding.ts"
 
 const require = createRequire(import.meta.url)
 type DecoderClass = new (buffer: Buffer) => { buffer: Buffer; offset: number; readVarInt(): number }

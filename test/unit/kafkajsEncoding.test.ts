@@ -1,4 +1,4 @@
-// The produce-path replacements of runtime/cluster/kafkajsEncoding.ts write exactly kafkajs's bytes.
+// The produce-path replacements of kafkajs/kafkajsEncoding.ts write exactly kafkajs's bytes.
 import { createRequire } from "node:module"
 import { afterEach, describe, expect, it, vi } from "vitest"
 import { randomInputs, seeded } from "../helpers.ts"
@@ -11,7 +11,7 @@ import {
   produceEncodings,
   type ProduceArgs,
   type RecordInput,
-} from "../../runtime/cluster/kafkajsEncoding.ts"
+} from "../../kafkajs/kafkajsEncoding.ts"
 
 const require = createRequire(import.meta.url)
 

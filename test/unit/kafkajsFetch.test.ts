@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { takeRecords, type FetchedMessage, type FetchedPartition } from "../../runtime/cluster/kafkajsFetch.ts"
+import { takeRecords, type FetchedMessage, type FetchedPartition } from "../../kafkajs/kafkajsFetch.ts"
 
 // What the ingress and the log reader take from a partition of a Fetch response, and where they fetch next.
 interface Batch {

@@ -85,7 +85,7 @@ if (cluster.__eddyTxnCoordinatorCache !== true) {
   const broker = Broker.prototype
   for (const name of ["initProducerId", "addPartitionsToTxn", "addOffsetsToTxn", "endTxn"]) {
     const send = broker[name]
-    if (typeof send !== "function") throw new Error(`assertion: kafkajs Broker has no ${name} (runtime/cluster/kafkajsTransactions.ts)`)
+    if (typeof send !== "function") throw new Error(`assertion: kafkajs Broker has no ${name} (kafkajs/kafkajsTransactions.ts)`)
     broker[name] = async function (this: object, ...args: unknown[]) {
       try {
         return await send.apply(this, args)

@@ -57,7 +57,7 @@ const READ_COMMITTED = 1
 const clusterFactory = (kafka: Kafka): ClusterFactory => {
   const key = Object.getOwnPropertySymbols(kafka).find((s) => s.description === "private:Kafka:createCluster")
   const factory: unknown = key === undefined ? undefined : (kafka as unknown as Record<symbol, unknown>)[key]
-  if (typeof factory !== "function") throw new Error("assertion: kafkajs's Kafka client has no private cluster factory (runtime/cluster/kafkajsFetch.ts is written for kafkajs 2.2)")
+  if (typeof factory !== "function") throw new Error("assertion: kafkajs's Kafka client has no private cluster factory (kafkajs/kafkajsFetch.ts is written for kafkajs 2.2)")
   return factory as ClusterFactory
 }
 

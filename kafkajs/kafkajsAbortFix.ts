@@ -5,7 +5,7 @@
  * it, as when a crash aborts two overlapping transactions), A's records are returned as committed. That broke the
  * Kafka egress's recovery (an aborted marker read as committed: its epochs were never republished) and readers of
  * Eddy's output. This module replaces the filter with a correct one before kafkajs is loaded: import it before
- * "kafkajs" wherever kafkajs is imported (runtime/cluster/kafka.ts does).
+ * "kafkajs" wherever kafkajs is imported (the runtime's Kafka ports, the Kafka client, the benches).
  */
 import { createRequire } from "node:module"
 import { assertNotLoaded, replaceModule } from "./kafkajsModules.ts"
