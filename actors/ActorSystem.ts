@@ -5,10 +5,11 @@ import type { StateView } from "../workflows/App.ts"
 import type { EntryState } from "../workflows/TaskContext.ts"
 import type { Key } from "../workflows/Key.ts"
 import { findUnserializable } from "../workflows/serializable.ts"
-import { EndpointError, type EndpointFailure, type EndpointReply, type EndpointRequest, type RequestEndpoint } from "../workflows/Endpoint.ts"
+import { EndpointError, keptWhileRetried, sessionCallProblem, type EndpointFailure, type EndpointReply, type EndpointRequest, type RequestEndpoint } from "../workflows/Endpoint.ts"
 import { Sink, type SinkSpec } from "../workflows/Sink.ts"
 import { Source } from "../workflows/Source.ts"
 import type { KafkaRecord } from "../workflows/kafka.ts"
+import { toJson } from "../workflows/json.ts"
 import { Workflow, type Stream } from "../workflows/Workflow.ts"
 import type { ActorContext, ActorFuture } from "./ActorContext.ts"
 import { checkUserId, isSpawnedId, refString, type ActorRef } from "./ActorRef.ts"
@@ -125,29 +126,58 @@ export interface ActorSystemOptions {
   }
 }
 
-/** An answer on the Kafka replies topic. */
+/** An answer on the Kafka replies topic (JSON), with the request's key as its Kafka key. */
 export interface KafkaAnswer {
+  /** The request's identity: its `key`, else `<session>:<seq>`, else `<topic>/<partition>/<offset>`. */
   readonly key: string
   readonly reply?: unknown
   readonly error?: EndpointFailure
+  /** The epoch whose commit made the request's effect durable (read-your-writes: a state read's `minEpoch`). */
+  readonly epoch: number
 }
+
+/** An answer before its epoch is known: it is written into the record when published, after commit. */
+type KafkaAnswerValue = Omit<KafkaAnswer, "epoch">
 
 /** Where answers to Kafka requests go (the `w` of their request records). */
 const KAFKA_ADDRESS = "kafka"
 
+/** What a request record becomes: a request, or the error answer of one the app refuses (nothing runs). */
+type KafkaIncoming = EndpointRequest | KafkaAnswerValue
+
+const isRefused = (x: KafkaIncoming): x is KafkaAnswerValue => (x as KafkaAnswerValue).error !== undefined
+
+const keyProblem = (key: unknown): string | undefined =>
+  key === undefined || (typeof key === "string" && key.length > 0 && key.length <= 256) ? undefined : "'key' must be a non-empty string of at most 256 characters"
+
 const kafkaRequest =
   (check: (to: string, message: unknown) => void) =>
-  (r: KafkaRecord): EndpointRequest => {
+  (r: KafkaRecord): KafkaIncoming => {
     if (r.value === null) throw new Error("a request record needs a value")
-    const body = JSON.parse(new TextDecoder().decode(r.value)) as { target?: unknown; message?: unknown; key?: unknown; tell?: unknown }
+    const body = JSON.parse(new TextDecoder().decode(r.value)) as { target?: unknown; message?: unknown; key?: unknown; tell?: unknown; session?: unknown; seq?: unknown; ack?: unknown; timeoutMs?: unknown }
     if (typeof body !== "object" || body === null || typeof body.target !== "string") throw new Error("a request is a JSON object with a string 'target' (type/id)")
-    check(body.target, body.message)
+    // A record that is no request at all goes to the dead letters; a request the app refuses is answered, as over
+    // HTTP and NATS: its producer waits for an answer under its key.
+    const problem = keyProblem(body.key) ?? (body.session === undefined ? undefined : sessionCallProblem(body.session, body.seq, body.ack))
+    if (problem !== undefined) throw new Error(problem)
+    if (body.session !== undefined && body.key !== undefined) throw new Error("a request has a 'key' or a 'session', not both")
+    if (body.timeoutMs !== undefined && !(Number.isSafeInteger(body.timeoutMs) && (body.timeoutMs as number) > 0)) throw new Error("'timeoutMs' must be a positive integer")
+    const session = body.session as string | undefined
     // The record's Kafka key is for partitioning (producers key by entity, to keep its requests in order), not an
-    // identity. Without a key of its own a request is its record: read again only by a rollback, which takes its
-    // entry back too, so no entry need outlive its answer.
-    const request = { to: body.target, m: body.message, ask: body.tell !== true, w: KAFKA_ADDRESS }
-    if (typeof body.key === "string" && body.key !== "") return { id: body.key, ...request }
-    return { id: `${r.topic}/${r.partition}/${r.offset}`, ...request, keep: 0 }
+    // identity. Without a key or session of its own a request is its record: read again only by a rollback, which
+    // takes its entry back too, so no entry need outlive its answer.
+    const id = typeof body.key === "string" ? body.key : session !== undefined ? `${session}:${body.seq as number}` : `${r.topic}/${r.partition}/${r.offset}`
+    try {
+      check(body.target, body.message)
+    } catch (err) {
+      if (err instanceof EndpointError) return { key: id, error: { tag: err.tag, message: err.message } }
+      throw err
+    }
+    const request = { id, to: body.target, m: body.message, ask: body.tell !== true, w: KAFKA_ADDRESS }
+    if (typeof body.key === "string") return request
+    if (session === undefined) return { ...request, keep: 0 }
+    const keep = keptWhileRetried((body.timeoutMs as number | undefined) ?? 30_000)
+    return { ...request, keep, s: session, q: body.seq as number, a: body.ack as number }
   }
 
 type RunBehavior = Behavior<unknown, unknown>
@@ -281,20 +311,19 @@ export class ActorSystem {
       const loop = wf.cycle<Envelope>({ name: "mailbox" })
       const inbox = wf.source(Source.inbox<EndpointRequest>(`${this.name}.requests`), { name: "requests" })
       const kafka = this.options.kafka
-      const incoming =
+      const fromKafka =
         kafka === undefined
-          ? inbox
-          : inbox.merge(
-              wf.source(
-                Source.kafka<EndpointRequest>({
-                  topic: kafka.requests,
-                  decode: kafkaRequest((to, m) => this.endpoint.check(to, m)),
-                  ...(kafka.partitions === undefined ? {} : { partitions: kafka.partitions }),
-                  ...(kafka.deadLetterTopic === undefined ? {} : { deadLetterTopic: kafka.deadLetterTopic }),
-                  name: `${this.name}.kafka-requests`,
-                }),
-              ),
+          ? undefined
+          : wf.source(
+              Source.kafka<KafkaIncoming>({
+                topic: kafka.requests,
+                decode: kafkaRequest((to, m) => this.endpoint.check(to, m)),
+                ...(kafka.partitions === undefined ? {} : { partitions: kafka.partitions }),
+                ...(kafka.deadLetterTopic === undefined ? {} : { deadLetterTopic: kafka.deadLetterTopic }),
+                name: `${this.name}.kafka-requests`,
+              }),
             )
+      const incoming = fromKafka === undefined ? inbox : inbox.merge(fromKafka.filter((x): x is EndpointRequest => !isRefused(x), { name: "kafka-admitted" }))
       // Client requests go to their target's key group (the front queues each in that group's split, so the route
       // runs them in the same step) and are served there: idempotency entry, handler and answer in one step.
       const all = loop.stream.merge(incoming as unknown as Stream<Envelope>, ...this.inputs.map((name) => wf.subscribe<Envelope>(name))) as unknown as Stream<In>
@@ -322,11 +351,19 @@ export class ActorSystem {
       // Answers are handed to whoever waits by the runtime, after commit; the sink itself keeps nothing.
       const answers = out.filter((o): o is { t: "answer"; a: EndpointReply } => o.t === "answer", { name: "answers" }).map((o) => o.a)
       answers.filter((a) => a.w !== KAFKA_ADDRESS, { name: "front-answers" }).sink(Sink.discard(this.replySink), { name: "replies" })
-      if (kafka !== undefined) {
+      if (kafka !== undefined && fromKafka !== undefined) {
         answers
           .filter((a) => a.w === KAFKA_ADDRESS, { name: "kafka-answers" })
-          .map((a): KafkaAnswer => (a.x !== undefined ? { key: a.id, error: a.x } : { key: a.id, reply: a.r }))
-          .sink(Sink.kafka<KafkaAnswer>({ topic: kafka.replies, key: (a) => a.key }), { name: "kafka-replies" })
+          .map((a): KafkaAnswerValue => (a.x !== undefined ? { key: a.id, error: a.x } : { key: a.id, reply: a.r }))
+          .merge(fromKafka.filter(isRefused, { name: "kafka-refused" }))
+          .sink(
+            Sink.kafka<KafkaAnswerValue>({
+              topic: kafka.replies,
+              key: (a) => a.key,
+              encode: (a, epoch): string => toJson(a.error !== undefined ? { key: a.key, error: a.error, epoch } : { key: a.key, reply: a.reply, epoch }),
+            }),
+            { name: "kafka-replies" },
+          )
       }
       wf.serve(this.endpoint)
     })

@@ -62,3 +62,21 @@ export class EndpointError extends Error {
     this.name = "EndpointError"
   }
 }
+
+/**
+ * Why a client session's call fields are malformed, or undefined if they are fine: a session id of 1-64 characters,
+ * integers 0 ≤ ack ≤ seq. Every way in (HTTP, NATS, Kafka) applies this rule.
+ */
+export const sessionCallProblem = (session: unknown, seq: unknown, ack: unknown): string | undefined => {
+  if (typeof session !== "string" || session.length === 0 || session.length > 64) return "a session call needs a 'session' id of 1 to 64 characters"
+  if (!Number.isSafeInteger(seq) || (seq as number) < 0 || !Number.isSafeInteger(ack) || (ack as number) < 0 || (ack as number) > (seq as number)) {
+    return "a session call needs integers 'seq' ≥ 0 and 'ack' with 0 ≤ ack ≤ seq"
+  }
+  return undefined
+}
+
+/**
+ * How long the answer of a call whose key a client library made up (or numbered in a session) is kept: while the
+ * library may still retry it (twice the call's timeout, plus a second).
+ */
+export const keptWhileRetried = (timeoutMs: number): number => 2 * timeoutMs + 1_000

@@ -131,8 +131,11 @@ export interface KafkaSinkOptions<T> {
   readonly topic: string
   /** Sink name (default `kafka.<topic>`). */
   readonly name?: string
-  /** The record's value (default: JSON, BigInt as a string, Map and Set as arrays). */
-  readonly encode?: (value: T) => Uint8Array | string
+  /**
+   * The record's value (default: JSON, BigInt as a string, Map and Set as arrays). `epoch` is the epoch whose commit
+   * made the record durable: the same when recovery publishes the record again.
+   */
+  readonly encode?: (value: T, epoch: number) => Uint8Array | string
   /** The record's key (default none: the record goes to partition `key group mod partitions`). */
   readonly key?: (value: T) => Uint8Array | string | null | undefined
   readonly headers?: (value: T) => Readonly<Record<string, string>>
@@ -144,7 +147,7 @@ export type KafkaSinkSpec<T> = {
   readonly kind: "kafka"
   readonly name: string
   readonly topic: string
-  readonly encode?: (value: T) => Uint8Array | string
+  readonly encode?: (value: T, epoch: number) => Uint8Array | string
   readonly key?: (value: T) => Uint8Array | string | null | undefined
   readonly headers?: (value: T) => Readonly<Record<string, string>>
   readonly partitions: number

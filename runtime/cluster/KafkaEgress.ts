@@ -28,7 +28,7 @@ import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Admin, type Messag
 // Default import: Node's CommonJS export detection does not find ConfigResourceTypes in kafkajs's index.
 import kafkajs from "kafkajs"
 import { EGRESS_ID_HEADER, type KafkaSinkSpec } from "../../workflows/kafka.ts"
-import { toJson } from "../embedded/EmbeddedEgress.ts"
+import { toJson } from "../../workflows/json.ts"
 import { forEachEgress, type EgressBatch } from "../engine/EpochRecord.ts"
 import { EgressError, type EgressService } from "../ports/Egress.ts"
 import { decodeMarker, encodeMarker, markerAheadOfLog, MARKER_VERSION, toRepublish, type EgressMarker } from "./egressMarkers.ts"
@@ -221,7 +221,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
     /** Kafka messages of some batches, per topic, in (epoch, key group, sequence) order. */
     const messagesOf = (epochs: ReadonlyArray<Ready>): Map<string, Message[]> => {
       const byTopic = new Map<string, Message[]>()
-      for (const { batches } of epochs) {
+      for (const { e, batches } of epochs) {
         forEachEgress(batches, (sink, kg, seq, value) => {
           const spec = options.sinks.get(sink)
           if (spec === undefined) throw new EgressError({ message: `assertion: Kafka egress got records of sink '${sink}', which is not a Kafka sink` })
@@ -229,7 +229,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           let key: Buffer | null
           let headers: Record<string, string>
           try {
-            encoded = toBuffer(spec.encode === undefined ? toJson(value) : spec.encode(value))
+            encoded = toBuffer(spec.encode === undefined ? toJson(value) : spec.encode(value, e))
             const k = spec.key?.(value)
             key = k === undefined || k === null ? null : toBuffer(k)
             headers = { ...(spec.headers?.(value) ?? {}), [EGRESS_ID_HEADER]: `${kg}:${seq}` }

@@ -10,7 +10,7 @@
  * cannot cross; tests that need it use the egress on the engine's thread (makeKafkaEgress).
  */
 import { Effect } from "effect"
-import { toJson } from "../embedded/EmbeddedEgress.ts"
+import { toJson } from "../../workflows/json.ts"
 import type { EgressBatch } from "../engine/EpochRecord.ts"
 import { EgressError, type EgressService } from "../ports/Egress.ts"
 import { makeKafkaEgress, type KafkaEgressOptions } from "./KafkaEgress.ts"
@@ -24,7 +24,7 @@ import type { KafkaSinkSpec } from "../../workflows/kafka.ts"
 const own = (v: Uint8Array | string): Uint8Array | string => (typeof v === "string" || v.byteLength === v.buffer.byteLength ? v : v.slice())
 
 /** Encodes a batch's values with their sinks' functions, as makeKafkaEgress would (same bytes). */
-const encodeBatches = (sinks: ReadonlyMap<string, KafkaSinkSpec<unknown>>, batches: ReadonlyArray<EgressBatch>): EgressBatch[] =>
+const encodeBatches = (sinks: ReadonlyMap<string, KafkaSinkSpec<unknown>>, e: number, batches: ReadonlyArray<EgressBatch>): EgressBatch[] =>
   batches.map(([sink, kg, seq, values]) => {
     const out: EncodedRecord[] = new Array<EncodedRecord>(values.length)
     for (let i = 0; i < values.length; i++) {
@@ -33,7 +33,7 @@ const encodeBatches = (sinks: ReadonlyMap<string, KafkaSinkSpec<unknown>>, batch
       if (spec === undefined) throw new EgressError({ message: `assertion: Kafka egress got records of sink '${name}', which is not a Kafka sink` })
       const value = values[i]
       try {
-        const encoded = own(spec.encode === undefined ? toJson(value) : spec.encode(value))
+        const encoded = own(spec.encode === undefined ? toJson(value) : spec.encode(value, e))
         const k = spec.key?.(value)
         const headers = spec.headers?.(value)
         out[i] = (k === undefined || k === null) && headers === undefined ? encoded : [encoded, k === undefined || k === null ? null : own(k), headers === undefined ? null : { ...headers }]
@@ -153,12 +153,12 @@ export const makeKafkaEgressThread = (options: Omit<KafkaEgressOptions, "testHoo
 
     const service: EgressService = {
       recover: (committed, lastEpoch) =>
-        encode(() => committed.map((c) => ({ e: c.e, egress: encodeBatches(options.sinks, c.egress) }))).pipe(
+        encode(() => committed.map((c) => ({ e: c.e, egress: encodeBatches(options.sinks, c.e, c.egress) }))).pipe(
           Effect.flatMap((encoded) => call((id) => ({ t: "recover", id, committed: encoded, lastEpoch }))),
           Effect.asVoid,
         ),
       publish: (e, partition, egress) =>
-        Effect.suspend(() => (failure !== undefined ? Effect.fail(failure) : encode(() => encodeBatches(options.sinks, egress)))).pipe(
+        Effect.suspend(() => (failure !== undefined ? Effect.fail(failure) : encode(() => encodeBatches(options.sinks, e, egress)))).pipe(
           Effect.map((encoded) => {
             worker.postMessage({ t: "publish", e, partition, egress: encoded } satisfies ToWorker)
             kafkaTrace.posted?.(e, partition, Date.now())

@@ -4,6 +4,7 @@ import { Effect, Layer } from "effect"
 import type { SinkSpec } from "../../workflows/Sink.ts"
 import { forEachEgress, sortEgress, type EgressBatch } from "../engine/EpochRecord.ts"
 import { Egress, EgressError, type EgressService } from "../ports/Egress.ts"
+import { toJson } from "../../workflows/json.ts"
 
 export interface EmbeddedEgressOptions {
   readonly sinks: ReadonlyMap<string, SinkSpec<unknown>>
@@ -22,26 +23,6 @@ interface Marker {
   readonly files: Record<string, number>
 }
 
-const richReplacer = (_k: string, x: unknown): unknown =>
-  typeof x === "bigint" ? x.toString() : x instanceof Map ? [...x.entries()] : x instanceof Set ? [...x] : x
-
-/** No BigInt, Map, Set or custom toJSON anywhere: the replacer would change nothing (it costs 2-3x per value). */
-const plainJson = (v: unknown, depth: number): boolean => {
-  if (typeof v === "bigint") return false
-  if (typeof v !== "object" || v === null) return true
-  if (depth > 32) return false
-  if (Array.isArray(v)) {
-    for (const x of v) if (!plainJson(x, depth + 1)) return false
-    return true
-  }
-  if (v instanceof Date) return true
-  if (v instanceof Map || v instanceof Set || typeof (v as { toJSON?: unknown }).toJSON === "function") return false
-  for (const k of Object.keys(v)) if (!plainJson((v as Record<string, unknown>)[k], depth + 1)) return false
-  return true
-}
-
-/** JSON for sink files: BigInt as a string, Map and Set as arrays, Date as ISO text. */
-export const toJson = (v: unknown): string => (plainJson(v, 0) ? JSON.stringify(v) : JSON.stringify(v, richReplacer))
 
 /**
  * Sinks of an embedded run. An epoch's records are written once every partition published it, sorted by

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
 import type { RequestBody } from "../../client/wire.ts"
-import { EndpointError, type EndpointFailure, type EndpointReply, type EndpointRequest, type RequestEndpoint } from "../../workflows/Endpoint.ts"
+import { EndpointError, keptWhileRetried, sessionCallProblem, type EndpointFailure, type EndpointReply, type EndpointRequest, type RequestEndpoint } from "../../workflows/Endpoint.ts"
 import type { RequestChannel } from "../engine/Engine.ts"
 import type { StateAccess } from "./HttpFront.ts"
 import { canonicalKey, keyGroupOf } from "../engine/keys.ts"
@@ -251,10 +251,8 @@ export class RequestFront implements RequestChannel {
     }
     const session = req.session
     if (session !== undefined) {
-      if (typeof session.id !== "string" || session.id.length === 0 || session.id.length > 64) throw new FrontError("BadRequest", "a session call needs a 'session' id of 1 to 64 characters")
-      if (!Number.isSafeInteger(session.seq) || session.seq < 0 || !Number.isSafeInteger(session.ack) || session.ack < 0 || session.ack > session.seq) {
-        throw new FrontError("BadRequest", "a session call needs integers 'seq' ≥ 0 and 'ack' with 0 ≤ ack ≤ seq")
-      }
+      const problem = sessionCallProblem(session.id, session.seq, session.ack)
+      if (problem !== undefined) throw new FrontError("BadRequest", problem)
       if (req.key !== undefined) throw new FrontError("BadRequest", "a call has an idempotency key or a session, not both")
     }
     try {
@@ -269,7 +267,7 @@ export class RequestFront implements RequestChannel {
     // How long the answer must stay for retries: the system's retention for a caller's key, else only while the
     // client library that made the key up (or numbered the call) can still retry (an app at thousands of calls a
     // second would otherwise hold a day of answers in memory).
-    const whileRetried = 2 * (req.timeoutMs ?? this.options.timeoutMs ?? 30_000) + 1_000
+    const whileRetried = keptWhileRetried(req.timeoutMs ?? this.options.timeoutMs ?? 30_000)
     const keep = session !== undefined ? whileRetried : req.key === undefined ? 0 : req.auto === true ? whileRetried : undefined
     // The split in the key group of the target's state (where the request's idempotency entry lives too), if hosted
     // here: the request is served in the step that takes it, with no hop.

@@ -1,7 +1,7 @@
 // File and console sinks write JSON through toJson: plain values skip the replacer (faster), and the text must be
 // exactly what the replacer gives for every value, rich types included.
 import { describe, expect, it } from "vitest"
-import { toJson } from "../../runtime/embedded/EmbeddedEgress.ts"
+import { toJson } from "../../workflows/json.ts"
 
 const withReplacer = (v: unknown): string =>
   JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x instanceof Map ? [...x.entries()] : x instanceof Set ? [...x] : x))
