@@ -12,7 +12,7 @@ const require = createRequire(import.meta.url)
  */
 export const assertNotLoaded = (dependents: ReadonlyArray<string>, patch: string, consequence: string): void => {
   for (const d of dependents) {
-    if (require.cache[d] !== undefined) throw new Error(`assertion: kafkajs was loaded before runtime/cluster/${patch}; ${consequence}`)
+    if (require.cache[d] !== undefined) throw new Error(`kafkajs was loaded before Eddy's patch kafkajs/${patch} (import Eddy's Kafka modules, or Client.kafka's first call, before kafkajs); ${consequence}`)
   }
 }
 
