@@ -111,12 +111,13 @@ export interface ActorSystemOptions {
    */
   readonly requestRetentionMs?: number
   /**
-   * Requests from a Kafka topic too (for high-volume producers), answered on another topic, exactly once (Kafka
-   * egress). A request is a JSON value `{ "target": "type/id", "message": ..., "key"?: "...", "tell"?: true }`; its
-   * idempotency key is `key` (its answer kept for `requestRetentionMs`), else topic/partition/offset (a record is read
-   * once; its answer is not kept). The record's Kafka key only partitions. An answer is JSON
-   * `{ "key", "reply" }` or `{ "key", "error": { "tag", "message" } }` with the request's key as Kafka key. A
-   * malformed request goes to `deadLetterTopic` (or is a reported task failure).
+   * Requests from a Kafka topic too (for high-volume producers, `Client.kafka`), answered on another topic, exactly
+   * once (Kafka egress). A request is a JSON value `{ "target": "type/id", "message": ..., "tell"?: true }` with a
+   * `key` (its answer kept for `requestRetentionMs`), or a client session's `session`, `seq`, `ack`, `timeoutMs`, or
+   * neither (identity: topic/partition/offset; a record is read once, its answer is not kept). The record's Kafka key
+   * only partitions. An answer is JSON `{ "key", "reply", "epoch" }` or `{ "key", "error": { "tag", "message" },
+   * "epoch" }` with the request's identity as Kafka key; a request the app refuses (unknown type, invalid payload)
+   * is answered with the error. A record that is no request goes to `deadLetterTopic` (or is a reported task failure).
    */
   readonly kafka?: {
     readonly requests: string
