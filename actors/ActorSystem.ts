@@ -129,7 +129,7 @@ export interface ActorSystemOptions {
 
 /** An answer on the Kafka replies topic (JSON), with the request's key as its Kafka key. */
 export interface KafkaAnswer {
-  /** The request's identity: its `key`, else `<session>:<seq>`, else `<topic>/<partition>/<offset>`. */
+  /** The request's correlation id `ref`, else its identity: its `key`, else `<session>:<seq>`, else `<topic>/<partition>/<offset>`. */
   readonly key: string
   readonly reply?: unknown
   readonly error?: EndpointFailure
@@ -140,41 +140,48 @@ export interface KafkaAnswer {
 /** An answer before its epoch is known: it is written into the record when published, after commit. */
 type KafkaAnswerValue = Omit<KafkaAnswer, "epoch">
 
-/** Where answers to Kafka requests go (the `w` of their request records). */
+/**
+ * Where answers to Kafka requests go (the `w` of their request records): the replies topic, under the request's
+ * identity, or under its correlation id (`kafka:<ref>`), as a NATS request's answer goes to its reply subject.
+ */
 const KAFKA_ADDRESS = "kafka"
+const KAFKA_REF = "kafka:"
+const isKafkaAddress = (w: string): boolean => w === KAFKA_ADDRESS || w.startsWith(KAFKA_REF)
 
 /** What a request record becomes: a request, or the error answer of one the app refuses (nothing runs). */
 type KafkaIncoming = EndpointRequest | KafkaAnswerValue
 
 const isRefused = (x: KafkaIncoming): x is KafkaAnswerValue => (x as KafkaAnswerValue).error !== undefined
 
-const keyProblem = (key: unknown): string | undefined =>
-  key === undefined || (typeof key === "string" && key.length > 0 && key.length <= 256) ? undefined : "'key' must be a non-empty string of at most 256 characters"
+/** An optional text field of a request (`key`, `ref`): absent, or 1-256 characters. */
+const textProblem = (name: string, v: unknown): string | undefined =>
+  v === undefined || (typeof v === "string" && v.length > 0 && v.length <= 256) ? undefined : `'${name}' must be a non-empty string of at most 256 characters`
 
 const kafkaRequest =
   (check: (to: string, message: unknown) => void) =>
   (r: KafkaRecord): KafkaIncoming => {
     if (r.value === null) throw new Error("a request record needs a value")
-    const body = JSON.parse(new TextDecoder().decode(r.value)) as { target?: unknown; message?: unknown; key?: unknown; tell?: unknown; session?: unknown; seq?: unknown; ack?: unknown; timeoutMs?: unknown }
+    const body = JSON.parse(new TextDecoder().decode(r.value)) as { target?: unknown; message?: unknown; key?: unknown; ref?: unknown; tell?: unknown; session?: unknown; seq?: unknown; ack?: unknown; timeoutMs?: unknown }
     if (typeof body !== "object" || body === null || typeof body.target !== "string") throw new Error("a request is a JSON object with a string 'target' (type/id)")
     // A record that is no request at all goes to the dead letters; a request the app refuses is answered, as over
     // HTTP and NATS: its producer waits for an answer under its key.
-    const problem = keyProblem(body.key) ?? (body.session === undefined ? undefined : sessionCallProblem(body.session, body.seq, body.ack))
+    const problem = textProblem("key", body.key) ?? textProblem("ref", body.ref) ?? (body.session === undefined ? undefined : sessionCallProblem(body.session, body.seq, body.ack))
     if (problem !== undefined) throw new Error(problem)
-    if (body.session !== undefined && body.key !== undefined) throw new Error("a request has a 'key' or a 'session', not both")
+    if ([body.key, body.session, body.ref].filter((x) => x !== undefined).length > 1) throw new Error("a request has at most one of 'key', 'session' and 'ref'")
     if (body.timeoutMs !== undefined && !(Number.isSafeInteger(body.timeoutMs) && (body.timeoutMs as number) > 0)) throw new Error("'timeoutMs' must be a positive integer")
     const session = body.session as string | undefined
+    const ref = body.ref as string | undefined
     // The record's Kafka key is for partitioning (producers key by entity, to keep its requests in order), not an
     // identity. Without a key or session of its own a request is its record: read again only by a rollback, which
-    // takes its entry back too, so no entry need outlive its answer.
+    // takes its entry back too, so no entry need outlive its answer. A correlation id only labels the answer.
     const id = typeof body.key === "string" ? body.key : session !== undefined ? `${session}:${body.seq as number}` : `${r.topic}/${r.partition}/${r.offset}`
     try {
       check(body.target, body.message)
     } catch (err) {
-      if (err instanceof EndpointError) return { key: id, error: { tag: err.tag, message: err.message } }
+      if (err instanceof EndpointError) return { key: ref ?? id, error: { tag: err.tag, message: err.message } }
       throw err
     }
-    const request = { id, to: body.target, m: body.message, ask: body.tell !== true, w: KAFKA_ADDRESS }
+    const request = { id, to: body.target, m: body.message, ask: body.tell !== true, w: ref === undefined ? KAFKA_ADDRESS : KAFKA_REF + ref }
     if (typeof body.key === "string") return request
     if (session === undefined) return { ...request, keep: 0 }
     const keep = keptWhileRetried((body.timeoutMs as number | undefined) ?? 30_000)
@@ -351,11 +358,14 @@ export class ActorSystem {
         .sink(this.options.output ?? Sink.memory(`${this.options.name}.output`), { name: "output" })
       // Answers are handed to whoever waits by the runtime, after commit; the sink itself keeps nothing.
       const answers = out.filter((o): o is { t: "answer"; a: EndpointReply } => o.t === "answer", { name: "answers" }).map((o) => o.a)
-      answers.filter((a) => a.w !== KAFKA_ADDRESS, { name: "front-answers" }).sink(Sink.discard(this.replySink), { name: "replies" })
+      answers.filter((a) => !isKafkaAddress(a.w), { name: "front-answers" }).sink(Sink.discard(this.replySink), { name: "replies" })
       if (kafka !== undefined && fromKafka !== undefined) {
         answers
-          .filter((a) => a.w === KAFKA_ADDRESS, { name: "kafka-answers" })
-          .map((a): KafkaAnswerValue => (a.x !== undefined ? { key: a.id, error: a.x } : { key: a.id, reply: a.r }))
+          .filter((a) => isKafkaAddress(a.w), { name: "kafka-answers" })
+          .map((a): KafkaAnswerValue => {
+            const key = a.w === KAFKA_ADDRESS ? a.id : a.w.slice(KAFKA_REF.length)
+            return a.x !== undefined ? { key, error: a.x } : { key, reply: a.r }
+          })
           .merge(fromKafka.filter(isRefused, { name: "kafka-refused" }))
           .sink(
             Sink.kafka<KafkaAnswerValue>({

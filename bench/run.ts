@@ -8,7 +8,7 @@
 //     [--call-timeout S]   (a Restate call or state query unanswered this long fails the call; default 120, fib 900)
 //     [--profile DIR]   (the Eddy server runs with --cpu-prof, profiles written to DIR; the client driver to DIR/client)
 //     [--eddy-kafka]   (counter: also Eddy embedded taking the requests from a Kafka topic and answering on another,
-//                       driven through kafkajs, a Produce per tick; its broker's CPU is counted. Needs npm run infra:up)
+//                       driven through Client.kafka, a Produce per tick; its broker's CPU is counted. Needs npm run infra:up)
 //     [--kafka-window N]   (eddy-kafka: N requests in flight instead of the row's C, as a high-volume producer has)
 //     [--eddy-cluster W]   (also Eddy as a local cluster: a coordinator and W workers over NATS, Kafka log, S3
 //                           snapshots; driven by Client.nats. Needs the servers: npm run infra:up)

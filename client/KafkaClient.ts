@@ -2,8 +2,7 @@
 import "../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel, type Admin, type Consumer, type Producer } from "kafkajs"
 import { randomUUID } from "node:crypto"
-import type { Answer, EddyClient, RequestOptions, StateOptions, Target } from "./Client.ts"
-import { callOf, ClientSession, type Call } from "./batching.ts"
+import { targetString, type Answer, type EddyClient, type RequestOptions, type StateOptions, type Target } from "./Client.ts"
 import { BadRequest, clientError, InvalidPayload, Timeout, Unavailable, type ClientError } from "./errors.ts"
 
 export interface KafkaClientOptions {
@@ -37,9 +36,12 @@ interface Pending {
 }
 
 interface Queued {
+  /** What its answer comes under: the call's idempotency key, or its correlation id. */
   readonly key: string
   readonly record: { readonly key: string; readonly value: string }
   readonly deadline: number
+  /** Has an idempotency key: may be produced again after a failed Produce (it runs once all the same). */
+  readonly keyed: boolean
 }
 
 /** Records per Produce request: kafkajs's encoding slows down superlinearly past a few thousand. */
@@ -53,26 +55,14 @@ const defaultBrokers = (): ReadonlyArray<string> =>
     .map((b) => b.trim())
     .filter((b) => b !== "")
 
-/** The request record's value: what the actor system's Kafka decoder reads (docs/client.md). */
-const requestValue = (c: Call): string => {
-  try {
-    return JSON.stringify(
-      c.key !== undefined
-        ? { target: c.target, message: c.message, key: c.key, ...(c.tell === true ? { tell: true } : {}) }
-        : { target: c.target, message: c.message, session: c.session, seq: c.seq, ack: c.ack, timeoutMs: c.timeoutMs, ...(c.tell === true ? { tell: true } : {}) },
-    )
-  } catch (err) {
-    throw new InvalidPayload(`message to ${c.target} is not JSON: ${reasonOf(err)}`)
-  }
-}
-
 /**
  * The client API through an app's Kafka topics, for high-volume producers: a call is a record on the requests topic
  * (Kafka key: its target, so one target's requests stay in order), its answer the record under its key on the
- * replies topic, read with read_committed. The calls of one tick go as one Produce request. A Produce that fails is
- * sent again with the same keys until the call's timeout; once the broker has the record, the app reads it exactly
- * once, so nothing is sent again after that. Calls without an idempotency key are numbered in the client's session,
- * as over HTTP and NATS, so the app keeps no entry per call.
+ * replies topic, read with read_committed. The calls of one tick go as one Produce request, by an idempotent
+ * producer (its own retries write a record once). Once the broker has a record, the app reads it exactly once, so a
+ * call is never sent again after that. A call without an idempotency key is its record: it carries a correlation id
+ * (`ref`) its answer comes under, and the app keeps nothing for it after its epoch. A call with a key may be produced
+ * again after a failed Produce, until its timeout: a key runs once.
  *
  * Every client reads the whole replies topic (from where it stood at connect) and keeps the answers to its own
  * calls: give each group of clients with much traffic a replies topic of its own (an actor system per topic pair).
@@ -83,10 +73,12 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
   const defaultTimeout = options.timeoutMs ?? 30_000
   const kafka = new Kafka({ clientId: "eddy-client", brokers: [...brokers], logLevel: logLevel.NOTHING, connectionTimeout: 3_000, retry: { retries: 2 } })
   const admin: Admin = kafka.admin()
-  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false })
+  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: true })
   const consumer: Consumer = kafka.consumer({ groupId: `eddy-client-${randomUUID()}`, readUncommitted: false, maxWaitTimeInMs: 50, retry: { retries: 5 } })
   const pending = new Map<string, Pending>()
-  const session = new ClientSession()
+  // Correlation ids: this client's prefix and a counter.
+  const prefix = randomUUID()
+  let refs = 0
   let queued: Queued[] = []
   let flushing = false
   let closed: string | undefined
@@ -104,15 +96,23 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
     await producer.connect()
     await consumer.connect()
     await consumer.subscribe({ topic: options.replies, fromBeginning: false })
-    const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()))
+    // The group commits no offsets: after a rejoin (the consumer restarts itself when the broker was away) it would
+    // start at the topic's end, past answers it has not read. So every join goes on from where this client stands.
+    const position = new Map(start.map((p) => [p.partition, p.offset]))
+    const joined = new Promise<void>((resolve) =>
+      consumer.on(consumer.events.GROUP_JOIN, () => {
+        for (const [partition, offset] of position) consumer.seek({ topic: options.replies, partition, offset })
+        resolve()
+      }),
+    )
     await consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch }) => {
         for (const m of batch.messages) if (m.value !== null) answered(m.value.toString("utf8"))
+        position.set(batch.partition, String(Number(batch.lastOffset()) + 1))
       },
     })
     await joined
-    for (const p of start) consumer.seek({ topic: options.replies, partition: p.partition, offset: p.offset })
   } catch (err) {
     await Promise.all([admin.disconnect(), producer.disconnect(), consumer.disconnect()]).catch(() => undefined)
     throw err instanceof Unavailable ? err : unavailable(err)
@@ -160,10 +160,14 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
             producer.send({ topic: options.requests, acks: -1, messages: chunk.map((q) => q.record) }).then(
               () => undefined,
               (err: unknown) => {
-                // A retriable failure (broker restarting, leader moving) is worth another Produce with the same keys:
-                // a request that did get in runs once all the same. Anything else is this call's answer.
-                if ((err as { retriable?: unknown }).retriable === false) for (const q of chunk) fail(q.key, new Unavailable(`producing to ${options.requests} on ${at}: ${reasonOf(err)}`))
-                else failed.push(...chunk)
+                // Not written (a non-retriable failure): the call's answer. Maybe written (the producer gave up
+                // retrying): a keyed call is produced again (it runs once all the same); a call without a key waits
+                // for the answer its record gets, if it got in, until its timeout.
+                const definite = (err as { retriable?: unknown }).retriable === false
+                for (const q of chunk) {
+                  if (definite) fail(q.key, new Unavailable(`producing to ${options.requests} on ${at}: ${reasonOf(err)}`))
+                  else if (q.keyed) failed.push(q)
+                }
               },
             ),
           )
@@ -180,32 +184,30 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
     }
   }
 
-  const send = (c: Call): Promise<Answer<unknown>> => {
+  const call = (target: Target, message: unknown, o: RequestOptions, tell: boolean): Promise<Answer<unknown>> => {
     if (closed !== undefined) return Promise.reject(new Unavailable(closed))
-    const slash = c.target.indexOf("/")
-    if (slash <= 0 || slash === c.target.length - 1) return Promise.reject(new InvalidPayload(`target '${c.target}' is not of the form type/id`))
+    const to = targetString(target)
+    const slash = to.indexOf("/")
+    if (slash <= 0 || slash === to.length - 1) return Promise.reject(new InvalidPayload(`target '${to}' is not of the form type/id`))
+    const keyed = o.idempotencyKey !== undefined
+    const key = o.idempotencyKey ?? `${prefix}:${++refs}`
+    if (pending.has(key)) return Promise.reject(new BadRequest(`a call with idempotency key '${key}' is already waiting for its answer on this client`))
     let value: string
     try {
-      value = requestValue(c)
+      value = JSON.stringify({ target: to, message, ...(keyed ? { key } : { ref: key }), ...(tell ? { tell: true } : {}) })
     } catch (err) {
-      return Promise.reject(err)
+      return Promise.reject(new InvalidPayload(`message to ${to} is not JSON: ${reasonOf(err)}`))
     }
-    const key = c.key ?? `${c.session}:${c.seq}`
-    if (pending.has(key)) return Promise.reject(new BadRequest(`a call with idempotency key '${key}' is already waiting for its answer on this client`))
+    const timeoutMs = o.timeoutMs ?? defaultTimeout
     return new Promise<Answer<unknown>>((resolve, reject) => {
       const timer = setTimeout(
-        () => fail(key, new Timeout(`no answer on ${options.replies} within ${c.timeoutMs} ms (is the app reading ${options.requests}?); the request may still run once: retry with the same idempotency key`)),
-        c.timeoutMs,
+        () => fail(key, new Timeout(`no answer on ${options.replies} within ${timeoutMs} ms (is the app reading ${options.requests}?); the request may still run once: retry with the same idempotency key`)),
+        timeoutMs,
       )
       pending.set(key, { resolve, reject, timer })
-      queued.push({ key, record: { key: c.target, value }, deadline: Date.now() + c.timeoutMs })
+      queued.push({ key, record: { key: to, value }, deadline: Date.now() + timeoutMs, keyed })
       if (!flushing && queued.length === 1) setImmediate(() => void flush())
     })
-  }
-
-  const call = (target: Target, message: unknown, o: RequestOptions, tell: boolean): Promise<Answer<unknown>> => {
-    const c = callOf(target, message, o, defaultTimeout, tell, session)
-    return session.settled(c.seq, send(c))
   }
 
   const noQueries = (what: string) =>

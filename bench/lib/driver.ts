@@ -10,7 +10,7 @@ import { Eddy } from "eddy/runtime"
 import { percentiles } from "../stats.ts"
 import { eddyAppFor, eddyRunOptions } from "./eddyApps.ts"
 import { EddyInvoker, RestateInvoker } from "./invokers.ts"
-import { KafkaInvoker, type KafkaRequestTopics } from "./kafkaInvoker.ts"
+import type { KafkaClientOptions } from "../../client/index.ts"
 import { closedLoop } from "./loop.ts"
 import { makeWorkload, type Invoker, type WorkloadConfig } from "./workloads.ts"
 
@@ -25,7 +25,7 @@ export interface DriverConfig {
   /** eddy-cluster: the deployment's namespace (Client.nats). */
   readonly namespace?: string
   /** eddy-kafka: the app's requests and replies topics. */
-  readonly kafka?: KafkaRequestTopics
+  readonly kafka?: Required<Pick<KafkaClientOptions, "brokers" | "requests" | "replies">>
   readonly workload: WorkloadConfig
   readonly concurrency: number
   readonly seconds: number
@@ -64,9 +64,9 @@ if (config.system === "restate") {
   invoker = new EddyInvoker(client)
   close = () => client.close()
 } else if (config.system === "eddy-kafka") {
-  const k = await KafkaInvoker.connect(config.kafka!, config.callTimeoutMs)
-  invoker = k
-  close = () => k.close()
+  const client = await Client.kafka({ ...config.kafka!, timeoutMs: config.callTimeoutMs })
+  invoker = new EddyInvoker(client)
+  close = () => client.close()
 } else if (config.system === "eddy-cluster") {
   const client = await Client.nats({ namespace: config.namespace!, timeoutMs: 60_000 })
   invoker = new EddyInvoker(client)

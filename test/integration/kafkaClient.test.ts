@@ -42,7 +42,7 @@ describe("Client.kafka (real Kafka)", () => {
       const other = await Client.kafka({ requests, replies, timeoutMs: 20_000 })
       clients.push(client, other)
 
-      // 200 keyless asks at once to 5 counters (numbered in the client's session): the running sums, each once.
+      // 200 asks without a key at once to 5 counters (each its record, with a correlation id): the running sums, each once.
       const calls = Array.from({ length: 200 }, (_, i) => client.ask<number>(`counter/c${i % 5}`, { add: i + 1 }).then((a) => ({ i, ...a })))
       const answers = await Promise.all(calls)
       for (let c = 0; c < 5; c++) {
@@ -89,30 +89,33 @@ describe("Client.kafka (real Kafka)", () => {
     }
   }, 120_000)
 
-  it("a session's duplicate records run once, a late copy below its acknowledgement is refused; no app: Timeout; no topic: Unavailable", async () => {
+  it("a session's duplicate records run once, a late copy below its acknowledgement is refused, a ref labels answers only; no app: Timeout; no topic: Unavailable", async () => {
     const { kafka, requests, replies } = await topics("client-session")
     // Records as a client library writes them, with a retried Produce's duplicates: session s, calls 0..2.
     const call = (seq: number, ack: number, add: number) => ({ key: "counter/s", value: JSON.stringify({ target: "counter/s", message: { add }, session: "s", seq, ack, timeoutMs: 5_000 }) })
-    await produce(kafka, requests, [call(0, 0, 1), call(0, 0, 1), call(1, 0, 10)])
+    // And two records with the same correlation id: a ref only labels the answer, each record runs.
+    const ref = { key: "counter/r", value: JSON.stringify({ target: "counter/r", message: { add: 1 }, ref: "x" }) }
+    await produce(kafka, requests, [call(0, 0, 1), call(0, 0, 1), call(1, 0, 10), ref, ref])
     const system = Actors.system({ name: "counters", behaviors: [counter], kafka: { requests, replies, partitions: 2 } })
     const app = Eddy.start(App.define({ name: "kafka-client-session", workflows: [system.workflow], views: [system.view] }), { stopWhenIdle: false, onFailure: () => undefined })
     const byKey = (as: KafkaAnswer[], key: string) => as.filter((a) => a.key === key).map((a) => a.reply ?? a.error?.tag)
-    const answersOnceThere = async (keys: ReadonlyArray<string>, what: string): Promise<KafkaAnswer[]> => {
+    const answersOnceThere = async (what: string, there: (as: KafkaAnswer[]) => boolean): Promise<KafkaAnswer[]> => {
       for (let tries = 0; tries < 60; tries++) {
         const got = (await readCommitted(kafka, replies).catch(() => [])).map((r) => JSON.parse(r.value) as KafkaAnswer)
-        if (keys.every((k) => byKey(got, k).length > 0) && (what !== "rejected" || byKey(got, "s:0").includes("Rejected"))) return got
+        if (there(got)) return got
         await new Promise((r) => setTimeout(r, 250))
       }
-      throw new Error(`no answers to ${keys.join(", ")} on ${replies}`)
+      throw new Error(`no ${what} on ${replies}`)
     }
     try {
-      const early = await answersOnceThere(["s:0", "s:1"], "answers")
+      const early = await answersOnceThere("answers to s:0, s:1 and x, x", (as) => byKey(as, "s:0").length > 0 && byKey(as, "s:1").length > 0 && byKey(as, "x").length === 2)
+      expect(byKey(early, "x").sort()).toEqual([1, 2])
       // The duplicate of call 0 is answered again (a later epoch) or joins the first as a waiter: one value.
       expect(new Set(byKey(early, "s:0"))).toEqual(new Set([1]))
       expect(byKey(early, "s:1")).toEqual([11])
       // Call 2 acknowledges 0 and 1 (their answers reached the client); a copy of call 0 read after it runs nothing.
       await produce(kafka, requests, [call(2, 2, 100), call(0, 0, 1)])
-      const late = await answersOnceThere(["s:2"], "rejected")
+      const late = await answersOnceThere("answers to s:2 and the late copy", (as) => byKey(as, "s:2").length > 0 && byKey(as, "s:0").includes("Rejected"))
       expect(byKey(late, "s:2")).toEqual([111])
       expect(byKey(late, "s:0").slice(-1)).toEqual(["Rejected"])
       expect(await system.query(app, system.ref(counter, "s"))).toBe(111)
@@ -168,7 +171,7 @@ describe("Client.kafka (real Kafka)", () => {
           for (let j = 0; j < PER_CALLER || (kills < KILLS && j < 20 * PER_CALLER); j++) {
             const add = j * CALLERS + c + 1
             const counter = add % COUNTERS
-            // Every fourth call has a key of its own; the others are numbered in the client's session.
+            // Every fourth call has a key of its own; the others are their records, with a correlation id.
             const a = await client.ask<number>(`counter/k${counter}`, { add }, j % 4 === 0 ? { idempotencyKey: `c${c}-${j}` } : {})
             got.push({ add, counter, reply: a.reply })
             if (random() < 0.1) await new Promise((r) => setTimeout(r, random() * 300))
