@@ -114,8 +114,8 @@ export interface ActorSystemOptions {
    * Requests from a Kafka topic too (for high-volume producers, `Client.kafka`), answered on another topic, exactly
    * once (Kafka egress). A request is a JSON value `{ "target": "type/id", "message": ..., "tell"?: true }` with a
    * `key` (its answer kept for `requestRetentionMs`), or a client session's `session`, `seq`, `ack`, `timeoutMs`, or
-   * neither (identity: topic/partition/offset; a record is read once, its answer is not kept). The record's Kafka key
-   * only partitions. An answer is JSON `{ "key", "reply", "epoch" }` or `{ "key", "error": { "tag", "message" },
+   * neither (identity: topic/partition/offset; a record is read once, its answer is not kept; a correlation id `ref`
+   * labels its answer). The record's Kafka key only partitions. An answer is JSON `{ "key", "reply", "epoch" }` or `{ "key", "error": { "tag", "message" },
    * "epoch" }` with the request's identity as Kafka key; a request the app refuses (unknown type, invalid payload)
    * is answered with the error. A record that is no request goes to `deadLetterTopic` (or is a reported task failure).
    */
@@ -296,6 +296,8 @@ export class ActorSystem {
           ? { tag: "Rejected", message: `dead letter: ${reply.deadLetter}` }
           : undefined
       if (data.s !== undefined) return this.sessionAnswered(ctx, data, x === undefined ? [DONE, reply, 0] : [FAILED, x, 0])
+      // A request nobody can send again has no entry (see `request`): its one waiter gets the answer.
+      if (data.k === 0) return ctx.emit({ t: "answer", a: answer(data.id, data.w, x === undefined ? [DONE, reply, 0] : [FAILED, x, 0]) })
       const entries = ctx.entries as EntryState<RequestEntry>
       const entry = entries.get(data.id)
       if (entry !== undefined && entry[0] !== PENDING) throw new Error(`assertion: answer for request '${data.id}', which is not pending`)
@@ -416,6 +418,18 @@ export class ActorSystem {
    */
   private request(ctx: PortalContext<Out, ActorRecord>, req: EndpointRequest, answered: Continuation<unknown, Answering, Out, ActorRecord>, retention: number): void {
     if (req.s !== undefined) return this.sessionRequest(ctx, req, req.s, answered, retention)
+    // Kept for no time (an identity nobody can send again: a Kafka record's position, a key made up for an in-process
+    // call): no duplicate can come while it runs, and a rollback that reads it again takes back all it did. So no
+    // entry: it would be written, then deleted in the next epoch, for nothing.
+    if (req.keep === 0) {
+      const to = parseTarget(req.to)
+      if (!req.ask) {
+        ctx.emit({ t: "tell", to, m: req.m })
+        return ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
+      }
+      ctx.answerInto(answered as unknown as Continuation<unknown, Answering, never, never>, { id: req.id, w: req.w, k: 0 })
+      return this.handle(ctx, { t: "tell", to, m: req.m }, true)
+    }
     const entries = ctx.entries as EntryState<RequestEntry>
     const entry = entries.get(req.id)
     if (entry !== undefined) {

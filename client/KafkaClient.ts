@@ -73,7 +73,9 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
   const defaultTimeout = options.timeoutMs ?? 30_000
   const kafka = new Kafka({ clientId: "eddy-client", brokers: [...brokers], logLevel: logLevel.NOTHING, connectionTimeout: 3_000, retry: { retries: 2 } })
   const admin: Admin = kafka.admin()
-  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: true })
+  // Retries without end (each at most a second apart), as an idempotent producer should: a record is written once,
+  // and the calls waiting on it time out on their own.
+  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: true, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 1_000 } })
   const consumer: Consumer = kafka.consumer({ groupId: `eddy-client-${randomUUID()}`, readUncommitted: false, maxWaitTimeInMs: 50, retry: { retries: 5 } })
   const pending = new Map<string, Pending>()
   // Correlation ids: this client's prefix and a counter.

@@ -222,15 +222,18 @@ describe("what the log holds", () => {
     const dir = tempDir("record-contents")
     try {
       const running = Eddy.start(counterApp(), { dataDir: dir, stopWhenIdle: false, onFailure: () => undefined })
-      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => running.client.ask<number>(`counter/c${i % 8}`, { add: 1 })))
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => running.client.ask<number>(`counter/c${i % 8}`, { add: 1 }, { idempotencyKey: `r${i}` })))
       expect(answers.map((a) => a.reply).sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => Math.floor(i / 8) + 1).sort((a, b) => a - b))
+      // Asks without a key (nobody can send them again) leave no entry at all.
+      const unkeyed = await Promise.all(Array.from({ length: 16 }, (_, i) => running.client.ask<number>(`counter/c${i % 8}`, { add: 0 })))
+      expect(unkeyed.map((a) => a.reply)).toEqual(Array.from({ length: 16 }, () => 5))
       await running.stop()
       const rs = await walRecords(dir)
       const sinks = new Set(rs.flatMap((r) => egressOf(r.egress).map(([sink]) => sink)))
       expect(sinks.has("counters.replies")).toBe(false)
       // Each ask of the request task was answered within its epoch: no pending entry was ever logged.
       expect(pendingIn(rs)).toEqual([])
-      // The requests' idempotency entries (with the answers) and the counters' state are logged, each entry in its
+      // The keyed requests' idempotency entries (with the answers) and the counters' state are logged, each entry in its
       // actor's key group (DESIGN: keyed state in the target's key group, in the same epoch record as the effect).
       const tables = new Set(rs.flatMap((r) => r.state.flatMap(([, ts]) => ts.map(([t]) => t))))
       expect(tables.has("counters/actors#entries")).toBe(true)
