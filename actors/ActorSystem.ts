@@ -321,13 +321,15 @@ export class ActorSystem {
       const loop = wf.cycle<Envelope>({ name: "mailbox" })
       const inbox = wf.source(Source.inbox<EndpointRequest>(`${this.name}.requests`), { name: "requests" })
       const kafka = this.options.kafka
+      // Once: the endpoint getter builds a fresh object (and view) per call.
+      const { check } = this.endpoint
       const fromKafka =
         kafka === undefined
           ? undefined
           : wf.source(
               Source.kafka<KafkaIncoming>({
                 topic: kafka.requests,
-                decode: kafkaRequest((to, m) => this.endpoint.check(to, m)),
+                decode: kafkaRequest(check),
                 ...(kafka.partitions === undefined ? {} : { partitions: kafka.partitions }),
                 ...(kafka.deadLetterTopic === undefined ? {} : { deadLetterTopic: kafka.deadLetterTopic }),
                 name: `${this.name}.kafka-requests`,
