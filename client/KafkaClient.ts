@@ -1,6 +1,7 @@
 // The kafkajs patches first: kafkajs's own read_committed filter lets records of some aborted transactions through.
 import "../kafkajs/kafkajsAbortFix.ts"
-import { Kafka, logLevel, type Admin, type Consumer, type Producer } from "kafkajs"
+import { Kafka, logLevel, type Admin, type Producer } from "kafkajs"
+import { openFetchClient, takeRecords, type FetchClient } from "../kafkajs/kafkajsFetch.ts"
 import { randomUUID } from "node:crypto"
 import { targetString, type Answer, type EddyClient, type RequestOptions, type StateOptions, type Target } from "./Client.ts"
 import { BadRequest, clientError, InvalidPayload, Timeout, Unavailable, type ClientError } from "./errors.ts"
@@ -39,9 +40,6 @@ interface Queued {
   /** What its answer comes under: the call's idempotency key, or its correlation id. */
   readonly key: string
   readonly record: { readonly key: string; readonly value: string }
-  readonly deadline: number
-  /** Has an idempotency key: may be produced again after a failed Produce (it runs once all the same). */
-  readonly keyed: boolean
 }
 
 /** Records per Produce request: kafkajs's encoding slows down superlinearly past a few thousand. */
@@ -60,9 +58,8 @@ const defaultBrokers = (): ReadonlyArray<string> =>
  * (Kafka key: its target, so one target's requests stay in order), its answer the record under its key on the
  * replies topic, read with read_committed. The calls of one tick go as one Produce request, by an idempotent
  * producer (its own retries write a record once). Once the broker has a record, the app reads it exactly once, so a
- * call is never sent again after that. A call without an idempotency key is its record: it carries a correlation id
- * (`ref`) its answer comes under, and the app keeps nothing for it after its epoch. A call with a key may be produced
- * again after a failed Produce, until its timeout: a key runs once.
+ * call is never sent again. A call without an idempotency key is its record: it carries a correlation id (`ref`) its
+ * answer comes under, and the app keeps nothing for it after its epoch.
  *
  * Every client reads the whole replies topic (from where it stood at connect) and keeps the answers to its own
  * calls: give each group of clients with much traffic a replies topic of its own (an actor system per topic pair).
@@ -71,12 +68,21 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
   const brokers = options.brokers ?? defaultBrokers()
   const at = brokers.join(",")
   const defaultTimeout = options.timeoutMs ?? 30_000
-  const kafka = new Kafka({ clientId: "eddy-client", brokers: [...brokers], logLevel: logLevel.NOTHING, connectionTimeout: 3_000, retry: { retries: 2 } })
-  const admin: Admin = kafka.admin()
-  // Retries without end (each at most a second apart), as an idempotent producer should: a record is written once,
-  // and the calls waiting on it time out on their own.
-  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: true, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 1_000 } })
-  const consumer: Consumer = kafka.consumer({ groupId: `eddy-client-${randomUUID()}`, readUncommitted: false, maxWaitTimeInMs: 50, retry: { retries: 5 } })
+  // Start-up fails fast (the admin client: Unavailable when Kafka is not there). Then the producer retries without
+  // end, at most a second apart, while the broker is away: an idempotent producer's retries write a record once, and
+  // the calls waiting on it time out on their own. (Its cluster connection has its own retries: with few, a send fails
+  // while the broker restarts, and a call without a key cannot be sent again.)
+  const config = { clientId: "eddy-client", brokers: [...brokers], logLevel: logLevel.NOTHING, connectionTimeout: 3_000 }
+  const quick = new Kafka({ ...config, retry: { retries: 2 } })
+  const admin: Admin = quick.admin()
+  const producer: Producer = new Kafka({ ...config, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 1_000 } }).producer({
+    allowAutoTopicCreation: false,
+    idempotent: true,
+  })
+  // Answers are read by Fetch requests from this client's own positions, not by a consumer group: a group commits
+  // offsets it would not need, and kafkajs's consumer, restarting while the broker came back, could stay unjoined.
+  let fetcher: FetchClient | undefined
+  const position = new Map<number, number>()
   const pending = new Map<string, Pending>()
   // Correlation ids: this client's prefix and a counter.
   const prefix = randomUUID()
@@ -95,28 +101,11 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
     await admin.fetchTopicOffsets(options.requests).catch((err: unknown) => {
       throw new Unavailable(`requests topic ${options.requests} on ${at}: ${reasonOf(err)} (create it, with the partitions the app's kafka.partitions says)`)
     })
+    for (const p of start) position.set(p.partition, Number(p.offset))
     await producer.connect()
-    await consumer.connect()
-    await consumer.subscribe({ topic: options.replies, fromBeginning: false })
-    // The group commits no offsets: after a rejoin (the consumer restarts itself when the broker was away) it would
-    // start at the topic's end, past answers it has not read. So every join goes on from where this client stands.
-    const position = new Map(start.map((p) => [p.partition, p.offset]))
-    const joined = new Promise<void>((resolve) =>
-      consumer.on(consumer.events.GROUP_JOIN, () => {
-        for (const [partition, offset] of position) consumer.seek({ topic: options.replies, partition, offset })
-        resolve()
-      }),
-    )
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        for (const m of batch.messages) if (m.value !== null) answered(m.value.toString("utf8"))
-        position.set(batch.partition, String(Number(batch.lastOffset()) + 1))
-      },
-    })
-    await joined
+    fetcher = await openFetchClient(quick, [options.replies])
   } catch (err) {
-    await Promise.all([admin.disconnect(), producer.disconnect(), consumer.disconnect()]).catch(() => undefined)
+    await Promise.all([admin.disconnect(), producer.disconnect(), fetcher?.disconnect()]).catch(() => undefined)
     throw err instanceof Unavailable ? err : unavailable(err)
   } finally {
     await admin.disconnect().catch(() => undefined)
@@ -146,15 +135,58 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
     p.reject(e)
   }
 
-  /** Sends what the callers queued, one Produce per chunk; a chunk that fails goes again until its calls time out. */
+  /**
+   * Reads the replies topic from this client's positions, read_committed, until closed: one Fetch per partition
+   * leader at a time (a long poll: it returns as soon as there are records). A failed Fetch (the broker away, a
+   * leader moved) is retried on fresh connections with fresh metadata, at most a second apart.
+   */
+  const read = async (): Promise<void> => {
+    let delay = 50
+    while (closed === undefined) {
+      try {
+        const f = (fetcher ??= await openFetchClient(quick, [options.replies]))
+        const leaders = f.leaders(options.replies, [...position.keys()])
+        let led = 0
+        for (const ps of leaders.values()) led += ps.length
+        if (led < position.size) throw new Error(`no leader known for some partitions of ${options.replies}`)
+        await Promise.all(
+          [...leaders].map(async ([node, partitions]) => {
+            const topics = [{ topic: options.replies, partitions: partitions.map((partition) => ({ partition, fetchOffset: position.get(partition)! })) }]
+            for (const t of await f.fetch(node, { topics, maxWaitMs: 100, maxBytesPerPartition: 4 << 20 })) {
+              for (const p of t.partitions) {
+                const from = position.get(p.partition)
+                if (from === undefined) continue
+                const taken = takeRecords(p, from)
+                for (const m of taken.messages) if (m.value !== null) answered(m.value.toString("utf8"))
+                position.set(p.partition, taken.next)
+              }
+            }
+          }),
+        )
+        delay = 50
+      } catch {
+        if (closed !== undefined) return
+        await new Promise((r) => setTimeout(r, delay))
+        delay = Math.min(delay * 2, 1_000)
+        // Fresh connections and metadata: kafkajs's pool, asked again while a broker is away, can keep dead sockets.
+        await fetcher?.disconnect().catch(() => undefined)
+        fetcher = undefined
+      }
+    }
+  }
+  const reading = read()
+
+  /**
+   * Sends what the callers queued, one Produce per chunk. The producer retries without end while the broker is away
+   * (its retries write a record once), so a send that fails failed for good (a record too large, no access, the
+   * broker lost the producer's state): the calls hear why; whatever got written runs once all the same.
+   */
   const flush = async (): Promise<void> => {
     flushing = true
-    let delay = 50
     try {
       while (queued.length > 0 && closed === undefined) {
         const batch = queued.filter((q) => pending.has(q.key))
         queued = []
-        const failed: Queued[] = []
         const sends: Array<Promise<void>> = []
         for (let i = 0; i < batch.length; i += PRODUCE_CHUNK) {
           const chunk = batch.slice(i, i + PRODUCE_CHUNK)
@@ -162,24 +194,13 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
             producer.send({ topic: options.requests, acks: -1, messages: chunk.map((q) => q.record) }).then(
               () => undefined,
               (err: unknown) => {
-                // Not written (a non-retriable failure): the call's answer. Maybe written (the producer gave up
-                // retrying): a keyed call is produced again (it runs once all the same); a call without a key waits
-                // for the answer its record gets, if it got in, until its timeout.
-                const definite = (err as { retriable?: unknown }).retriable === false
-                for (const q of chunk) {
-                  if (definite) fail(q.key, new Unavailable(`producing to ${options.requests} on ${at}: ${reasonOf(err)}`))
-                  else if (q.keyed) failed.push(q)
-                }
+                const e = new Unavailable(`producing to ${options.requests} on ${at} failed: ${reasonOf(err)}; a request that was written runs once (ask again with the same idempotency key to learn its outcome)`)
+                for (const q of chunk) fail(q.key, e)
               },
             ),
           )
         }
         await Promise.all(sends)
-        if (failed.length > 0) {
-          await new Promise((r) => setTimeout(r, delay))
-          delay = Math.min(delay * 2, 1_000)
-          queued = [...failed.filter((q) => q.deadline > Date.now()), ...queued]
-        } else delay = 50
       }
     } finally {
       flushing = false
@@ -207,7 +228,7 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
         timeoutMs,
       )
       pending.set(key, { resolve, reject, timer })
-      queued.push({ key, record: { key: to, value }, deadline: Date.now() + timeoutMs, keyed })
+      queued.push({ key, record: { key: to, value } })
       if (!flushing && queued.length === 1) setImmediate(() => void flush())
     })
   }
@@ -224,7 +245,8 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
       if (closed !== undefined) return
       closed = "this Kafka client is closed"
       for (const key of [...pending.keys()]) fail(key, new Unavailable(closed))
-      await Promise.all([producer.disconnect(), consumer.disconnect(), options.queries?.close()]).catch(() => undefined)
+      await reading
+      await Promise.all([producer.disconnect(), fetcher?.disconnect(), options.queries?.close()]).catch(() => undefined)
     },
   }
 }

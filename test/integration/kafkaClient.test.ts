@@ -6,11 +6,11 @@ import { afterAll, describe, expect, it } from "vitest"
 import { Actors, type KafkaAnswer } from "../../actors/index.ts"
 import { BadRequest, Client, InvalidPayload, Rejected, Timeout, Unavailable, UnknownActorType, type EddyClient } from "../../client/index.ts"
 import { counter } from "../../examples/counter/app.ts"
-import { committedState, Eddy, stateReader } from "../../runtime/index.ts"
+import { Eddy } from "../../runtime/index.ts"
 import { App } from "../../workflows/index.ts"
-import { kafkaCountersApp } from "../apps/kafkaCounters.ts"
 import { seedOf } from "../crash/crashLoop.ts"
 import { runEddy, seeded, tempDirs } from "../helpers.ts"
+import { expectRunningSums, stopRuns, type AnsweredAdd } from "./kafkaCounterChecks.ts"
 import { createTopic, kafkaClient, produce, readCommitted, uniqueName } from "./kafkaTopics.ts"
 
 const topics = async (name: string) => {
@@ -163,7 +163,7 @@ describe("Client.kafka (real Kafka)", () => {
     })()
     // Topics exist already: the client connects while the first run starts.
     const client = await Client.kafka({ requests, replies, timeoutMs: 60_000 })
-    const got: Array<{ add: number; counter: number; reply: number }> = []
+    const got: AnsweredAdd[] = []
     try {
       await Promise.all(
         Array.from({ length: CALLERS }, async (_, c) => {
@@ -182,22 +182,11 @@ describe("Client.kafka (real Kafka)", () => {
       stopping = true
       await client.close()
       // The current run (a restart's child may not have said anything yet): stopped at an epoch boundary.
-      const ended = runs.then(() => true)
-      while (!(await Promise.race([ended, new Promise<boolean>((r) => setTimeout(() => r(false), 500))]))) child?.kill("SIGTERM")
+      await stopRuns(runs, () => child)
     }
     console.log(`Client.kafka crash test (seed ${seed}): ${kills} SIGKILLs, ${got.length} answers`)
     expect(kills).toBe(KILLS)
     expect(got.length).toBeGreaterThanOrEqual(CALLERS * PER_CALLER)
-    const state = stateReader(await committedState(dir))
-    const view = kafkaCountersApp({ requests, replies, partitions: 2 }).views![0]!
-    for (let c = 0; c < COUNTERS; c++) {
-      const mine = got.filter((g) => g.counter === c).sort((x, y) => x.reply - y.reply)
-      let sum = 0
-      for (const m of mine) {
-        sum += m.add
-        expect(m.reply, `seed ${seed}, counter k${c}: the answers are the running sums (an add ran twice or never)`).toBe(sum)
-      }
-      expect(view.show(await state.query(view.task, view.key(`counter/k${c}`)!))).toBe(sum)
-    }
+    await expectRunningSums(dir, { requests, replies }, COUNTERS, got, `seed ${seed}`)
   }, 240_000)
 })

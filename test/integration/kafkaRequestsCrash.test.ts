@@ -5,10 +5,9 @@
 import type { ChildProcess } from "node:child_process"
 import { afterAll, describe, expect, it } from "vitest"
 import type { KafkaAnswer } from "../../actors/index.ts"
-import { committedState, stateReader } from "../../runtime/index.ts"
-import { kafkaCountersApp } from "../apps/kafkaCounters.ts"
 import { runEddy, seeded, tempDirs } from "../helpers.ts"
 import { seedOf } from "../crash/crashLoop.ts"
+import { expectRunningSums } from "./kafkaCounterChecks.ts"
 import { createTopic, kafkaClient, produce, readCommitted, uniqueName, type Produced } from "./kafkaTopics.ts"
 
 const N = 240
@@ -93,17 +92,7 @@ describe("requests through Kafka topics across SIGKILLs (real Kafka)", () => {
       if (!keyed.has(i)) expect(got, `seed ${seed}: request ${i} (no key) answered exactly once`).toHaveLength(1)
       expect(new Set(got).size, `seed ${seed}: request ${i}'s answers`).toBe(1)
     }
-    const state = stateReader(await committedState(dir))
-    const view = kafkaCountersApp({ requests, replies, partitions: 2 }).views![0]!
-    for (let c = 0; c < COUNTERS; c++) {
-      const mine = Array.from({ length: N }, (_, i) => i).filter((i) => i % COUNTERS === c).map((i) => ({ add: i + 1, reply: byKey.get(keyOf(i))![0] as number }))
-      mine.sort((x, y) => x.reply - y.reply)
-      let sum = 0
-      for (const m of mine) {
-        sum += m.add
-        expect(m.reply, `seed ${seed}, counter k${c}: the answers are the running sums (an add ran twice or never)`).toBe(sum)
-      }
-      expect(view.show(await state.query(view.task, view.key(`counter/k${c}`)!))).toBe(sum)
-    }
+    const added = Array.from({ length: N }, (_, i) => ({ counter: i % COUNTERS, add: i + 1, reply: byKey.get(keyOf(i))![0] as number }))
+    await expectRunningSums(dir, { requests, replies }, COUNTERS, added, `seed ${seed}`)
   }, 240_000)
 })
