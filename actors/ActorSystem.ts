@@ -167,7 +167,7 @@ const kafkaRequest =
     // HTTP and NATS: its producer waits for an answer under its key.
     const problem = textProblem("key", body.key) ?? textProblem("ref", body.ref) ?? (body.session === undefined ? undefined : sessionCallProblem(body.session, body.seq, body.ack))
     if (problem !== undefined) throw new Error(problem)
-    if ([body.key, body.session, body.ref].filter((x) => x !== undefined).length > 1) throw new Error("a request has at most one of 'key', 'session' and 'ref'")
+    if ((body.key === undefined ? 0 : 1) + (body.session === undefined ? 0 : 1) + (body.ref === undefined ? 0 : 1) > 1) throw new Error("a request has at most one of 'key', 'session' and 'ref'")
     if (body.timeoutMs !== undefined && !(Number.isSafeInteger(body.timeoutMs) && (body.timeoutMs as number) > 0)) throw new Error("'timeoutMs' must be a positive integer")
     const session = body.session as string | undefined
     const ref = body.ref as string | undefined
@@ -423,17 +423,9 @@ export class ActorSystem {
     // Kept for no time (an identity nobody can send again: a Kafka record's position, a key made up for an in-process
     // call): no duplicate can come while it runs, and a rollback that reads it again takes back all it did. So no
     // entry: it would be written, then deleted in the next epoch, for nothing.
-    if (req.keep === 0) {
-      const to = parseTarget(req.to)
-      if (!req.ask) {
-        ctx.emit({ t: "tell", to, m: req.m })
-        return ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
-      }
-      ctx.answerInto(answered as unknown as Continuation<unknown, Answering, never, never>, { id: req.id, w: req.w, k: 0 })
-      return this.handle(ctx, { t: "tell", to, m: req.m }, true)
-    }
+    const kept = req.keep !== 0
     const entries = ctx.entries as EntryState<RequestEntry>
-    const entry = entries.get(req.id)
+    const entry = kept ? entries.get(req.id) : undefined
     if (entry !== undefined) {
       if (entry[0] !== PENDING) return ctx.emit({ t: "answer", a: answer(req.id, req.w, entry) })
       if (!entry[1].includes(req.w)) entries.set(req.id, [PENDING, [...entry[1], req.w], entry[2]])
@@ -442,10 +434,10 @@ export class ActorSystem {
     const to = parseTarget(req.to)
     if (!req.ask) {
       ctx.emit({ t: "tell", to, m: req.m })
-      entries.set(req.id, [DONE, undefined, ctx.now() + (req.keep ?? retention)])
+      if (kept) entries.set(req.id, [DONE, undefined, ctx.now() + (req.keep ?? retention)])
       return ctx.emit({ t: "answer", a: { id: req.id, w: req.w } })
     }
-    entries.set(req.id, [PENDING, [req.w], req.keep])
+    if (kept) entries.set(req.id, [PENDING, [req.w], req.keep])
     ctx.answerInto(answered as unknown as Continuation<unknown, Answering, never, never>, req.keep === undefined ? { id: req.id, w: req.w } : { id: req.id, w: req.w, k: req.keep })
     this.handle(ctx, { t: "tell", to, m: req.m }, true)
   }

@@ -118,22 +118,23 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
     } catch {
       return // not an answer of Eddy's: someone else writes to the topic
     }
-    const p = typeof a.key === "string" ? pending.get(a.key) : undefined
     // Not ours, or answered already (a duplicate read again by the app is answered again, with the same answer).
+    const p = typeof a.key === "string" ? take(a.key) : undefined
     if (p === undefined) return
-    pending.delete(a.key as string)
-    clearTimeout(p.timer)
     if (a.error !== undefined) p.reject(clientError(a.error.tag, a.error.message))
     else p.resolve({ reply: a.reply, epoch: typeof a.epoch === "number" ? a.epoch : 0 })
   }
 
-  const fail = (key: string, e: ClientError) => {
+  /** The call waiting under `key`, no longer waiting (its timer stopped); undefined if none. */
+  function take(key: string): Pending | undefined {
     const p = pending.get(key)
-    if (p === undefined) return
+    if (p === undefined) return undefined
     pending.delete(key)
     clearTimeout(p.timer)
-    p.reject(e)
+    return p
   }
+
+  const fail = (key: string, e: ClientError) => take(key)?.reject(e)
 
   /**
    * Reads the replies topic from this client's positions, read_committed, until closed: one Fetch per partition
