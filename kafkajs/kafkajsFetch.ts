@@ -1,12 +1,11 @@
 /**
  * Fetch requests without a kafkajs consumer: the ingress assigns partitions itself and keeps its positions in the
- * epoch records, so it needs no consumer group, only kafkajs's connections, metadata and Fetch protocol. kafkajs
- * exposes those only inside its consumer, so this module reaches its cluster through the Kafka client's private
- * factory (kafkajs 2.2; the same configuration — brokers, TLS, SASL, socket factory — as the client's own
- * consumers) and types the few calls it makes. Records come out of kafkajs's decoder (ours, kafkajsDecoding.ts) and
+ * epoch records, so it needs no consumer group, only kafkajs's connections, metadata and Fetch protocol (its
+ * cluster: kafkajsCluster.ts). Records come out of kafkajs's decoder (ours, kafkajsDecoding.ts) and
  * are filtered here as its consumer would: below the fetched offset, aborted (kafkajsAbortFix.ts's filter), control.
  */
 import type { Kafka } from "kafkajs"
+import { connectCluster, READ_COMMITTED } from "./kafkajsCluster.ts"
 import { filterAbortedMessages } from "./kafkajsAbortFix.ts"
 
 /** A record as kafkajs's fetch response decodes it (offsets and timestamps as decimal strings). */
@@ -31,36 +30,6 @@ interface FetchResponse {
   readonly responses: ReadonlyArray<{ readonly topicName: string; readonly partitions: ReadonlyArray<FetchedPartition> }>
 }
 
-interface Broker {
-  fetch(request: {
-    readonly isolationLevel: number
-    readonly maxWaitTime: number
-    readonly minBytes: number
-    readonly maxBytes: number
-    readonly topics: ReadonlyArray<{ readonly topic: string; readonly partitions: ReadonlyArray<{ readonly partition: number; readonly fetchOffset: string; readonly maxBytes: number }> }>
-  }): Promise<FetchResponse>
-}
-
-interface Cluster {
-  connect(): Promise<void>
-  disconnect(): Promise<void>
-  addTargetTopic(topic: string): Promise<void>
-  refreshMetadata(): Promise<void>
-  findLeaderForPartitions(topic: string, partitions: ReadonlyArray<number>): Record<string, ReadonlyArray<number>>
-  findBroker(query: { readonly nodeId: string }): Promise<Broker>
-}
-
-type ClusterFactory = (options: { readonly metadataMaxAge: number; readonly allowAutoTopicCreation: boolean; readonly isolationLevel: number }) => Cluster
-
-const READ_COMMITTED = 1
-
-const clusterFactory = (kafka: Kafka): ClusterFactory => {
-  const key = Object.getOwnPropertySymbols(kafka).find((s) => s.description === "private:Kafka:createCluster")
-  const factory: unknown = key === undefined ? undefined : (kafka as unknown as Record<symbol, unknown>)[key]
-  if (typeof factory !== "function") throw new Error("assertion: kafkajs's Kafka client has no private cluster factory (kafkajs/kafkajsFetch.ts is written for kafkajs 2.2)")
-  return factory as ClusterFactory
-}
-
 export interface FetchRequest {
   readonly topics: ReadonlyArray<{ readonly topic: string; readonly partitions: ReadonlyArray<{ readonly partition: number; readonly fetchOffset: number }> }>
   readonly maxWaitMs: number
@@ -83,26 +52,19 @@ export interface FetchClient {
 }
 
 export const openFetchClient = async (kafka: Kafka, topics: ReadonlyArray<string>): Promise<FetchClient> => {
-  const cluster = clusterFactory(kafka)({ metadataMaxAge: 300_000, allowAutoTopicCreation: false, isolationLevel: READ_COMMITTED })
-  try {
-    await cluster.connect()
-    for (const topic of topics) await cluster.addTargetTopic(topic)
-  } catch (cause) {
-    await cluster.disconnect().catch(() => undefined)
-    throw cause
-  }
+  const cluster = await connectCluster(kafka, topics)
   return {
     leaders: (topic, partitions) => new Map(Object.entries(cluster.findLeaderForPartitions(topic, partitions))),
     fetch: async (nodeId, r) => {
       const broker = await cluster.findBroker({ nodeId })
       const count = r.topics.reduce((n, t) => n + t.partitions.length, 0)
-      const response = await broker.fetch({
+      const response = (await broker.fetch({
         isolationLevel: READ_COMMITTED,
         maxWaitTime: r.maxWaitMs,
         minBytes: 1,
         maxBytes: r.maxBytesPerPartition * Math.max(2, count),
         topics: r.topics.map((t) => ({ topic: t.topic, partitions: t.partitions.map((p) => ({ partition: p.partition, fetchOffset: String(p.fetchOffset), maxBytes: r.maxBytesPerPartition })) })),
-      })
+      })) as FetchResponse
       return response.responses.map((t) => ({ topic: t.topicName, partitions: t.partitions }))
     },
     refresh: () => cluster.refreshMetadata(),

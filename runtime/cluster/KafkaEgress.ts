@@ -35,6 +35,8 @@ import { decodeMarker, encodeMarker, markerAheadOfLog, MARKER_VERSION, toRepubli
 import { createTopicsReady } from "./kafkaCreateTopics.ts"
 import { isUnreachable, reasonOf } from "./kafkaErrors.ts"
 import { readPartitionThrough } from "./KafkaIngress.ts"
+import { hangingTransactions } from "./hangingTransactions.ts"
+import { openTransactionAdmin, partitionKey, type CoordinatorTransaction, type TransactionAdmin } from "../../kafkajs/kafkajsTransactionAdmin.ts"
 import { kafkaTrace } from "./kafkaTrace.ts"
 
 export interface KafkaEgressOptions {
@@ -60,6 +62,10 @@ export interface KafkaEgressOptions {
   readonly testHook?: (step: "sent" | "committing", epochs: ReadonlyArray<number>) => Promise<void>
   /** A transaction begun ahead and unused for this long is aborted (default 5 s; tests). */
   readonly preparedIdleMs?: number
+  /** Committed records not visible to read_committed readers after this long fail the egress (default 30 s; tests). */
+  readonly hangAfterMs?: number
+  /** How often that is checked while some are not visible yet (default 5 s; tests). */
+  readonly hangCheckMs?: number
 }
 
 export const markerTopicOf = (namespace: string): string => `eddy.${namespace}.egress-done`
@@ -75,6 +81,10 @@ const toBuffer = (v: Uint8Array | string): Buffer => (typeof v === "string" ? Bu
 
 /** A transaction begun ahead (see `prepared`) and unused for this long is aborted (the broker's timeout is 15 s). */
 const PREPARED_IDLE_MS = 5_000
+
+/** A committed record not visible to read_committed readers after this long means a hanging transaction. */
+const HANG_AFTER_MS = 2 * TRANSACTION_TIMEOUT_MS
+const HANG_CHECK_MS = 5_000
 
 /** Records per produce request (see transact). */
 const REQUEST_RECORDS = 4000
@@ -166,6 +176,9 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
      */
     const prepared: Array<{ readonly tx: Promise<Transaction | undefined>; readonly timer: ReturnType<typeof setTimeout> } | undefined> = producers.map(() => undefined)
     let closing = false
+    /** DescribeTransactions, DescribeProducers, WriteTxnMarkers, last stable offsets (hanging transactions). */
+    let txAdmin: TransactionAdmin | undefined
+    let watchdog: ReturnType<typeof setInterval> | undefined
     /** Takes producer i's prepared transaction, if any (undefined: none, or preparing it failed). */
     const takePrepared = async (i: number): Promise<Transaction | undefined> => {
       const p = prepared[i]
@@ -178,7 +191,8 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       Effect.promise(async () => {
         closing = true
         await Promise.all(producers.map(async (_, i) => (await takePrepared(i))?.abort().catch(() => undefined)))
-        await Promise.all([...producers.map((p) => p.disconnect().catch(() => undefined)), admin.disconnect().catch(() => undefined)])
+        if (watchdog !== undefined) clearInterval(watchdog)
+        await Promise.all([...producers.map((p) => p.disconnect().catch(() => undefined)), admin.disconnect().catch(() => undefined), txAdmin?.disconnect().catch(() => undefined)])
       }).pipe(
         Effect.interruptible,
         Effect.timeout(5_000),
@@ -203,6 +217,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         ...[...sinkTopics].map(([topic, numPartitions]) => ({ topic, numPartitions })),
       ])
       for (const topic of sinkTopics.keys()) topicPartitions.set(topic, ready.partitions.get(topic)!)
+      txAdmin = await openTransactionAdmin(kafka, [markerTopic, ...sinkTopics.keys()])
       const described = await admin.describeConfigs({
         includeSynonyms: false,
         resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: markerTopic, configNames: ["cleanup.policy"] }],
@@ -250,6 +265,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       readonly epochs: ReadonlyArray<number>
       readonly begin: number
       readonly sent: number
+      readonly firsts: ReadonlyArray<{ readonly topic: string; readonly partition: number; readonly offset: number }>
     }
 
     /**
@@ -266,17 +282,24 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }))
       topicMessages.push({ topic: markerTopic, messages: [{ key: id, value: Buffer.from(encoder.encode(encodeMarker(marker))) }] })
       const begin = Date.now()
+      /** Per partition, the offset of the transaction's first record there. */
+      const firsts = new Map<string, { readonly topic: string; readonly partition: number; readonly offset: number }>()
       const tx = (await takePrepared(i)) ?? (await openTransaction(i))
       try {
         // kafkajs encodes a produce request into one growing buffer: its cost grows faster than the record count
         // (measured: 20k records per request ~9k records/s, 4k ~27k records/s), so a transaction sends several.
-        for (const part of chunks(topicMessages, REQUEST_RECORDS)) await tx.sendBatch({ topicMessages: part, acks: -1 })
+        for (const part of chunks(topicMessages, REQUEST_RECORDS)) {
+          for (const r of await tx.sendBatch({ topicMessages: part, acks: -1 })) {
+            const key = partitionKey(r.topicName, r.partition)
+            if (!firsts.has(key) && r.baseOffset !== undefined) firsts.set(key, { topic: r.topicName, partition: r.partition, offset: Number(r.baseOffset) })
+          }
+        }
         await options.testHook?.("sent", epochs.map((x) => x.e))
       } catch (err) {
         await tx.abort().catch(() => undefined)
         throw err
       }
-      return { tx, epochs: epochs.map((x) => x.e), begin, sent: Date.now() }
+      return { tx, epochs: epochs.map((x) => x.e), begin, sent: Date.now(), firsts: [...firsts.values()] }
     }
 
     const commit = async (t: Begun): Promise<void> => {
@@ -288,6 +311,56 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         throw err
       }
       kafkaTrace.transaction?.({ epochs: t.epochs, begin: t.begin, sent: t.sent, committed: Date.now() })
+      watchVisible(t.firsts)
+    }
+
+    /**
+     * Liveness: records of a committed transaction must become visible to read_committed readers (the partition's
+     * last stable offset passes them). If one does not within HANG_AFTER_MS, a transaction hangs on its partition (see
+     * hangingTransactions.ts; the coordinator will never end it): the egress fails, and the recovery that follows
+     * ends it. Per partition, the oldest committed offset not yet seen visible, and the newest after it.
+     */
+    const unseen = new Map<string, { topic: string; partition: number; oldest: { offset: number; at: number }; newest?: { offset: number; at: number } }>()
+    const watchVisible = (firsts: ReadonlyArray<{ readonly topic: string; readonly partition: number; readonly offset: number }>) => {
+      const at = Date.now()
+      for (const f of firsts) {
+        const key = partitionKey(f.topic, f.partition)
+        const u = unseen.get(key)
+        if (u === undefined) unseen.set(key, { topic: f.topic, partition: f.partition, oldest: { offset: f.offset, at } })
+        else u.newest = { offset: f.offset, at }
+      }
+      if (watchdog === undefined && !closing) {
+        watchdog = setInterval(() => void checkVisible(), options.hangCheckMs ?? HANG_CHECK_MS)
+        watchdog.unref?.()
+      }
+    }
+    let checking = false
+    const checkVisible = async () => {
+      if (checking || unseen.size === 0 || failure !== undefined || txAdmin === undefined) return
+      checking = true
+      try {
+        const byTopic = new Map<string, number[]>()
+        for (const u of unseen.values()) byTopic.set(u.topic, [...(byTopic.get(u.topic) ?? []), u.partition])
+        const lso = await txAdmin.lastStableOffsets([...byTopic].map(([topic, partitions]) => ({ topic, partitions })))
+        const now = Date.now()
+        for (const [key, u] of unseen) {
+          const stable = lso.get(key)
+          if (stable === undefined) continue
+          if (stable > u.oldest.offset) {
+            if (u.newest === undefined || stable > u.newest.offset) unseen.delete(key)
+            else {
+              u.oldest = u.newest
+              delete u.newest
+            }
+          } else if (now - u.oldest.at > (options.hangAfterMs ?? HANG_AFTER_MS)) {
+            failWith(new EgressError({ message: `Kafka egress: records committed at ${u.topic}/${u.partition} offset ${u.oldest.offset} are not visible to read_committed readers after ${now - u.oldest.at} ms (last stable offset ${stable}): a transaction hangs on that partition; recovery ends it` }))
+          }
+        }
+      } catch {
+        // The broker away: asked again at the next check (the transactions' own failures report an unreachable Kafka).
+      } finally {
+        checking = false
+      }
     }
 
     const maxRecords = options.maxTransactionRecords ?? 20_000
@@ -332,6 +405,24 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       }
       state.timer.unref?.()
       prepared[i] = state
+    }
+
+    /** The coordinator's state of each id; undefined if the brokers do not have DescribeTransactions (Kafka < 3.0). */
+    const describeBeforeFence = async (ids: ReadonlyArray<string>): Promise<ReadonlyArray<CoordinatorTransaction> | undefined> => {
+      try {
+        return await txAdmin!.describeTransactions(ids)
+      } catch (err) {
+        if ((err as { type?: unknown }).type === "UNSUPPORTED_VERSION") return undefined
+        throw err
+      }
+    }
+    const endHanging = async (before: ReadonlyArray<CoordinatorTransaction>) => {
+      const found = hangingTransactions(before, await txAdmin!.describeProducers(allPartitions()))
+      for (const h of found) {
+        await txAdmin!.writeMarker(h)
+        // Rare (a broker fault) and worth knowing about: said on stderr, like the runtime's other warnings.
+        console.error(`eddy: Kafka egress (${slot}): ended a hanging transaction of producer ${h.producerId} (epoch ${h.producerEpoch}) on ${h.topic}/${h.partition} from offset ${h.startOffset}: ${h.commit ? "COMMIT (its coordinator committed it)" : "ABORT"}`)
+      }
     }
 
     const pending = new Map<number, { count: number; batches: EgressBatch[] }>()
@@ -434,12 +525,19 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         attempt(`recovering (transactional id ${slot})`, async () => {
           // Nothing is begun ahead before recovery; should it be (a second recovery), it ends first.
           await Promise.all(producers.map(async (_, i) => (await takePrepared(i))?.abort().catch(() => undefined)))
+          // What the coordinator holds for each id (read before the fence below bumps their epochs): the verdicts of
+          // transactions that may hang (hangingTransactions.ts).
+          const ids = producers.map((_, i) => transactionalIdOf(slot, i))
+          const before = await describeBeforeFence(ids)
           // InitProducerId on every transactional id of the slot (the later ones first): fences a zombie holding
           // it and aborts its open transaction, so nothing the zombie has not committed yet can commit after this.
-          for (let i = producers.length - 1; i > 0; i--) {
+          for (let i = producers.length - 1; i >= 0; i--) {
             const t = await openTransaction(i)
             await t.abort()
           }
+          // A transaction of these producers still open now hangs: ended as its coordinator decided, before this
+          // slot writes anything (the recovery record below would be read past it, and readers stop at it).
+          if (before !== undefined) await endHanging(before)
           // The first id's transaction writes a recovery record to the marker topic; every marker committed before
           // it is below its offset, so reading through it sees them all, even while another slot's open
           // transaction holds the topic's last stable offset back (markers of all slots share the topic).
