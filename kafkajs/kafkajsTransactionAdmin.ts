@@ -136,169 +136,179 @@ const byLeader = (cluster: Cluster, topics: ReadonlyArray<TopicPartitions>): Map
   return out
 }
 
-/**
- * Runs `f` again while it fails with a retriable error (a coordinator still loading or moved, a partition's leader
- * moved: common right after a broker restart), with fresh metadata and coordinators, up to about 10 s.
- */
-const retried = async <A>(cluster: Cluster, f: () => Promise<A>): Promise<A> => {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await f()
-    } catch (err) {
-      if ((err as { retriable?: unknown }).retriable !== true || attempt >= 20) throw err
-      forgetTxnCoordinators()
-      await new Promise((r) => setTimeout(r, Math.min(1_000, 50 * attempt)))
-      await cluster.refreshMetadata().catch(() => undefined)
+/** Requests on one connected cluster (openTransactionAdmin reconnects after a failure). */
+const requestsOn = (cluster: Cluster): Omit<TransactionAdmin, "disconnect"> => ({
+  describeTransactions: async (ids) => {
+    const out: CoordinatorTransaction[] = []
+    for (const id of ids) {
+      const coordinator = await cluster.findGroupCoordinator({ groupId: id, coordinatorType: TRANSACTION_COORDINATOR })
+      const states = await coordinator.connectionPool.send(
+        request(
+          API.DescribeTransactions,
+          "DescribeTransactions",
+          (e) => compactArray(e, [id], (e, x) => e.writeUVarIntString(x)),
+          (d) => {
+            d.readInt32() // throttle time
+            return readCompactArray(d, (d) => {
+              const errorCode = d.readInt16()
+              const transactionalId = d.readUVarIntString() ?? ""
+              const state = d.readUVarIntString() ?? ""
+              d.readInt32() // timeout
+              d.readInt64() // start time
+              const producerId = int64(d.readInt64())
+              const producerEpoch = d.readInt16()
+              readCompactArray(d, (d) => {
+                d.readUVarIntString()
+                readCompactArray(d, (d) => d.readInt32())
+                d.readTaggedFields()
+              })
+              d.readTaggedFields()
+              return { errorCode, transactionalId, state, producerId, producerEpoch }
+            })
+          },
+        ),
+      )
+      for (const s of states) {
+        if (s.errorCode === TRANSACTIONAL_ID_NOT_FOUND) continue
+        fail(s.errorCode, `DescribeTransactions(${s.transactionalId})`)
+        out.push({ transactionalId: s.transactionalId, state: s.state, producerId: s.producerId, producerEpoch: s.producerEpoch })
+      }
     }
-  }
-}
-
-export const openTransactionAdmin = async (kafka: Kafka, topics: ReadonlyArray<string>): Promise<TransactionAdmin> => {
-  const cluster = await connectCluster(kafka, topics)
-  const admin: TransactionAdmin = {
-    describeTransactions: async (ids) => {
-      const out: CoordinatorTransaction[] = []
-      for (const id of ids) {
-        const coordinator = await cluster.findGroupCoordinator({ groupId: id, coordinatorType: TRANSACTION_COORDINATOR })
-        const states = await coordinator.connectionPool.send(
-          request(
-            API.DescribeTransactions,
-            "DescribeTransactions",
-            (e) => compactArray(e, [id], (e, x) => e.writeUVarIntString(x)),
-            (d) => {
-              d.readInt32() // throttle time
-              return readCompactArray(d, (d) => {
-                const errorCode = d.readInt16()
-                const transactionalId = d.readUVarIntString() ?? ""
-                const state = d.readUVarIntString() ?? ""
-                d.readInt32() // timeout
-                d.readInt64() // start time
-                const producerId = int64(d.readInt64())
-                const producerEpoch = d.readInt16()
-                readCompactArray(d, (d) => {
-                  d.readUVarIntString()
-                  readCompactArray(d, (d) => d.readInt32())
-                  d.readTaggedFields()
-                })
-                d.readTaggedFields()
-                return { errorCode, transactionalId, state, producerId, producerEpoch }
-              })
-            },
-          ),
-        )
-        for (const s of states) {
-          if (s.errorCode === TRANSACTIONAL_ID_NOT_FOUND) continue
-          fail(s.errorCode, `DescribeTransactions(${s.transactionalId})`)
-          out.push({ transactionalId: s.transactionalId, state: s.state, producerId: s.producerId, producerEpoch: s.producerEpoch })
-        }
-      }
-      return out
-    },
-    describeProducers: async (topics) => {
-      const out: Array<{ topic: string; partition: number; producers: PartitionProducer[] }> = []
-      for (const [node, led] of byLeader(cluster, topics)) {
-        const broker = await cluster.findBroker({ nodeId: node })
-        const answer = await broker.connectionPool.send(
-          request(
-            API.DescribeProducers,
-            "DescribeProducers",
-            (e) =>
-              compactArray(e, led, (e, t) => {
-                e.writeUVarIntString(t.topic)
-                compactArray(e, t.partitions, (e, p) => e.writeInt32(p))
-                e.writeUVarInt(NO_TAGS)
-              }),
-            (d) => {
-              d.readInt32() // throttle time
-              return readCompactArray(d, (d) => {
-                const topic = d.readUVarIntString() ?? ""
-                const partitions = readCompactArray(d, (d) => {
-                  const partition = d.readInt32()
-                  const errorCode = d.readInt16()
-                  const errorMessage = d.readUVarIntString()
-                  const producers = readCompactArray(d, (d): PartitionProducer => {
-                    const producerId = int64(d.readInt64())
-                    const producerEpoch = d.readInt32()
-                    d.readInt32() // last sequence
-                    const lastTimestamp = int64(d.readInt64())
-                    const coordinatorEpoch = d.readInt32()
-                    const currentTxnStartOffset = int64(d.readInt64())
-                    d.readTaggedFields()
-                    return { producerId, producerEpoch, lastTimestamp, coordinatorEpoch, currentTxnStartOffset }
-                  })
-                  d.readTaggedFields()
-                  return { partition, errorCode, errorMessage, producers }
-                })
-                d.readTaggedFields()
-                return { topic, partitions }
-              })
-            },
-          ),
-        )
-        for (const t of answer) {
-          for (const p of t.partitions) {
-            fail(p.errorCode, `DescribeProducers(${t.topic}/${p.partition})${p.errorMessage === null ? "" : ` ${p.errorMessage}`}`)
-            out.push({ topic: t.topic, partition: p.partition, producers: p.producers })
-          }
-        }
-      }
-      return out
-    },
-    writeMarker: async (m) => {
-      const leader = byLeader(cluster, [{ topic: m.topic, partitions: [m.partition] }])
-      const node = [...leader.keys()][0]
-      if (node === undefined) throw new Error(`WriteTxnMarkers: no leader known for ${m.topic}/${m.partition}`)
+    return out
+  },
+  describeProducers: async (topics) => {
+    const out: Array<{ topic: string; partition: number; producers: PartitionProducer[] }> = []
+    for (const [node, led] of byLeader(cluster, topics)) {
       const broker = await cluster.findBroker({ nodeId: node })
       const answer = await broker.connectionPool.send(
         request(
-          API.WriteTxnMarkers,
-          "WriteTxnMarkers",
+          API.DescribeProducers,
+          "DescribeProducers",
           (e) =>
-            compactArray(e, [m], (e, m) => {
-              e.writeInt64(m.producerId).writeInt16(m.producerEpoch).writeBoolean(m.commit)
-              compactArray(e, [m.topic], (e, topic) => {
-                e.writeUVarIntString(topic)
-                compactArray(e, [m.partition], (e, p) => e.writeInt32(p))
-                e.writeUVarInt(NO_TAGS)
-              })
-              e.writeInt32(m.coordinatorEpoch)
+            compactArray(e, led, (e, t) => {
+              e.writeUVarIntString(t.topic)
+              compactArray(e, t.partitions, (e, p) => e.writeInt32(p))
               e.writeUVarInt(NO_TAGS)
             }),
-          (d) =>
-            readCompactArray(d, (d) => {
-              d.readInt64() // producer id
-              const topics = readCompactArray(d, (d) => {
-                const topic = d.readUVarIntString() ?? ""
-                const partitions = readCompactArray(d, (d) => {
-                  const partition = d.readInt32()
-                  const errorCode = d.readInt16()
+          (d) => {
+            d.readInt32() // throttle time
+            return readCompactArray(d, (d) => {
+              const topic = d.readUVarIntString() ?? ""
+              const partitions = readCompactArray(d, (d) => {
+                const partition = d.readInt32()
+                const errorCode = d.readInt16()
+                const errorMessage = d.readUVarIntString()
+                const producers = readCompactArray(d, (d): PartitionProducer => {
+                  const producerId = int64(d.readInt64())
+                  const producerEpoch = d.readInt32()
+                  d.readInt32() // last sequence
+                  const lastTimestamp = int64(d.readInt64())
+                  const coordinatorEpoch = d.readInt32()
+                  const currentTxnStartOffset = int64(d.readInt64())
                   d.readTaggedFields()
-                  return { partition, errorCode }
+                  return { producerId, producerEpoch, lastTimestamp, coordinatorEpoch, currentTxnStartOffset }
                 })
                 d.readTaggedFields()
-                return { topic, partitions }
+                return { partition, errorCode, errorMessage, producers }
               })
               d.readTaggedFields()
-              return topics
-            }),
+              return { topic, partitions }
+            })
+          },
         ),
       )
-      for (const t of answer.flat()) for (const p of t.partitions) fail(p.errorCode, `WriteTxnMarkers(${t.topic}/${p.partition})`)
-    },
-    lastStableOffsets: async (topics) => {
-      const answer = await cluster.fetchTopicsOffset(topics.map((t) => ({ topic: t.topic, partitions: t.partitions.map((partition) => ({ partition })), fromBeginning: false })))
-      const out = new Map<string, number>()
-      for (const t of answer) for (const p of t.partitions) out.set(partitionKey(t.topic, p.partition), Number(p.offset))
-      return out
-    },
-    disconnect: () => cluster.disconnect(),
+      for (const t of answer) {
+        for (const p of t.partitions) {
+          fail(p.errorCode, `DescribeProducers(${t.topic}/${p.partition})${p.errorMessage === null ? "" : ` ${p.errorMessage}`}`)
+          out.push({ topic: t.topic, partition: p.partition, producers: p.producers })
+        }
+      }
+    }
+    return out
+  },
+  writeMarker: async (m) => {
+    const leader = byLeader(cluster, [{ topic: m.topic, partitions: [m.partition] }])
+    const node = [...leader.keys()][0]
+    if (node === undefined) throw new Error(`WriteTxnMarkers: no leader known for ${m.topic}/${m.partition}`)
+    const broker = await cluster.findBroker({ nodeId: node })
+    const answer = await broker.connectionPool.send(
+      request(
+        API.WriteTxnMarkers,
+        "WriteTxnMarkers",
+        (e) =>
+          compactArray(e, [m], (e, m) => {
+            e.writeInt64(m.producerId).writeInt16(m.producerEpoch).writeBoolean(m.commit)
+            compactArray(e, [m.topic], (e, topic) => {
+              e.writeUVarIntString(topic)
+              compactArray(e, [m.partition], (e, p) => e.writeInt32(p))
+              e.writeUVarInt(NO_TAGS)
+            })
+            e.writeInt32(m.coordinatorEpoch)
+            e.writeUVarInt(NO_TAGS)
+          }),
+        (d) =>
+          readCompactArray(d, (d) => {
+            d.readInt64() // producer id
+            const topics = readCompactArray(d, (d) => {
+              const topic = d.readUVarIntString() ?? ""
+              const partitions = readCompactArray(d, (d) => {
+                const partition = d.readInt32()
+                const errorCode = d.readInt16()
+                d.readTaggedFields()
+                return { partition, errorCode }
+              })
+              d.readTaggedFields()
+              return { topic, partitions }
+            })
+            d.readTaggedFields()
+            return topics
+          }),
+      ),
+    )
+    for (const t of answer.flat()) for (const p of t.partitions) fail(p.errorCode, `WriteTxnMarkers(${t.topic}/${p.partition})`)
+  },
+  lastStableOffsets: async (topics) => {
+    const answer = await cluster.fetchTopicsOffset(topics.map((t) => ({ topic: t.topic, partitions: t.partitions.map((partition) => ({ partition })), fromBeginning: false })))
+    const out = new Map<string, number>()
+    for (const t of answer) for (const p of t.partitions) out.set(partitionKey(t.topic, p.partition), Number(p.offset))
+    return out
+  },
+})
+
+/** How long a request is retried while it fails with a retriable error (the broker away or still loading). */
+const RETRY_MS = 15_000
+
+/**
+ * The admin requests, each retried while it fails with a retriable error (a coordinator loading or moved, a leader
+ * moved, the broker away: common right after a broker restart) on a fresh cluster (kafkajs's pool can keep a dead
+ * socket after the broker went away), for up to RETRY_MS.
+ */
+export const openTransactionAdmin = async (kafka: Kafka, topics: ReadonlyArray<string>): Promise<TransactionAdmin> => {
+  let cluster: Cluster | undefined = await connectCluster(kafka, topics)
+  const retried = async <A>(f: (r: Omit<TransactionAdmin, "disconnect">) => Promise<A>): Promise<A> => {
+    const until = Date.now() + RETRY_MS
+    for (let attempt = 1; ; attempt++) {
+      try {
+        cluster ??= await connectCluster(kafka, topics)
+        return await f(requestsOn(cluster))
+      } catch (err) {
+        if ((err as { retriable?: unknown }).retriable !== true || Date.now() >= until) throw err
+        forgetTxnCoordinators()
+        await cluster?.disconnect().catch(() => undefined)
+        cluster = undefined
+        await new Promise((r) => setTimeout(r, Math.min(1_000, 50 * attempt)))
+      }
+    }
   }
   return {
-    describeTransactions: (ids) => retried(cluster, () => admin.describeTransactions(ids)),
-    describeProducers: (topics) => retried(cluster, () => admin.describeProducers(topics)),
-    writeMarker: (m) => retried(cluster, () => admin.writeMarker(m)),
-    lastStableOffsets: (topics) => retried(cluster, () => admin.lastStableOffsets(topics)),
-    disconnect: admin.disconnect,
+    describeTransactions: (ids) => retried((r) => r.describeTransactions(ids)),
+    describeProducers: (topics) => retried((r) => r.describeProducers(topics)),
+    writeMarker: (m) => retried((r) => r.writeMarker(m)),
+    lastStableOffsets: (topics) => retried((r) => r.lastStableOffsets(topics)),
+    disconnect: async () => {
+      await cluster?.disconnect()
+      cluster = undefined
+    },
   }
 }
 

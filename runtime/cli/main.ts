@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { committedState, start, stateReader } from "../Eddy.ts"
+import { committedState, start, stateReader, type RunningApp } from "../Eddy.ts"
 import { canonicalKey, parseCanonicalKey } from "../engine/keys.ts"
 import { announce, clientFor, parseJsonArg } from "./clientCommands.ts"
 import { loadApp } from "./loadApp.ts"
@@ -12,9 +12,12 @@ import type { PartStats } from "../engine/snapshots.ts"
 
 const usage = `usage:
   eddy run <app> [--partitions N] [--data-dir DIR] [--epoch-ms MS] [--epoch-atoms N] [--snapshot-every EPOCHS]
-           [--snapshot-chain N] [--snapshot-image-min BYTES] [--log-segment-bytes N] [--unchecked] [app flags...]
+           [--snapshot-chain N] [--snapshot-image-min BYTES] [--log-segment-bytes N] [--unchecked]
+           [--max-restarts N] [app flags...]
       Runs an app on the embedded default. Without --data-dir the run uses a fresh temporary directory;
       with it, a re-run resumes after the last committed epoch. Flags eddy does not know go to the app.
+      A run whose Kafka sources or sinks fail (the broker away) starts again from its last committed epoch,
+      at most N times (default 50).
       Snapshots are incremental: a key group's is an image and up to N-1 deltas (default 16; 1: whole key
       groups every time); images under --snapshot-image-min bytes (default 65536) are always rewritten.
   eddy cluster <app> --partitions P [--namespace NS] [--data-dir DIR] [--max-restarts N] [engine and app flags]
@@ -86,56 +89,98 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
   const showProgress = flags["progress"] === true
   delete flags["progress"]
   const host = take(flags, "host")
+  const maxRestarts = int(take(flags, "max-restarts"), "max-restarts") ?? 50
   const app = await loadApp(appSpec, flags)
   const dataDir = dataDirFlag ?? mkdtempSync(join(tmpdir(), `eddy-${app.name}-`))
   const started = Date.now()
-  const running = start(app, {
-    dataDir,
-    ...(partitions === undefined ? {} : { partitions }),
-    ...(epochMs === undefined ? {} : { epochMs }),
-    ...(epochAtoms === undefined ? {} : { epochAtoms }),
-    ...(snapshotEvery === undefined ? {} : { snapshotEvery }),
-    ...(chainLength === undefined && imageMin === undefined ? {} : { snapshotChain: { ...(chainLength === undefined ? {} : { maxLength: chainLength }), ...(imageMin === undefined ? {} : { minImageBytes: imageMin }) } }),
-    ...(segmentBytes === undefined ? {} : { logSegmentBytes: segmentBytes }),
-    checked: !unchecked,
-    ...(port === undefined ? {} : { serve: { port, ...(host === undefined ? {} : { host }) } }),
-    // EDDY_PROGRESS=1: one line per committed epoch on stderr (tests use it to kill at known points).
-    ...(process.env["EDDY_PROGRESS"] === "1" ? { onCommit: (e: number) => process.stderr.write(`eddy: committed epoch ${e}\n`) } : {}),
-  })
-  let unannounce = (): void => undefined
-  if (running.url !== undefined) {
-    const url = await running.url.catch(async (err: unknown) => {
-      await running.stop()
-      throw new Error(`cannot serve on port ${port}: ${err instanceof Error ? err.message : String(err)}`)
-    })
-    unannounce = announce(app.name, url)
-    process.stderr.write(`eddy: app '${app.name}' serves clients at ${url} (data in ${dataDir}; stop with Ctrl-C)\n`)
+  let stopping = false
+  let running: RunningApp | undefined
+  const onSignal = () => {
+    stopping = true
+    void running?.stop()
   }
-  const onSignal = () => void running.stop()
-  process.once("SIGINT", onSignal)
-  process.once("SIGTERM", onSignal)
-  // On a terminal (or with --progress), a live line: epochs, records in, client requests.
-  const progress =
-    process.stderr.isTTY === true || showProgress
-      ? progressLine(() => {
-          const s = running.stats()
-          return `eddy: epoch ${s.epoch} · ${s.records} records in · ${s.out} out · ${s.requests} requests, ${s.answered} answered · ${s.failures} failures`
-        })
-      : undefined
+  process.on("SIGINT", onSignal)
+  process.on("SIGTERM", onSignal)
+  let unannounce = (): void => undefined
   try {
-    const r = await running.done.finally(() => progress?.done())
-    if (app.report !== undefined) process.stdout.write((await app.report(running)) + "\n")
-    const resumed = r.recoveredEpoch > 0 ? `, resumed after epoch ${r.recoveredEpoch}` : ""
-    process.stderr.write(
-      `eddy: app '${app.name}' committed ${r.epochs} epochs (${r.records} source records, ${r.failures} task failures) in ${Date.now() - started} ms on ${partitions ?? 1} partition(s)${resumed}\n`,
-    )
-    return r.failures > 0 ? 3 : 0
+    for (let restarts = 0, quickFailures = 0; ; ) {
+      let recovered = false
+      const launchedAt = Date.now()
+      const run: RunningApp = (running = start(app, {
+        dataDir,
+        ...(partitions === undefined ? {} : { partitions }),
+        ...(epochMs === undefined ? {} : { epochMs }),
+        ...(epochAtoms === undefined ? {} : { epochAtoms }),
+        ...(snapshotEvery === undefined ? {} : { snapshotEvery }),
+        ...(chainLength === undefined && imageMin === undefined ? {} : { snapshotChain: { ...(chainLength === undefined ? {} : { maxLength: chainLength }), ...(imageMin === undefined ? {} : { minImageBytes: imageMin }) } }),
+        ...(segmentBytes === undefined ? {} : { logSegmentBytes: segmentBytes }),
+        checked: !unchecked,
+        ...(port === undefined ? {} : { serve: { port, ...(host === undefined ? {} : { host }) } }),
+        onRecovered: () => (recovered = true),
+        // EDDY_PROGRESS=1: one line per committed epoch on stderr (tests use it to kill at known points).
+        ...(process.env["EDDY_PROGRESS"] === "1" ? { onCommit: (e: number) => process.stderr.write(`eddy: committed epoch ${e}\n`) } : {}),
+      }))
+      if (stopping) void run.stop()
+      if (run.url !== undefined) {
+        const url = await run.url.catch(async (err: unknown) => {
+          await run.stop()
+          throw new Error(`cannot serve on port ${port}: ${err instanceof Error ? err.message : String(err)}`)
+        })
+        unannounce()
+        unannounce = announce(app.name, url)
+        if (restarts === 0) process.stderr.write(`eddy: app '${app.name}' serves clients at ${url} (data in ${dataDir}; stop with Ctrl-C)\n`)
+      }
+      // On a terminal (or with --progress), a live line: epochs, records in, client requests.
+      const progress =
+        process.stderr.isTTY === true || showProgress
+          ? progressLine(() => {
+              const s = run.stats()
+              return `eddy: epoch ${s.epoch} · ${s.records} records in · ${s.out} out · ${s.requests} requests, ${s.answered} answered · ${s.failures} failures`
+            })
+          : undefined
+      const outcome = await run.done.then(
+        (r) => ({ r }),
+        (err: unknown) => ({ err }),
+      ).finally(() => progress?.done())
+      if ("r" in outcome) {
+        const r = outcome.r
+        if (app.report !== undefined) process.stdout.write((await app.report(run)) + "\n")
+        const resumed = r.recoveredEpoch > 0 ? `, resumed after epoch ${r.recoveredEpoch}` : ""
+        process.stderr.write(
+          `eddy: app '${app.name}' committed ${r.epochs} epochs (${r.records} source records, ${r.failures} task failures) in ${Date.now() - started} ms on ${partitions ?? 1} partition(s)${resumed}\n`,
+        )
+        return r.failures > 0 ? 3 : 0
+      }
+      // Kafka away (a broker restarting) or a transaction it lost: started again from the data directory, as a
+      // supervisor would, once this run had started (Kafka unreachable at start-up is reported, not waited for).
+      if (stopping || !(recovered || restarts > 0) || !isKafkaFailure(outcome.err)) throw outcome.err
+      if (++restarts > maxRestarts) throw new Error(`gave up after ${maxRestarts} restarts (--max-restarts); last: ${messageOf(outcome.err)}`)
+      process.stderr.write(`eddy: ${messageOf(outcome.err)}; restarting from the last committed epoch (restart ${restarts} of at most ${maxRestarts})\n`)
+      // A run that fails right after starting (the broker still away) is retried with growing pauses.
+      quickFailures = Date.now() - launchedAt < 5000 ? quickFailures + 1 : 0
+      await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** quickFailures, 4000)))
+      if (stopping) throw outcome.err
+    }
   } finally {
     unannounce()
     process.off("SIGINT", onSignal)
     process.off("SIGTERM", onSignal)
     if (dataDirFlag === undefined) rmSync(dataDir, { recursive: true, force: true })
   }
+}
+
+/** A failure of a Kafka port: the Kafka egress (EgressError of a Kafka sink) or a Kafka source. */
+const isKafkaFailure = (err: unknown): boolean => {
+  const e = err as { _tag?: unknown; name?: unknown; message?: unknown } | null
+  if (e === null || typeof e !== "object") return false
+  if (e.name === "KafkaIngressError") return true
+  // Not a sink's encoder that throws (the same record would fail again).
+  return e._tag === "EgressError" && typeof e.message === "string" && e.message.startsWith("Kafka egress")
+}
+
+const messageOf = (err: unknown): string => {
+  const e = err as { _tag?: string; message?: string } | null
+  return `${e?._tag === undefined ? "" : `${e._tag}: `}${e?.message ?? String(err)}`
 }
 
 /** Engine flags shared by every command that runs an app; what remains in `flags` belongs to the app. */

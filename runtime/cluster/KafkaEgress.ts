@@ -62,12 +62,16 @@ export interface KafkaEgressOptions {
   readonly testHook?: (step: "sent" | "committing", epochs: ReadonlyArray<number>) => Promise<void>
   /** A transaction begun ahead and unused for this long is aborted (default 5 s; tests). */
   readonly preparedIdleMs?: number
-  /** Committed records not visible to read_committed readers after this long fail the egress (default 30 s; tests). */
+  /**
+   * Committed records not visible to read_committed readers after this long, or no transaction completed this long
+   * while epochs wait, fail the egress (default 30 s; tests).
+   */
   readonly hangAfterMs?: number
-  /** How often that is checked while some are not visible yet (default 5 s; tests). */
+  /** How often that is checked (default 5 s; tests). */
   readonly hangCheckMs?: number
 }
 
+const dbg = process.env["EDDY_DEBUG_EGRESS"] === "1" ? (m: string) => console.error(`[egress ${new Date().toISOString()}] ${m}`) : () => undefined
 export const markerTopicOf = (namespace: string): string => `eddy.${namespace}.egress-done`
 export const slotOf = (namespace: string, lo: number, hi: number): string => `eddy.${namespace}.egress.${lo}-${hi}`
 /** The i-th transactional id of a slot (the first is the slot's name, as before transactions overlapped). */
@@ -85,6 +89,8 @@ const PREPARED_IDLE_MS = 5_000
 /** A committed record not visible to read_committed readers after this long means a hanging transaction. */
 const HANG_AFTER_MS = 2 * TRANSACTION_TIMEOUT_MS
 const HANG_CHECK_MS = 5_000
+/** Bound on a recovery (fencing, reading the markers, republishing what they do not cover). */
+const RECOVERY_MS = 120_000
 
 /** Records per produce request (see transact). */
 const REQUEST_RECORDS = 4000
@@ -178,7 +184,8 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
     let closing = false
     /** DescribeTransactions, DescribeProducers, WriteTxnMarkers, last stable offsets (hanging transactions). */
     let txAdmin: TransactionAdmin | undefined
-    let watchdog: ReturnType<typeof setInterval> | undefined
+    /** The liveness checks' timer (checkStalled, checkVisible), started once everything they read exists. */
+    const timers: { watchdog?: ReturnType<typeof setInterval> } = {}
     /** Takes producer i's prepared transaction, if any (undefined: none, or preparing it failed). */
     const takePrepared = async (i: number): Promise<Transaction | undefined> => {
       const p = prepared[i]
@@ -191,7 +198,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       Effect.promise(async () => {
         closing = true
         await Promise.all(producers.map(async (_, i) => (await takePrepared(i))?.abort().catch(() => undefined)))
-        if (watchdog !== undefined) clearInterval(watchdog)
+        clearInterval(timers.watchdog)
         await Promise.all([...producers.map((p) => p.disconnect().catch(() => undefined)), admin.disconnect().catch(() => undefined), txAdmin?.disconnect().catch(() => undefined)])
       }).pipe(
         Effect.interruptible,
@@ -329,10 +336,25 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         if (u === undefined) unseen.set(key, { topic: f.topic, partition: f.partition, oldest: { offset: f.offset, at } })
         else u.newest = { offset: f.offset, at }
       }
-      if (watchdog === undefined && !closing) {
-        watchdog = setInterval(() => void checkVisible(), options.hangCheckMs ?? HANG_CHECK_MS)
-        watchdog.unref?.()
+    }
+    /**
+     * Liveness of the producers: while epochs wait to be published, some transaction must complete (commit, or fail
+     * and fail the egress) within STALL_MS. kafkajs's transactional producer, its broker stopped in the middle of a
+     * commit, was seen to wait for ever (no answer, no error, no timeout): the egress fails instead, and the recovery
+     * that follows fences the stuck transaction and republishes its epochs.
+     */
+    let progressAt = Date.now()
+    const checkStalled = () => {
+      if (failure !== undefined || closing) return
+      const now = Date.now()
+      if (!(sending || committing > 0 || ready.length > 0)) progressAt = now
+      else if (now - progressAt > (options.hangAfterMs ?? HANG_AFTER_MS)) {
+        failWith(new EgressError({ message: `Kafka egress: no transaction completed in ${now - progressAt} ms while epochs ${durable + 1}..${next - 1} wait to be published: its producer is stuck; recovery fences it and publishes them` }))
       }
+    }
+    const watch = () => {
+      checkStalled()
+      void checkVisible()
     }
     let checking = false
     const checkVisible = async () => {
@@ -475,6 +497,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       void done.then(
         () => {
           committing--
+          progressAt = Date.now()
           settle()
         },
         (err: unknown) => {
@@ -520,6 +543,9 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       }
     }
 
+    timers.watchdog = setInterval(watch, options.hangCheckMs ?? HANG_CHECK_MS)
+    timers.watchdog.unref?.()
+
     const service: EgressService = {
       recover: (committed, lastEpoch) =>
         attempt(`recovering (transactional id ${slot})`, async () => {
@@ -528,7 +554,9 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           // What the coordinator holds for each id (read before the fence below bumps their epochs): the verdicts of
           // transactions that may hang (hangingTransactions.ts).
           const ids = producers.map((_, i) => transactionalIdOf(slot, i))
+          dbg("recover: describe")
           const before = await describeBeforeFence(ids)
+          dbg(`recover: described ${JSON.stringify(before)}`)
           // InitProducerId on every transactional id of the slot (the later ones first): fences a zombie holding
           // it and aborts its open transaction, so nothing the zombie has not committed yet can commit after this.
           for (let i = producers.length - 1; i >= 0; i--) {
@@ -537,7 +565,9 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           }
           // A transaction of these producers still open now hangs: ended as its coordinator decided, before this
           // slot writes anything (the recovery record below would be read past it, and readers stop at it).
+          dbg("recover: fenced")
           if (before !== undefined) await endHanging(before)
+          dbg("recover: hanging checked")
           // The first id's transaction writes a recovery record to the marker topic; every marker committed before
           // it is below its offset, so reading through it sees them all, even while another slot's open
           // transaction holds the topic's last stable offset back (markers of all slots share the topic).
@@ -552,6 +582,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
             throw err
           }
           if (!Number.isSafeInteger(at)) throw new EgressError({ message: `Kafka egress: no offset for the recovery record in ${markerTopic}` })
+          dbg(`recover: recovery record at ${at}`)
           const records = await readPartitionThrough(kafka, { brokers }, markerTopic, 0, 1, at, TRANSACTION_TIMEOUT_MS * 2)
           const markers: EgressMarker[] = []
           for (const r of records) {
@@ -578,7 +609,14 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           }
           durable = claimed = last
           next = last + 1
-        }),
+          dbg(`recover: done through ${last}`)
+        }).pipe(
+          // A Kafka client that waits for ever (see checkStalled) must not hold the app's start for ever.
+          Effect.timeoutFail({
+            duration: RECOVERY_MS,
+            onTimeout: () => new EgressError({ message: `Kafka egress: recovery (transactional id ${slot}) did not complete within ${RECOVERY_MS} ms` }),
+          }),
+        ),
       publish: (e, _partition, egress) =>
         Effect.suspend(() => {
           if (failure !== undefined) return Effect.fail(failure)

@@ -102,4 +102,18 @@ describe("the eddy CLI", () => {
     expect(missing.code).not.toBe(0)
     expect(missing.stderr).toMatch(/has no topic/)
   }, 180_000)
+
+  it("eddy run with Kafka unreachable at start-up stops with a clear error at once (no restarts: a misconfiguration)", async () => {
+    const saved = process.env["EDDY_KAFKA_BROKERS"]
+    process.env["EDDY_KAFKA_BROKERS"] = `127.0.0.1:${await closedPort()}`
+    try {
+      const exit = await runEddy(["run", "test/apps/kafkaCounters.ts", "--requests", uniqueName("cli-req"), "--replies", uniqueName("cli-rep")])
+      expect(exit.code).toBe(2)
+      expect(exit.stderr).toMatch(/cannot reach Kafka at 127\.0\.0\.1:\d+/)
+      expect(exit.stderr).not.toMatch(/restarting/)
+    } finally {
+      if (saved === undefined) delete process.env["EDDY_KAFKA_BROKERS"]
+      else process.env["EDDY_KAFKA_BROKERS"] = saved
+    }
+  }, 60_000)
 })

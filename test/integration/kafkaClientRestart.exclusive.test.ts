@@ -1,15 +1,16 @@
 // Client.kafka across restarts of the Kafka broker (real Kafka): calls made before, during and after the broker is
 // away are all answered once, and every add counts once. The client's producer retries while the broker is away and
 // its replies consumer, rejoining, goes on from its own positions (a fresh group with no offsets would start at the
-// topic's end and miss answers). `eddy run` of the app is started again whenever it stops (it may fail while the
-// broker is away), as a supervisor would. A broker stopped while the app's egress commits has left that transaction
+// topic's end and miss answers). One `eddy run` serves throughout: when the broker's absence fails a Kafka port, it
+// starts its engine again from its data directory. A broker stopped while the app's egress commits has left that transaction
 // hanging (its markers lost: the answers never visible): the egress's watchdog and recovery must end it
 // (hangingTransactions.ts). Runs in the exclusive phase (scripts/test.mjs): a broker restart is a fault for every test beside it.
 import { execFile, type ChildProcess } from "node:child_process"
+import { appendFileSync } from "node:fs"
 import { afterAll, describe, expect, it } from "vitest"
 import { Client } from "../../client/index.ts"
 import { repoRoot, runEddy, tempDirs } from "../helpers.ts"
-import { expectRunningSums, stopRuns, type AnsweredAdd } from "./kafkaCounterChecks.ts"
+import { expectRunningSums, type AnsweredAdd } from "./kafkaCounterChecks.ts"
 import { createTopic, kafkaClient, uniqueName } from "./kafkaTopics.ts"
 
 const infra = (...args: string[]) =>
@@ -28,20 +29,18 @@ describe("Client.kafka across a broker restart (real Kafka)", () => {
     await createTopic(kafka, replies, 1)
     const dir = temp.dir("kafka-client-restart")
     const args = ["run", "test/apps/kafkaCounters.ts", "--requests", requests, "--replies", replies, "--partitions", "2", "--data-dir", dir, "--epoch-atoms", "5"]
-    let stopping = false
+    // One `eddy run`: it must ride through every restart by itself, starting its engine again from the data directory
+    // whenever the broker's absence fails a Kafka port (`--max-restarts`).
     let child: ChildProcess | undefined
-    let starts = 0
-    let hangingEnded = 0
-    const runs = (async () => {
-      while (!stopping) {
-        starts++
-        const exit = await runEddy(args, (_line, c) => (child = c))
-        const said = exit.stderr.split("\n").filter((l) => /hanging|Error/.test(l))
-        hangingEnded += said.filter((l) => l.includes("ended a hanging transaction")).length
-        if (said.length > 0) console.log(`eddy run ${starts} ended (${exit.code ?? exit.signal}): ${said.join("\n")}`)
-        if (!stopping) await new Promise((r) => setTimeout(r, 500))
-      }
-    })()
+    let exited = false
+    const restartLines: string[] = []
+    const hangingLines: string[] = []
+    const app = runEddy([...args, "--max-restarts", "500"], (line, c) => {
+      child = c
+      if (line.includes("restarting from the last committed epoch")) restartLines.push(line)
+      if (line.includes("ended a hanging transaction")) hangingLines.push(line)
+      if (process.env.EDDY_TEST_LOG !== undefined && !line.includes("committed epoch")) appendFileSync(process.env.EDDY_TEST_LOG, `${new Date().toISOString()} ${line}\n`)
+    }).finally(() => (exited = true))
 
     const COUNTERS = 3
     const CALLERS = 4
@@ -67,20 +66,25 @@ describe("Client.kafka across a broker restart (real Kafka)", () => {
       // A caller's failure fails the test below, not as an unhandled rejection while the broker restarts.
       callers.catch(() => undefined)
       // The broker goes away while the callers wait for answers, and comes back, RESTARTS times.
+      // Each time once 40 more calls were answered: the app must have come back between restarts.
       for (let r = 1; r <= RESTARTS; r++) {
-        while (got.length < 40 * r) await new Promise((r) => setTimeout(r, 50))
+        const from = got.length
+        while (got.length < from + 40) await new Promise((r) => setTimeout(r, 50))
         await infra("down", "kafka")
         await new Promise((r) => setTimeout(r, 2_000))
         await infra("up", "kafka")
       }
       restarted = true
       await callers
+      // The app was never gone for good.
+      expect(exited).toBe(false)
     } finally {
-      stopping = true
       await client.close()
-      await stopRuns(runs, () => child)
+      child?.kill("SIGTERM")
+      const exit = await app
+      if (exited && exit.code !== 0) console.log(`eddy run: ${exit.stderr.split("\n").filter((l) => !l.includes("committed epoch")).slice(-10).join("\n")}`)
     }
-    console.log(`Client.kafka across ${RESTARTS} broker restarts: ${got.length} answers, ${callsAfterRestart} after the last, eddy run started ${starts} times, ${hangingEnded} hanging transactions ended`)
+    console.log(`Client.kafka across ${RESTARTS} broker restarts: ${got.length} answers, ${callsAfterRestart} after the last; eddy run restarted its engine ${restartLines.length} times, ended ${hangingLines.length} hanging transactions`)
     expect(callsAfterRestart).toBe(CALLERS * 20)
     await expectRunningSums(dir, { requests, replies }, COUNTERS, got, "across a broker restart")
   }, 300_000)

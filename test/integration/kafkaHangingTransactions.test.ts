@@ -83,4 +83,42 @@ describe("hanging transactions (real Kafka)", () => {
       await Effect.runPromise(Scope.close(scope, Exit.void))
     }
   }, 60_000)
+
+  it("an egress whose transaction never completes fails (a producer waiting for ever), naming the epochs that wait", async () => {
+    const topic = uniqueName("stall-out")
+    const scope = Effect.runSync(Scope.make())
+    let stall = false
+    try {
+      const sinks = new Map([["out", Sink.kafka<string>({ topic, name: "out" }) as KafkaSinkSpec<unknown>]])
+      const egress = await Effect.runPromise(
+        Scope.extend(
+          KafkaEgress.make({
+            brokers: readEndpoints().kafka.brokers,
+            namespace: uniqueName("stall-eg"),
+            sinks,
+            lo: 0,
+            hi: 8,
+            partitions: 1,
+            hangAfterMs: 1_500,
+            hangCheckMs: 200,
+            // Epoch 2's commit waits for ever, as kafkajs's did once its broker stopped mid-commit.
+            testHook: (step, epochs) => (step === "committing" && stall && epochs.includes(2) ? new Promise<void>(() => undefined) : Promise.resolve()),
+          }),
+          scope,
+        ),
+      )
+      await Effect.runPromise(egress.recover([], 0))
+      await Effect.runPromise(egress.publish(1, 0, [["out", 2, 10, ["v1"]]]))
+      await Effect.runPromise(egress.flush)
+      // Idle for longer than the bound: nothing waits, so nothing is stuck.
+      await new Promise((r) => setTimeout(r, 2_000))
+      stall = true
+      await Effect.runPromise(egress.publish(2, 0, [["out", 2, 20, ["v2"]]]))
+      const exit = await Effect.runPromiseExit(egress.flush)
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/no transaction completed in \d+ ms while epochs 2\.\.2 wait to be published/)
+    } finally {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+    }
+  }, 60_000)
 })
