@@ -14,9 +14,14 @@
  * A transactional id's next transaction begins, with every partition the slot may write added, as soon as its
  * previous one committed (`prepared`), so sending an epoch's records is one Produce request.
  *
+ * A transaction counts as published once its marker is read back committed from the marker topic (confirmLoop), and
+ * a producer's next transaction waits for that: a broker stopped mid-commit can lose a commit it acknowledged.
+ *
  * Recovery first fences every transactional id of the slot (InitProducerId: a zombie holding it is fenced and its
- * open transaction aborted), then reads the markers, then republishes the committed epochs the log still holds whose
- * records no marker covers. `publishedThrough` is the last epoch durable in Kafka; the log keeps later ones.
+ * open transaction aborted), ends hanging transactions of its producers (hangingTransactions.ts), then reads the
+ * markers, then republishes the committed epochs the log still holds whose records no marker covers.
+ * `publishedThrough` is the last epoch durable in Kafka and read back; the log keeps later ones. Watchdogs fail the
+ * egress when a transaction does not complete, or its records do not become visible (checkStalled, checkVisible).
  *
  * Every record carries the header `eddy-id: <key group>:<sequence>`. A record without a key goes to partition
  * `key group mod partitions`; with a key, to Kafka's default (murmur2) partition of the key.
@@ -37,6 +42,7 @@ import { isUnreachable, reasonOf } from "./kafkaErrors.ts"
 import { readPartitionThrough } from "./KafkaIngress.ts"
 import { hangingTransactions } from "./hangingTransactions.ts"
 import { openTransactionAdmin, partitionKey, type CoordinatorTransaction, type TransactionAdmin } from "../../kafkajs/kafkajsTransactionAdmin.ts"
+import { openFetchClient, takeRecords, type FetchClient } from "../../kafkajs/kafkajsFetch.ts"
 import { kafkaTrace } from "./kafkaTrace.ts"
 
 export interface KafkaEgressOptions {
@@ -71,7 +77,6 @@ export interface KafkaEgressOptions {
   readonly hangCheckMs?: number
 }
 
-const dbg = process.env["EDDY_DEBUG_EGRESS"] === "1" ? (m: string) => console.error(`[egress ${new Date().toISOString()}] ${m}`) : () => undefined
 export const markerTopicOf = (namespace: string): string => `eddy.${namespace}.egress-done`
 export const slotOf = (namespace: string, lo: number, hi: number): string => `eddy.${namespace}.egress.${lo}-${hi}`
 /** The i-th transactional id of a slot (the first is the slot's name, as before transactions overlapped). */
@@ -199,6 +204,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         closing = true
         await Promise.all(producers.map(async (_, i) => (await takePrepared(i))?.abort().catch(() => undefined)))
         clearInterval(timers.watchdog)
+        confirmWake?.()
         await Promise.all([...producers.map((p) => p.disconnect().catch(() => undefined)), admin.disconnect().catch(() => undefined), txAdmin?.disconnect().catch(() => undefined)])
       }).pipe(
         Effect.interruptible,
@@ -273,6 +279,8 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       readonly begin: number
       readonly sent: number
       readonly firsts: ReadonlyArray<{ readonly topic: string; readonly partition: number; readonly offset: number }>
+      /** The offset of its marker record in the marker topic (undefined: no offset in the produce answer). */
+      readonly markerOffset: number | undefined
     }
 
     /**
@@ -306,7 +314,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         await tx.abort().catch(() => undefined)
         throw err
       }
-      return { tx, epochs: epochs.map((x) => x.e), begin, sent: Date.now(), firsts: [...firsts.values()] }
+      return { tx, epochs: epochs.map((x) => x.e), begin, sent: Date.now(), firsts: [...firsts.values()], markerOffset: firsts.get(partitionKey(markerTopic, 0))?.offset }
     }
 
     const commit = async (t: Begun): Promise<void> => {
@@ -347,9 +355,12 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
     const checkStalled = () => {
       if (failure !== undefined || closing) return
       const now = Date.now()
-      if (!(sending || committing > 0 || ready.length > 0)) progressAt = now
-      else if (now - progressAt > (options.hangAfterMs ?? HANG_AFTER_MS)) {
-        failWith(new EgressError({ message: `Kafka egress: no transaction completed in ${now - progressAt} ms while epochs ${durable + 1}..${next - 1} wait to be published: its producer is stuck; recovery fences it and publishes them` }))
+      const bound = options.hangAfterMs ?? HANG_AFTER_MS
+      // Reading a marker back may also wait for another slot's transaction on the shared marker topic (a killed
+      // process's lasts until the coordinator times it out, up to ~25 s): twice the bound for that.
+      if (!(sending || committing > 0 || ready.length > 0 || unconfirmed.length > 0)) progressAt = now
+      else if (now - progressAt > (sending || committing > 0 || ready.length > 0 ? bound : 2 * bound)) {
+        failWith(new EgressError({ message: `Kafka egress: no transaction completed (and read back) in ${now - progressAt} ms while epochs ${durable + 1}..${next - 1} wait to be published: its producer is stuck; recovery fences it and publishes them` }))
       }
     }
     const watch = () => {
@@ -466,8 +477,8 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
     let turn = 0
     let waiters: Array<() => void> = []
 
+    /** Runs the waiting checks (flush, whenDurable): each waits again if what it waits for has not come. */
     const settle = () => {
-      if ((sending || committing > 0 || ready.length > 0) && failure === undefined) return
       const w = waiters
       waiters = []
       for (const f of w) f()
@@ -475,6 +486,83 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
     const failWith = (err: unknown) => {
       failure ??= fail(`publishing epochs to Kafka (transactional id ${slot})`, err)
       settle()
+    }
+
+    /**
+     * Committed transactions not yet read back: a transaction counts as published (`durable`) only once its marker is
+     * read back committed from the marker topic (read_committed, in order). Why: a broker stopped while a transaction
+     * commits (Kafka 4.4) answered the commit and logged CompleteCommit, yet wrote no markers; the producer's next
+     * transaction, aborted (idle, timed out or fenced), then closed the committed records as aborted. The producer
+     * was told "committed" and nothing failed: the epochs would have been lost. Read back, a marker found aborted fails
+     * the egress (its epochs are not durable, so the log keeps them and recovery republishes them); one never read
+     * (hanging) fails it after HANG_AFTER_MS (checkStalled).
+     */
+    const unconfirmed: Array<{ readonly through: number; readonly markerOffset: number | undefined }> = []
+    let confirmWake: (() => void) | undefined
+    /** Resolves once every epoch up to `through` is durable (read back); rejects if the egress fails first. */
+    const whenDurable = (through: number): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (failure !== undefined) reject(failure)
+          else if (durable >= through) resolve()
+          else waiters.push(check)
+        }
+        check()
+      })
+    const toConfirm = (through: number, markerOffset: number | undefined) => {
+      if (markerOffset === undefined && unconfirmed.length === 0) {
+        durable = through
+        settle()
+      } else unconfirmed.push({ through, markerOffset })
+      confirmWake?.()
+    }
+    const confirmLoop = async () => {
+      let fetcher: FetchClient | undefined
+      let delay = 50
+      while (!closing && failure === undefined) {
+        // Transactions with no records (no marker) are durable once those before them are.
+        while (unconfirmed.length > 0 && unconfirmed[0]!.markerOffset === undefined) durable = unconfirmed.shift()!.through
+        settle()
+        if (unconfirmed.length === 0) {
+          await new Promise<void>((resolve) => (confirmWake = resolve))
+          confirmWake = undefined
+          continue
+        }
+        const from = unconfirmed[0]!.markerOffset!
+        try {
+          fetcher ??= await openFetchClient(kafka, [markerTopic])
+          const node = [...fetcher.leaders(markerTopic, [0]).keys()][0]
+          if (node === undefined) throw new Error(`no leader known for ${markerTopic}`)
+          for (const t of await fetcher.fetch(node, { topics: [{ topic: markerTopic, partitions: [{ partition: 0, fetchOffset: from }] }], maxWaitMs: 200, maxBytesPerPartition: 1 << 20 })) {
+            for (const p of t.partitions) {
+              const taken = takeRecords(p, from)
+              const committed = new Set(taken.messages.map((m) => Number(m.offset)))
+              while (unconfirmed.length > 0) {
+                const head = unconfirmed[0]!
+                if (head.markerOffset !== undefined) {
+                  if (head.markerOffset >= taken.next) break
+                  if (!committed.has(head.markerOffset)) {
+                    failWith(new EgressError({ message: `Kafka egress: the transaction that published epochs through ${head.through} was committed (Kafka said so), but its marker at ${markerTopic} offset ${head.markerOffset} reads back aborted: the broker lost its commit; recovery republishes them` }))
+                    return
+                  }
+                }
+                durable = head.through
+                progressAt = Date.now()
+                unconfirmed.shift()
+              }
+              settle()
+            }
+          }
+          delay = 50
+        } catch {
+          // The broker away: asked again (checkStalled fails the egress if it stays away).
+          await new Promise((r) => setTimeout(r, delay))
+          delay = Math.min(delay * 2, 1_000)
+          await fetcher?.disconnect().catch(() => undefined)
+          fetcher = undefined
+        }
+      }
+      await fetcher?.disconnect().catch(() => undefined)
     }
 
     /** Chains a commit after the previous one; the epochs are durable once it is done. */
@@ -491,7 +579,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           throw err
         }
         if (t !== undefined) await commit(t)
-        durable = through
+        toConfirm(through, t?.markerOffset)
       })()
       lastCommit = done
       void done.then(
@@ -531,7 +619,9 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           const t = await beginAndSend(i, take, claimed, durable)
           claimed = through
           const done = chain(t, through)
-          producerFree[i] = done
+          // The producer's next transaction begins once this one is read back: its marker's `before` (the durable
+          // epochs) then includes this one's, and the newest markers of the two ids cover every epoch (egressMarkers.ts).
+          producerFree[i] = done.then(() => whenDurable(through)).catch(() => undefined)
           // Registered before the loop waits on it: the next transaction of this producer takes what this prepares.
           done.then(() => prepare(i), () => undefined)
         }
@@ -543,6 +633,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       }
     }
 
+    void confirmLoop()
     timers.watchdog = setInterval(watch, options.hangCheckMs ?? HANG_CHECK_MS)
     timers.watchdog.unref?.()
 
@@ -554,9 +645,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           // What the coordinator holds for each id (read before the fence below bumps their epochs): the verdicts of
           // transactions that may hang (hangingTransactions.ts).
           const ids = producers.map((_, i) => transactionalIdOf(slot, i))
-          dbg("recover: describe")
           const before = await describeBeforeFence(ids)
-          dbg(`recover: described ${JSON.stringify(before)}`)
           // InitProducerId on every transactional id of the slot (the later ones first): fences a zombie holding
           // it and aborts its open transaction, so nothing the zombie has not committed yet can commit after this.
           for (let i = producers.length - 1; i >= 0; i--) {
@@ -565,9 +654,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           }
           // A transaction of these producers still open now hangs: ended as its coordinator decided, before this
           // slot writes anything (the recovery record below would be read past it, and readers stop at it).
-          dbg("recover: fenced")
           if (before !== undefined) await endHanging(before)
-          dbg("recover: hanging checked")
           // The first id's transaction writes a recovery record to the marker topic; every marker committed before
           // it is below its offset, so reading through it sees them all, even while another slot's open
           // transaction holds the topic's last stable offset back (markers of all slots share the topic).
@@ -582,7 +669,6 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
             throw err
           }
           if (!Number.isSafeInteger(at)) throw new EgressError({ message: `Kafka egress: no offset for the recovery record in ${markerTopic}` })
-          dbg(`recover: recovery record at ${at}`)
           const records = await readPartitionThrough(kafka, { brokers }, markerTopic, 0, 1, at, TRANSACTION_TIMEOUT_MS * 2)
           const markers: EgressMarker[] = []
           for (const r of records) {
@@ -601,15 +687,20 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
           // One transaction at a time: after each, everything up to its last epoch is published (markers or
           // republished), so its marker claims every epoch up to there.
           const again = toRepublish(committed, markers).map((c) => ({ e: c.e, batches: c.egress }))
+          // Durable: what the markers read cover; what is republished once read back (confirmLoop).
+          durable = again.length > 0 ? again[0]!.e - 1 : last
           for (let i = 0; i < again.length; ) {
             const n = takeCount(again, i)
-            const t = await beginAndSend(0, again.slice(i, i + n), undefined, 0)
+            const t = await beginAndSend(0, again.slice(i, i + n), undefined, durable)
             if (t !== undefined) await commit(t)
+            // Read back before the next: its marker claims every epoch up to its own last.
+            toConfirm(again[i + n - 1]!.e, t?.markerOffset)
+            await whenDurable(again[i + n - 1]!.e)
             i += n
           }
-          durable = claimed = last
+          toConfirm(last, undefined)
+          claimed = last
           next = last + 1
-          dbg(`recover: done through ${last}`)
         }).pipe(
           // A Kafka client that waits for ever (see checkStalled) must not hold the app's start for ever.
           Effect.timeoutFail({
@@ -630,7 +721,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
             // Batches arrive per partition in ascending key group; partitions own ascending ranges, but may publish
             // in any order: sort so a transaction's records are in (key group, sequence) order.
             if (r.batches.length > 0) ready.push({ e: next, batches: r.batches.sort((a, b) => a[1] - b[1] || a[2] - b[2]) })
-            else if (ready.length === 0 && !sending && committing === 0) durable = claimed = next
+            else if (ready.length === 0 && !sending && committing === 0 && unconfirmed.length === 0) durable = claimed = next
             else ready.push({ e: next, batches: [] })
             next++
           }
@@ -640,7 +731,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       flush: Effect.async<void, EgressError>((resume) => {
         const check = () => {
           if (failure !== undefined) resume(Effect.fail(failure))
-          else if (ready.length === 0 && !sending && committing === 0) resume(Effect.void)
+          else if (ready.length === 0 && !sending && committing === 0 && unconfirmed.length === 0) resume(Effect.void)
           else waiters.push(check)
         }
         check()

@@ -1,6 +1,7 @@
 import { Effect, Exit, Scope } from "effect"
 import { describe, expect, it } from "vitest"
 import { txnCoordinatorStats } from "../../kafkajs/kafkajsTransactions.ts"
+import { kafkaTrace } from "../../runtime/cluster/kafkaTrace.ts"
 import { KafkaEgress, markerTopicOf, slotOf, transactionalIdOf, type KafkaEgressOptions } from "../../runtime/cluster/KafkaEgress.ts"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"
 import type { EgressBatch } from "../../runtime/engine/EpochRecord.ts"
@@ -104,8 +105,15 @@ describe("Kafka egress recovery (real Kafka)", () => {
     await other.connect()
     const open8 = await other.transaction()
     await open8.send({ topic: markerTopicOf(ns), messages: [{ key: "x.recovering", value: "open", partition: 0 }] })
-    for (const e of [2, 3]) await run(first.egress.publish(e, 0, epoch(e).egress))
-    await run(first.egress.flush)
+    // Committed (flush would also wait to read their markers back, which the open transaction holds off).
+    const committedEpochs: number[] = []
+    kafkaTrace.transaction = (t) => void committedEpochs.push(...t.epochs)
+    try {
+      for (const e of [2, 3]) await run(first.egress.publish(e, 0, epoch(e).egress))
+      await until("epochs 2 and 3 committed", () => Promise.resolve(committedEpochs.includes(2) && committedEpochs.includes(3)))
+    } finally {
+      delete kafkaTrace.transaction
+    }
     await first.close()
     // The restarted slot must see the markers of 2 and 3 and publish nothing again; it waits for the open transaction.
     const second = await open(ns, topic)

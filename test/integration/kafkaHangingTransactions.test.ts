@@ -116,7 +116,7 @@ describe("hanging transactions (real Kafka)", () => {
       await Effect.runPromise(egress.publish(2, 0, [["out", 2, 20, ["v2"]]]))
       const exit = await Effect.runPromiseExit(egress.flush)
       expect(Exit.isFailure(exit)).toBe(true)
-      expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/no transaction completed in \d+ ms while epochs 2\.\.2 wait to be published/)
+      expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/no transaction completed \(and read back\) in \d+ ms while epochs 2\.\.2 wait to be published/)
     } finally {
       await Effect.runPromise(Scope.close(scope, Exit.void))
     }
