@@ -7,7 +7,8 @@ import { Effect, Exit, Scope } from "effect"
 import { describe, expect, it } from "vitest"
 import "../../kafkajs/kafkajsAbortFix.ts"
 import { openTransactionAdmin, partitionKey } from "../../kafkajs/kafkajsTransactionAdmin.ts"
-import { KafkaEgress } from "../../runtime/cluster/KafkaEgress.ts"
+import { KafkaEgress, markerTopicOf, type KafkaEgressOptions } from "../../runtime/cluster/KafkaEgress.ts"
+import type { EgressBatch } from "../../runtime/engine/EpochRecord.ts"
 import { hangingTransactions } from "../../runtime/cluster/hangingTransactions.ts"
 import { readEndpoints } from "../../runtime/config/Endpoints.ts"
 import { Sink, type KafkaSinkSpec } from "../../workflows/index.ts"
@@ -120,5 +121,54 @@ describe("hanging transactions (real Kafka)", () => {
     } finally {
       await Effect.runPromise(Scope.close(scope, Exit.void))
     }
+  }, 60_000)
+
+  it("a commit Kafka acknowledged but lost (its records closed as aborted) fails the egress when its marker reads back, and recovery republishes it once", async () => {
+    const kafka = kafkaClient()
+    const ns = uniqueName("lost-eg")
+    const topic = uniqueName("lost-out")
+    await createTopic(kafka, topic, 1)
+    await createTopic(kafka, markerTopicOf(ns), 1)
+    const admin = await openTransactionAdmin(kafka, [topic, markerTopicOf(ns)])
+    const sinks = new Map([["out", Sink.kafka<string>({ topic, name: "out" }) as KafkaSinkSpec<unknown>]])
+    const brokers = readEndpoints().kafka.brokers
+    const open = async (extra: Partial<KafkaEgressOptions>) => {
+      const scope = Effect.runSync(Scope.make())
+      const egress = await Effect.runPromise(Scope.extend(KafkaEgress.make({ brokers, namespace: ns, sinks, lo: 0, hi: 8, partitions: 1, ...extra }), scope))
+      return { egress, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+    }
+    const batch = (e: number): EgressBatch[] => [["out", 2, e * 10, [`v${e}`]]]
+    // Right before epoch 2's commit, its records and marker are closed as aborted (what a broker stopped mid-commit
+    // left behind: the commit is acknowledged, and an ABORT marker of the producer's next transaction closes them).
+    const first = await open({
+      testHook: async (step, epochs) => {
+        if (step !== "committing" || !epochs.includes(2)) return
+        for (const p of await admin.describeProducers([{ topic, partitions: [0] }, { topic: markerTopicOf(ns), partitions: [0] }])) {
+          for (const x of p.producers.filter((x) => x.currentTxnStartOffset >= 0)) {
+            await admin.writeMarker({ producerId: x.producerId, producerEpoch: x.producerEpoch, coordinatorEpoch: x.coordinatorEpoch, commit: false, topic: p.topic, partition: p.partition })
+          }
+        }
+      },
+    })
+    try {
+      await Effect.runPromise(first.egress.recover([], 0))
+      await Effect.runPromise(first.egress.publish(1, 0, batch(1)))
+      await Effect.runPromise(first.egress.flush)
+      await Effect.runPromise(first.egress.publish(2, 0, batch(2)))
+      const exit = await Effect.runPromiseExit(first.egress.flush)
+      expect(String(Exit.isFailure(exit) ? exit.cause : "flushed")).toMatch(/epochs through 2 was committed \(Kafka said so\), but its marker .* reads back aborted/)
+      expect(await Effect.runPromise(first.egress.publishedThrough)).toBe(1)
+    } finally {
+      await first.close()
+    }
+    const second = await open({})
+    try {
+      await Effect.runPromise(second.egress.recover([1, 2].map((e) => ({ e, egress: batch(e) })), 2))
+      expect(await Effect.runPromise(second.egress.publishedThrough)).toBe(2)
+    } finally {
+      await second.close()
+      await admin.disconnect()
+    }
+    expect((await readCommitted(kafka, topic)).map((r) => r.value)).toEqual(['"v1"', '"v2"'])
   }, 60_000)
 })
