@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { committedState, start, stateReader, type RunningApp } from "../Eddy.ts"
+import { committedState, start, stateReader, type RunningApp, type RunOptions } from "../Eddy.ts"
 import { canonicalKey, parseCanonicalKey } from "../engine/keys.ts"
 import { announce, clientFor, parseJsonArg } from "./clientCommands.ts"
 import { loadApp } from "./loadApp.ts"
@@ -101,25 +101,25 @@ const runCommand = async (appSpec: string, flags: Record<string, string | boolea
   }
   process.on("SIGINT", onSignal)
   process.on("SIGTERM", onSignal)
+  const options: RunOptions = {
+    dataDir,
+    ...(partitions === undefined ? {} : { partitions }),
+    ...(epochMs === undefined ? {} : { epochMs }),
+    ...(epochAtoms === undefined ? {} : { epochAtoms }),
+    ...(snapshotEvery === undefined ? {} : { snapshotEvery }),
+    ...(chainLength === undefined && imageMin === undefined ? {} : { snapshotChain: { ...(chainLength === undefined ? {} : { maxLength: chainLength }), ...(imageMin === undefined ? {} : { minImageBytes: imageMin }) } }),
+    ...(segmentBytes === undefined ? {} : { logSegmentBytes: segmentBytes }),
+    checked: !unchecked,
+    ...(port === undefined ? {} : { serve: { port, ...(host === undefined ? {} : { host }) } }),
+    // EDDY_PROGRESS=1: one line per committed epoch on stderr (tests use it to kill at known points).
+    ...(process.env["EDDY_PROGRESS"] === "1" ? { onCommit: (e: number) => process.stderr.write(`eddy: committed epoch ${e}\n`) } : {}),
+  }
   let unannounce = (): void => undefined
   try {
     for (let restarts = 0, quickFailures = 0; ; ) {
       let recovered = false
       const launchedAt = Date.now()
-      const run: RunningApp = (running = start(app, {
-        dataDir,
-        ...(partitions === undefined ? {} : { partitions }),
-        ...(epochMs === undefined ? {} : { epochMs }),
-        ...(epochAtoms === undefined ? {} : { epochAtoms }),
-        ...(snapshotEvery === undefined ? {} : { snapshotEvery }),
-        ...(chainLength === undefined && imageMin === undefined ? {} : { snapshotChain: { ...(chainLength === undefined ? {} : { maxLength: chainLength }), ...(imageMin === undefined ? {} : { minImageBytes: imageMin }) } }),
-        ...(segmentBytes === undefined ? {} : { logSegmentBytes: segmentBytes }),
-        checked: !unchecked,
-        ...(port === undefined ? {} : { serve: { port, ...(host === undefined ? {} : { host }) } }),
-        onRecovered: () => (recovered = true),
-        // EDDY_PROGRESS=1: one line per committed epoch on stderr (tests use it to kill at known points).
-        ...(process.env["EDDY_PROGRESS"] === "1" ? { onCommit: (e: number) => process.stderr.write(`eddy: committed epoch ${e}\n`) } : {}),
-      }))
+      const run: RunningApp = (running = start(app, { ...options, onRecovered: () => (recovered = true) }))
       if (stopping) void run.stop()
       if (run.url !== undefined) {
         const url = await run.url.catch(async (err: unknown) => {
@@ -437,8 +437,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     process.stderr.write(usage + "\n")
     return command === undefined || command === "help" || flags["help"] === true ? 0 : 2
   } catch (err) {
-    const e = err as { _tag?: string; message?: string }
-    process.stderr.write(`eddy: ${e._tag === undefined ? "" : `${e._tag}: `}${e.message ?? String(err)}\n`)
+    process.stderr.write(`eddy: ${messageOf(err)}\n`)
     return 2
   }
 }

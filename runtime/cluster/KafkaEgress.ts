@@ -70,7 +70,7 @@ export interface KafkaEgressOptions {
   readonly preparedIdleMs?: number
   /**
    * Committed records not visible to read_committed readers after this long, or no transaction completed this long
-   * while epochs wait, fail the egress (default 30 s; tests).
+   * while epochs wait (or not read back in twice as long), fail the egress (default 30 s; tests).
    */
   readonly hangAfterMs?: number
   /** How often that is checked (default 5 s; tests). */
