@@ -1,7 +1,7 @@
 // The kafkajs patches first: kafkajs's own read_committed filter lets records of some aborted transactions through.
 import "../kafkajs/kafkajsAbortFix.ts"
 import { Kafka, logLevel, type Admin, type Producer } from "kafkajs"
-import { openFetchClient, takeRecords, type FetchClient } from "../kafkajs/kafkajsFetch.ts"
+import { fetchTaken, openFetchClient, type FetchClient } from "../kafkajs/kafkajsFetch.ts"
 import { randomUUID } from "node:crypto"
 import { targetString, type Answer, type EddyClient, type RequestOptions, type StateOptions, type Target } from "./Client.ts"
 import { BadRequest, clientError, InvalidPayload, Timeout, Unavailable, type ClientError } from "./errors.ts"
@@ -145,25 +145,11 @@ export const kafkaClient = async (options: KafkaClientOptions): Promise<EddyClie
     let delay = 50
     while (closed === undefined) {
       try {
-        const f = (fetcher ??= await openFetchClient(quick, [options.replies]))
-        const leaders = f.leaders(options.replies, [...position.keys()])
-        let led = 0
-        for (const ps of leaders.values()) led += ps.length
-        if (led < position.size) throw new Error(`no leader known for some partitions of ${options.replies}`)
-        await Promise.all(
-          [...leaders].map(async ([node, partitions]) => {
-            const topics = [{ topic: options.replies, partitions: partitions.map((partition) => ({ partition, fetchOffset: position.get(partition)! })) }]
-            for (const t of await f.fetch(node, { topics, maxWaitMs: 100, maxBytesPerPartition: 4 << 20 })) {
-              for (const p of t.partitions) {
-                const from = position.get(p.partition)
-                if (from === undefined) continue
-                const taken = takeRecords(p, from)
-                for (const m of taken.messages) if (m.value !== null) answered(m.value.toString("utf8"))
-                position.set(p.partition, taken.next)
-              }
-            }
-          }),
-        )
+        fetcher ??= await openFetchClient(quick, [options.replies])
+        for (const [partition, taken] of await fetchTaken(fetcher, options.replies, position, 100, 4 << 20)) {
+          for (const m of taken.messages) if (m.value !== null) answered(m.value.toString("utf8"))
+          position.set(partition, taken.next)
+        }
         delay = 50
       } catch {
         if (closed !== undefined) return

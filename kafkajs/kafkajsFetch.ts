@@ -104,3 +104,34 @@ export const takeRecords = (p: FetchedPartition, from: number): TakenRecords => 
   const messages = kept.some((m) => m.isControlRecord === true) ? kept.filter((m) => m.isControlRecord !== true) : kept
   return { messages, next }
 }
+
+/**
+ * A reader's one round on some partitions of `topic`: one Fetch per partition leader (read_committed, a long poll of
+ * up to `maxWaitMs`), from each partition's position, and what it takes there (takeRecords). Throws if a partition's
+ * leader is unknown or a Fetch fails (the caller reconnects and tries again).
+ */
+export const fetchTaken = async (
+  client: FetchClient,
+  topic: string,
+  positions: ReadonlyMap<number, number>,
+  maxWaitMs: number,
+  maxBytesPerPartition: number,
+): Promise<Map<number, TakenRecords>> => {
+  const leaders = client.leaders(topic, [...positions.keys()])
+  let led = 0
+  for (const ps of leaders.values()) led += ps.length
+  if (led < positions.size) throw new Error(`no leader known for some partitions of ${topic}`)
+  const out = new Map<number, TakenRecords>()
+  await Promise.all(
+    [...leaders].map(async ([node, partitions]) => {
+      const topics = [{ topic, partitions: partitions.map((partition) => ({ partition, fetchOffset: positions.get(partition)! })) }]
+      for (const t of await client.fetch(node, { topics, maxWaitMs, maxBytesPerPartition })) {
+        for (const p of t.partitions) {
+          const from = positions.get(p.partition)
+          if (from !== undefined) out.set(p.partition, takeRecords(p, from))
+        }
+      }
+    }),
+  )
+  return out
+}

@@ -42,7 +42,7 @@ import { isUnreachable, reasonOf } from "./kafkaErrors.ts"
 import { readPartitionThrough } from "./KafkaIngress.ts"
 import { hangingTransactions } from "./hangingTransactions.ts"
 import { openTransactionAdmin, partitionKey, type CoordinatorTransaction, type TransactionAdmin } from "../../kafkajs/kafkajsTransactionAdmin.ts"
-import { openFetchClient, takeRecords, type FetchClient } from "../../kafkajs/kafkajsFetch.ts"
+import { fetchTaken, openFetchClient, type FetchClient } from "../../kafkajs/kafkajsFetch.ts"
 import { kafkaTrace } from "./kafkaTrace.ts"
 
 export interface KafkaEgressOptions {
@@ -531,27 +531,23 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
         const from = unconfirmed[0]!.markerOffset!
         try {
           fetcher ??= await openFetchClient(kafka, [markerTopic])
-          const node = [...fetcher.leaders(markerTopic, [0]).keys()][0]
-          if (node === undefined) throw new Error(`no leader known for ${markerTopic}`)
-          for (const t of await fetcher.fetch(node, { topics: [{ topic: markerTopic, partitions: [{ partition: 0, fetchOffset: from }] }], maxWaitMs: 200, maxBytesPerPartition: 1 << 20 })) {
-            for (const p of t.partitions) {
-              const taken = takeRecords(p, from)
-              const committed = new Set(taken.messages.map((m) => Number(m.offset)))
-              while (unconfirmed.length > 0) {
-                const head = unconfirmed[0]!
-                if (head.markerOffset !== undefined) {
-                  if (head.markerOffset >= taken.next) break
-                  if (!committed.has(head.markerOffset)) {
-                    failWith(new EgressError({ message: `Kafka egress: the transaction that published epochs through ${head.through} was committed (Kafka said so), but its marker at ${markerTopic} offset ${head.markerOffset} reads back aborted: the broker lost its commit; recovery republishes them` }))
-                    return
-                  }
+          const taken = (await fetchTaken(fetcher, markerTopic, new Map([[0, from]]), 200, 1 << 20)).get(0)
+          if (taken !== undefined) {
+            const committed = new Set(taken.messages.map((m) => Number(m.offset)))
+            while (unconfirmed.length > 0) {
+              const head = unconfirmed[0]!
+              if (head.markerOffset !== undefined) {
+                if (head.markerOffset >= taken.next) break
+                if (!committed.has(head.markerOffset)) {
+                  failWith(new EgressError({ message: `Kafka egress: the transaction that published epochs through ${head.through} was committed (Kafka said so), but its marker at ${markerTopic} offset ${head.markerOffset} reads back aborted: the broker lost its commit; recovery republishes them` }))
+                  return
                 }
-                durable = head.through
-                progressAt = Date.now()
-                unconfirmed.shift()
               }
-              settle()
+              durable = head.through
+              progressAt = Date.now()
+              unconfirmed.shift()
             }
+            settle()
           }
           delay = 50
         } catch {
