@@ -16,6 +16,8 @@
 //        [--warmup 1: drains and live runs discarded first, for the broker's warm-up]
 //        [--of sustained|drain: loads as fractions of the maximum sustainable rate (default) or of the drain's]
 //        [--probes 5 --probe-seconds 12: the bisection for the sustainable rate]
+//        [--settle 3: seconds of each live run left out of its latency (a fresh process's start-up); a long run with
+//         a longer --settle measures a long-running app's steady state]
 // EDDY_BENCH_PIPELINE=0 turns epoch pipelining off (comparison runs).
 // EDDY_BENCH_TRACE=1 prints, per latency run, where the time goes (the broker's append — the input topic then keeps
 // LogAppendTime —, ingress fetch, epoch, commit, egress transaction) and the Eddy main thread's GC pauses.
@@ -52,6 +54,8 @@ const seconds = num("seconds", 15)
 const inPartitions = num("in-partitions", 4)
 const epochAtoms = num("epoch-atoms", 5000)
 const epochMs = num("epoch-ms", 2)
+/** The first seconds of each live run, left out of its latency: the process's start-up (JIT, the keys' state growing). */
+const settleMs = num("settle", 3) * 1000
 const client = flags["client"] === "kafkajs" ? "kafkajs" : "kcat"
 // --loads 0: the drains alone.
 const loads = typeof flags["loads"] === "string" ? String(flags["loads"]).split(",").map(Number).filter((l) => l > 0) : [0.5, 0.9]
@@ -359,8 +363,8 @@ if (flags["child"] === "run") {
       current = e
       if (tracing) at.opened.set(e, Date.now())
       if (e === 1) {
-        warmFrom = Date.now() + 3000
-        if (tracing) setTimeout(() => loopDelay.enable(), 3000).unref()
+        warmFrom = Date.now() + settleMs
+        if (tracing) setTimeout(() => loopDelay.enable(), settleMs).unref()
         process.stderr.write("ready\n")
         if (!bounded) setTimeout(() => void running.stop(), Number(flags["for"]) * 1000)
       }
@@ -407,7 +411,7 @@ if (flags["child"] === "run") {
     new Promise<string>((resolve, reject) => {
       // EDDY_BENCH_PROF=<dir>: CPU profiles of the child processes.
       const prof = process.env["EDDY_BENCH_PROF"]
-      const p = spawn(process.execPath, [...(prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`]), ...(process.env["EDDY_BENCH_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== ""), "--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs), "--client", client, ...(client === "kcat" ? ["--kcat", kcat] : [])], {
+      const p = spawn(process.execPath, [...(prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`]), ...(process.env["EDDY_BENCH_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== ""), "--import", "tsx", import.meta.filename, ...args, "--in-partitions", String(inPartitions), "--epoch-atoms", String(epochAtoms), "--epoch-ms", String(epochMs), "--settle", String(settleMs / 1000), "--client", client, ...(client === "kcat" ? ["--kcat", kcat] : [])], {
         stdio: ["ignore", "pipe", "pipe"],
       })
       let out = ""
@@ -445,6 +449,7 @@ if (flags["child"] === "run") {
 
   /** Latency at a given input rate: receive time at a read_committed consumer minus the record's produce time. */
   const latencyRun = async (dist: Dist, rate: number, forSeconds = seconds): Promise<{ p50: number; p99: number; got: number; sent: number; kept: boolean }> => {
+    if (settleMs >= forSeconds * 1000) throw new Error(`--settle ${settleMs / 1000} leaves nothing of a ${forSeconds} s run to measure`)
     const t = await topics()
     const latencies: number[] = []
     /** Per sample, its produce time (for the trend: did the latency keep rising?). */
@@ -497,7 +502,7 @@ if (flags["child"] === "run") {
     }
     let producing: Promise<string> | undefined
     const ran = await child(["--child", "run", "--in", t.input, "--out", t.output, "--for", String(forSeconds + 5)], () => {
-      warmupUntil.t = Date.now() + 3000
+      warmupUntil.t = Date.now() + settleMs
       producing = child(["--child", "produce", "--in", t.input, "--dist", dist, "--rate", String(Math.round(rate)), "--for", String(forSeconds)])
     })
     const sent = Number(await producing)
