@@ -56,6 +56,7 @@ const epochAtoms = num("epoch-atoms", 5000)
 const epochMs = num("epoch-ms", 2)
 /** The first seconds of each live run, left out of its latency: the process's start-up (JIT, the keys' state growing). */
 const settleMs = num("settle", 3) * 1000
+if (!(settleMs >= 0)) throw new Error(`--settle takes a number of seconds (≥ 0), not ${String(flags["settle"])}`)
 const client = flags["client"] === "kafkajs" ? "kafkajs" : "kcat"
 // --loads 0: the drains alone.
 const loads = typeof flags["loads"] === "string" ? String(flags["loads"]).split(",").map(Number).filter((l) => l > 0) : [0.5, 0.9]
