@@ -358,8 +358,8 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       const bound = options.hangAfterMs ?? HANG_AFTER_MS
       // Reading a marker back may also wait for another slot's transaction on the shared marker topic (a killed
       // process's lasts until the coordinator times it out, up to ~25 s): twice the bound for that.
-      if (!(sending || committing > 0 || ready.length > 0 || unconfirmed.length > 0)) progressAt = now
-      else if (now - progressAt > (sending || committing > 0 || ready.length > 0 ? bound : 2 * bound)) {
+      if (drained()) progressAt = now
+      else if (now - progressAt > (publishing() ? bound : 2 * bound)) {
         failWith(new EgressError({ message: `Kafka egress: no transaction completed (and read back) in ${now - progressAt} ms while epochs ${durable + 1}..${next - 1} wait to be published: its producer is stuck; recovery fences it and publishes them` }))
       }
     }
@@ -461,7 +461,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
     const pending = new Map<number, { count: number; batches: EgressBatch[] }>()
     const ready: Ready[] = []
     let next = 1
-    /** Every epoch up to it is durable in Kafka (its transaction committed, or it had no records). */
+    /** Every epoch up to it is durable in Kafka (its transaction committed and read back, or it had no records). */
     let durable = 0
     /** Every epoch up to it is in a transaction begun (or had no records). */
     let claimed = 0
@@ -499,6 +499,10 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
      */
     const unconfirmed: Array<{ readonly through: number; readonly markerOffset: number | undefined }> = []
     let confirmWake: (() => void) | undefined
+    /** Epochs on their way to Kafka: waiting for a transaction, being sent, or being committed. */
+    const publishing = () => sending || committing > 0 || ready.length > 0
+    /** Nothing on its way and every commit read back: every epoch handed over is durable. */
+    const drained = () => !publishing() && unconfirmed.length === 0
     /** Resolves once every epoch up to `through` is durable (read back); rejects if the egress fails first. */
     const whenDurable = (through: number): Promise<void> =>
       new Promise<void>((resolve, reject) => {
@@ -717,7 +721,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
             // Batches arrive per partition in ascending key group; partitions own ascending ranges, but may publish
             // in any order: sort so a transaction's records are in (key group, sequence) order.
             if (r.batches.length > 0) ready.push({ e: next, batches: r.batches.sort((a, b) => a[1] - b[1] || a[2] - b[2]) })
-            else if (ready.length === 0 && !sending && committing === 0 && unconfirmed.length === 0) durable = claimed = next
+            else if (drained()) durable = claimed = next
             else ready.push({ e: next, batches: [] })
             next++
           }
@@ -727,7 +731,7 @@ export const makeKafkaEgress = (options: KafkaEgressOptions) =>
       flush: Effect.async<void, EgressError>((resume) => {
         const check = () => {
           if (failure !== undefined) resume(Effect.fail(failure))
-          else if (ready.length === 0 && !sending && committing === 0 && unconfirmed.length === 0) resume(Effect.void)
+          else if (drained()) resume(Effect.void)
           else waiters.push(check)
         }
         check()
